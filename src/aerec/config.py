@@ -1,0 +1,136 @@
+"""Typed configs: dataclasses validated on construction, round-tripping through TOML."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any
+
+from aerec.errors import ConfigError
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert a value (often a string from --set key=value) to the field's declared type."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"'{key}': bad value {value!r}")
+    if origin is typing.Literal:
+        for a in args:
+            try:
+                if _coerce(value, type(a), key) == a:
+                    return a
+            except ConfigError:
+                pass
+        raise ConfigError(f"'{key}' must be one of {', '.join(map(repr, args))}, got {value!r}")
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [v for v in value.replace("[", "").replace("]", "").replace("(", "").replace(")", "").split(",") if v.strip()]
+        inner = args[0] if args else Any
+        out = [_coerce(v.strip() if isinstance(v, str) else v, inner, key) for v in value]
+        return tuple(out) if origin is tuple else out
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"'{key}' must be true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"'{key}' must be an integer, got {value!r}")
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"'{key}' must be an integer, got {value!r}") from None
+        if f != int(f):
+            raise ConfigError(f"'{key}' must be an integer, got {value!r}")
+        return int(f)
+    if annotation is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"'{key}' must be a number, got {value!r}") from None
+    if annotation is str:
+        return str(value)
+    return value
+
+
+def build(cls: type, values: dict | None = None, **overrides) -> Any:
+    """Make a config of dataclass cls from a dict and keyword overrides, with typed checks."""
+    merged = {**(values or {}), **overrides}
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(merged) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(unknown)} for {cls.__name__}; valid keys: {', '.join(sorted(names))}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {k: _coerce(v, hints[k], k) for k, v in merged.items()}
+    cfg = cls(**kwargs)
+    check = getattr(cfg, "validate", None)
+    if check:
+        check()
+    return cfg
+
+
+def to_dict(cfg) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def parse_set(pairs: list[str]) -> dict:
+    """['a=1', 'b=x'] -> {'a': '1', 'b': 'x'} (coerced later by build)."""
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ConfigError(f"--set expects key=value, got {p!r}")
+        k, v = p.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{s}"'
+
+
+def dumps_toml(sections: dict[str, dict]) -> str:
+    """Write {section: {key: value}} as TOML; None values are left out (TOML has no null)."""
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items() if v is not None]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def load_toml(path: str | Path) -> dict:
+    p = Path(path)
+    try:
+        return tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML ({e})") from None

@@ -1,0 +1,145 @@
+"""Interactions: the one in-memory form of a data set.
+
+Parallel arrays (one entry per interaction) over integer indices, plus the vocabularies that
+map indices back to original ids. Matrices are built on demand as scipy CSR; nothing dense of
+size users x items is ever made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import scipy.sparse as sp
+
+from aerec.errors import DataError
+
+
+@dataclass(frozen=True)
+class Interactions:
+    user: np.ndarray  # int32 index into user_ids
+    item: np.ndarray  # int32 index into item_ids
+    user_ids: np.ndarray  # original user id for each index
+    item_ids: np.ndarray  # original item id for each index
+    rating: np.ndarray | None = None  # float32, explicit feedback
+    timestamp: np.ndarray | None = None  # int64 seconds
+    item_titles: np.ndarray | None = None  # str per item index, where the data set has them
+    name: str = "data"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        n = len(self.user)
+        for label, arr in (("item", self.item), ("rating", self.rating), ("timestamp", self.timestamp)):
+            if arr is not None and len(arr) != n:
+                raise DataError(f"{self.name}: column '{label}' has {len(arr)} rows, expected {n}")
+        if self.item_titles is not None and len(self.item_titles) != len(self.item_ids):
+            raise DataError(f"{self.name}: {len(self.item_titles)} titles for {len(self.item_ids)} items")
+
+    # sizes -----------------------------------------------------------------------------------
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    @property
+    def density(self) -> float:
+        cells = self.n_users * self.n_items
+        return len(self) / cells if cells else 0.0
+
+    # matrices --------------------------------------------------------------------------------
+    def csr(self, values: str = "auto") -> sp.csr_matrix:
+        """User x item CSR (float32). values: 'rating', 'ones', or 'auto' (ratings if present)."""
+        if values == "rating" or (values == "auto" and self.rating is not None):
+            if self.rating is None:
+                raise DataError(f"{self.name}: has no ratings")
+            data = self.rating.astype(np.float32)
+        else:
+            data = np.ones(len(self), dtype=np.float32)
+        m = sp.csr_matrix(
+            (data, (self.user, self.item)), shape=(self.n_users, self.n_items), dtype=np.float32
+        )
+        m.sum_duplicates()
+        m.sort_indices()
+        return m
+
+    def timestamp_csr(self) -> sp.csr_matrix:
+        """User x item CSR of timestamps (int64), same sparsity as csr()."""
+        if self.timestamp is None:
+            raise DataError(f"{self.name}: has no timestamps")
+        m = sp.csr_matrix((self.timestamp.astype(np.int64), (self.user, self.item)),
+                          shape=(self.n_users, self.n_items))
+        m.sort_indices()
+        return m
+
+    # transformations (each returns a new object) --------------------------------------------
+    def select(self, mask: np.ndarray) -> Interactions:
+        """Keep the interactions where mask is true; vocabularies are unchanged."""
+        pick = lambda a: None if a is None else a[mask]  # noqa: E731
+        return replace(self, user=self.user[mask], item=self.item[mask],
+                       rating=pick(self.rating), timestamp=pick(self.timestamp))
+
+    def binarize(self, threshold: float = 3.5) -> Interactions:
+        """Implicit feedback: keep rating > threshold, drop the rating column."""
+        if self.rating is None:
+            return self
+        out = self.select(self.rating > threshold)
+        return replace(out, rating=None, meta={**self.meta, "binarized": f"rating > {threshold}"})
+
+    def compact(self) -> Interactions:
+        """Drop users and items with no interactions and renumber indices densely."""
+        if len(self) == 0:
+            raise DataError(f"{self.name}: no interactions left after filtering")
+        u_keep, u_new = np.unique(self.user, return_inverse=True)
+        i_keep, i_new = np.unique(self.item, return_inverse=True)
+        titles = None if self.item_titles is None else self.item_titles[i_keep]
+        return replace(self, user=u_new.astype(np.int32), item=i_new.astype(np.int32),
+                       user_ids=self.user_ids[u_keep], item_ids=self.item_ids[i_keep], item_titles=titles)
+
+    def filter_users(self, min_count: int) -> Interactions:
+        """Keep users with at least min_count interactions (one pass), then compact."""
+        counts = np.bincount(self.user, minlength=self.n_users)
+        return self.select(counts[self.user] >= min_count).compact()
+
+    def filter_items(self, min_count: int) -> Interactions:
+        counts = np.bincount(self.item, minlength=self.n_items)
+        return self.select(counts[self.item] >= min_count).compact()
+
+    # id lookups ------------------------------------------------------------------------------
+    def user_index(self) -> dict:
+        return {uid: i for i, uid in enumerate(self.user_ids.tolist())}
+
+    def item_index(self) -> dict:
+        return {iid: i for i, iid in enumerate(self.item_ids.tolist())}
+
+    def summary(self) -> dict:
+        out = {
+            "name": self.name,
+            "users": self.n_users,
+            "items": self.n_items,
+            "interactions": len(self),
+            "density": self.density,
+            "has_ratings": self.rating is not None,
+            "has_timestamps": self.timestamp is not None,
+            "has_titles": self.item_titles is not None,
+        }
+        if self.rating is not None and len(self):
+            values, counts = np.unique(self.rating, return_counts=True)
+            if len(values) <= 20:
+                out["rating_histogram"] = {f"{v:g}": int(c) for v, c in zip(values, counts)}
+            else:
+                hist, edges = np.histogram(self.rating, bins=10)
+                out["rating_histogram"] = {f"{a:g}-{b:g}": int(c) for a, b, c in zip(edges[:-1], edges[1:], hist)}
+            b = self.binarize()
+            out["binarized"] = {
+                "threshold": "> 3.5",
+                "interactions": len(b),
+                "users": int(len(np.unique(b.user))),
+                "items": int(len(np.unique(b.item))),
+            }
+        return out

@@ -1,0 +1,131 @@
+"""The model contract shared by every aerec model.
+
+Every model:
+- is built from keyword arguments checked against its typed ``Config`` dataclass;
+- ``fit(train_csr, valid=None)`` returns self;
+- ``score(history_csr)`` returns float32 scores for those history rows over all items. That is
+  fold-in: a row need not belong to a training user;
+- ``recommend(history_csr, k, exclude_seen=True)`` returns ``(item_indices, scores)``.
+
+Rating models (``task = "rating"``) also have ``predict(user_idx, item_idx)``; their ``valid``
+is a CSR of held-out ratings with the training matrix's shape. Ranking models take
+``valid=(valid_in_csr, valid_out_csr)`` for early stopping.
+
+Subclasses implement ``_fit`` and ``_score`` only; the public methods check inputs first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from aerec import config as cfgmod
+from aerec.errors import DataError
+
+
+@dataclasses.dataclass
+class BaseConfig:
+    seed: int = 0
+
+
+def as_csr(x, name: str = "matrix") -> sp.csr_matrix:
+    if not sp.issparse(x):
+        raise DataError(f"{name} must be a scipy sparse matrix, got {type(x).__name__}")
+    x = sp.csr_matrix(x, dtype=np.float32)
+    if x.nnz and not np.isfinite(x.data).all():
+        raise DataError(f"{name} holds NaN or infinite values")
+    return x
+
+
+class Recommender:
+    name: ClassVar[str] = "base"
+    task: ClassVar[str] = "ranking"  # or "rating"
+    Config: ClassVar[type] = BaseConfig
+
+    def __init__(self, config: Any = None, **kwargs):
+        if config is not None and not isinstance(config, (dict, self.Config)):
+            raise TypeError(f"config must be a {self.Config.__name__} or dict")
+        base = cfgmod.to_dict(config) if dataclasses.is_dataclass(config) else (config or {})
+        self.config = cfgmod.build(self.Config, base, **kwargs)
+        self.n_users = 0
+        self.n_items = 0
+        self.fitted = False
+        self.history: list[dict] = []  # per-epoch records, filled by the trainer
+
+    # public API ------------------------------------------------------------------------------
+    def fit(self, train, valid=None, **trainer_options):
+        train = as_csr(train, "train")
+        if train.nnz == 0:
+            raise DataError("train matrix is empty")
+        self.n_users, self.n_items = train.shape
+        if valid is not None:
+            valid = self._check_valid(valid)
+        self._fit(train, valid, **trainer_options)
+        self.fitted = True
+        return self
+
+    def score(self, history) -> np.ndarray:
+        self._check_fitted()
+        history = self._check_history(history)
+        if history.shape[0] == 0:
+            return np.zeros((0, self.n_items), dtype=np.float32)
+        return np.asarray(self._score(history), dtype=np.float32)
+
+    def recommend(self, history, k: int = 10, exclude_seen: bool = True, exclude=None):
+        """Top-k items per history row: (indices int64 [n, k], scores float32 [n, k])."""
+        import torch
+
+        history = self._check_history(history)
+        k = int(min(k, self.n_items))
+        if k <= 0:
+            raise DataError("k must be at least 1")
+        scores = torch.from_numpy(self.score(history))
+        for mask in ([history] if exclude_seen else []) + ([as_csr(exclude, "exclude")] if exclude is not None else []):
+            mask = mask.tocoo()
+            scores[torch.from_numpy(mask.row.astype(np.int64)), torch.from_numpy(mask.col.astype(np.int64))] = -np.inf
+        vals, idx = torch.topk(scores, k, dim=1)
+        return idx.numpy().astype(np.int64), vals.numpy()
+
+    def predict(self, user_idx, item_idx) -> np.ndarray:
+        raise NotImplementedError(f"{self.name} is a ranking model and does not predict ratings")
+
+    # hooks for subclasses --------------------------------------------------------------------
+    def _fit(self, train: sp.csr_matrix, valid, **trainer_options) -> None:
+        raise NotImplementedError
+
+    def _score(self, history: sp.csr_matrix) -> np.ndarray:
+        raise NotImplementedError
+
+    # checks ----------------------------------------------------------------------------------
+    def _check_fitted(self):
+        if not self.fitted:
+            raise DataError(f"{self.name} is not fitted yet; call fit() first")
+
+    def _check_history(self, history) -> sp.csr_matrix:
+        history = as_csr(history, "history")
+        if self.n_items and history.shape[1] != self.n_items:
+            raise DataError(f"history has {history.shape[1]} item columns, the model knows {self.n_items}")
+        return history
+
+    def _check_valid(self, valid):
+        if self.task == "rating":
+            v = as_csr(valid, "valid")
+            if v.shape != (self.n_users, self.n_items):
+                raise DataError(f"valid has shape {v.shape}, expected {(self.n_users, self.n_items)}")
+            return v
+        if not (isinstance(valid, tuple) and len(valid) == 2):
+            raise DataError("valid must be a (valid_in, valid_out) pair of CSR matrices")
+        v_in, v_out = (self._check_history(v) for v in valid)
+        if v_in.shape != v_out.shape:
+            raise DataError(f"valid_in {v_in.shape} and valid_out {v_out.shape} differ in shape")
+        return v_in, v_out
+
+    def config_dict(self) -> dict:
+        return cfgmod.to_dict(self.config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config_dict().items())
+        return f"{type(self).__name__}({args})"
