@@ -1,0 +1,28 @@
+"""Model registry: CLI name -> "module:Class". Modules are imported only when a model is used."""
+
+from __future__ import annotations
+
+import importlib
+
+from aerec.errors import ConfigError
+from aerec.models.base import Recommender
+
+REGISTRY: dict[str, str] = {
+    "pop": "aerec.models.pop:Popularity",
+}
+
+
+def names() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def get(name: str) -> type[Recommender]:
+    key = name.lower().replace("_", "-")
+    if key not in REGISTRY:
+        raise ConfigError(f"unknown model '{name}'; known models: {', '.join(names())}")
+    module, cls = REGISTRY[key].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def create(name: str, config=None, **kwargs) -> Recommender:
+    return get(name)(config, **kwargs)

@@ -1,0 +1,103 @@
+"""Shared pieces for the neural models: sparse-input batches and the sparse first layer.
+
+A batch of history rows travels as an embedding-bag (flat item indices, per-row offsets and
+per-entry values), so the first layer costs O(nnz x hidden) instead of O(rows x items x hidden),
+and only per-batch dense blocks are ever built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class SparseBatch:
+    indices: torch.Tensor  # int64 [nnz] item index of each entry
+    offsets: torch.Tensor  # int64 [rows] start of each row in indices
+    values: torch.Tensor  # float32 [nnz]
+    rows: torch.Tensor  # int64 [nnz] row of each entry (for gathers and scatters)
+    n_rows: int
+    n_cols: int
+
+    @classmethod
+    def from_csr(cls, block: sp.csr_matrix, device: str | torch.device = "cpu") -> SparseBatch:
+        indptr = block.indptr.astype(np.int64)
+        counts = np.diff(indptr)
+        return cls(
+            indices=torch.from_numpy(block.indices.astype(np.int64)).to(device),
+            offsets=torch.from_numpy(indptr[:-1].copy()).to(device),
+            values=torch.from_numpy(block.data.astype(np.float32)).to(device),
+            rows=torch.from_numpy(np.repeat(np.arange(block.shape[0], dtype=np.int64), counts)).to(device),
+            n_rows=block.shape[0],
+            n_cols=block.shape[1],
+        )
+
+    def with_values(self, values: torch.Tensor) -> SparseBatch:
+        return SparseBatch(self.indices, self.offsets, values, self.rows, self.n_rows, self.n_cols)
+
+    def row_counts(self) -> torch.Tensor:
+        return torch.bincount(self.rows, minlength=self.n_rows).to(self.values.dtype)
+
+    def row_sum(self, per_entry: torch.Tensor) -> torch.Tensor:
+        """Sum a per-entry quantity within each row."""
+        out = torch.zeros(self.n_rows, dtype=per_entry.dtype, device=per_entry.device)
+        return out.index_add_(0, self.rows, per_entry)
+
+    def l2_normalized(self) -> SparseBatch:
+        """Rows scaled to unit L2 norm; an all-zero row stays zero (no NaN)."""
+        norms = self.row_sum(self.values * self.values).sqrt().clamp_min(1e-12)
+        return self.with_values(self.values / norms[self.rows])
+
+    def dropout(self, p: float, training: bool) -> SparseBatch:
+        """Inverted dropout on the stored entries; identical to dense dropout since zeros stay zero."""
+        if not training or p <= 0:
+            return self
+        keep = (torch.rand_like(self.values) >= p).to(self.values.dtype)
+        return self.with_values(self.values * keep / (1.0 - p))
+
+    def gather(self, dense: torch.Tensor) -> torch.Tensor:
+        """dense[rows, cols] at the stored entries: outputs at observed items without densifying."""
+        return dense[self.rows, self.indices]
+
+    def to_dense(self) -> torch.Tensor:
+        out = torch.zeros(self.n_rows, self.n_cols, dtype=self.values.dtype, device=self.values.device)
+        out[self.rows, self.indices] = self.values
+        return out
+
+
+class SparseLinear(nn.Module):
+    """x @ W + b for sparse rows x, via embedding_bag; weight is [in_features, out_features]."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(in_features, out_features))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        nn.init.xavier_uniform_(self.weight)
+
+    def forward(self, batch: SparseBatch) -> torch.Tensor:
+        out = F.embedding_bag(batch.indices, self.weight, batch.offsets, mode="sum",
+                              per_sample_weights=batch.values)
+        return out if self.bias is None else out + self.bias
+
+    def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
+        out = x @ self.weight
+        return out if self.bias is None else out + self.bias
+
+
+def multinomial_nll(logits: torch.Tensor, target: SparseBatch) -> torch.Tensor:
+    """Per-row  -sum_j x_j log softmax(logits)_j, reading log-probs only at the target entries."""
+    log_probs = F.log_softmax(logits, dim=1)
+    return -target.row_sum(target.gather(log_probs) * target.values)
+
+
+def batch_order(n_rows: int, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    """Row index chunks of size batch_size, shuffled when rng is given; the last one may be short."""
+    order = rng.permutation(n_rows) if rng is not None else np.arange(n_rows)
+    return [order[i : i + batch_size] for i in range(0, n_rows, batch_size)]

@@ -1,0 +1,121 @@
+"""Base class for the PyTorch models: the hooks a model file fills in.
+
+A neural model implements:
+- ``_build() -> nn.Module``: the network, for ``self.n_users`` x ``self.n_items``;
+- ``_train_epoch(train_csr, epoch, rng) -> float``: one pass over the training rows (its own
+  batching and schedule, e.g. RecVAE's alternating phases), returning the mean loss;
+- ``_forward(batch: SparseBatch) -> Tensor``: scores for a batch of history rows, eval mode;
+- optionally ``_optimizers()`` (default: one Adam over all parameters), and
+  ``extra_state()`` / ``load_extra_state()`` for counters that must survive a resume.
+
+The epoch loop itself (seeding, validation, early stopping, checkpoints) is in training.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from aerec.models.base import BaseConfig, Recommender
+from aerec.models.layers import SparseBatch
+
+
+@dataclasses.dataclass
+class NeuralConfig(BaseConfig):
+    epochs: int = 200
+    batch_size: int = 500
+    lr: float = 1e-3
+    # Stop after this many epochs without a better validation score; 0 never stops early.
+    # Either way the best epoch's weights are restored at the end.
+    patience: int = 0
+    device: str = "cpu"
+    eval_block: int = 2048
+
+    def validate(self):
+        from aerec.errors import ConfigError
+
+        if self.epochs < 1:
+            raise ConfigError("'epochs' must be at least 1")
+        if self.batch_size < 1:
+            raise ConfigError("'batch_size' must be at least 1")
+        if self.lr <= 0:
+            raise ConfigError("'lr' must be positive")
+        if self.patience < 0:
+            raise ConfigError("'patience' must be 0 (off) or positive")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        from aerec.errors import ConfigError
+
+        raise ConfigError("device 'cuda' was asked for but no GPU is available (use --device cpu or auto)")
+    return torch.device(name)
+
+
+class TorchRecommender(Recommender):
+    Config = NeuralConfig
+    net: torch.nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self.config.device)
+
+    # hooks -----------------------------------------------------------------------------------
+    def _build(self) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"main": torch.optim.Adam(self.net.parameters(), lr=self.config.lr)}
+
+    def _train_epoch(self, train: sp.csr_matrix, epoch: int, rng: np.random.Generator) -> float:
+        raise NotImplementedError
+
+    def _forward(self, batch: SparseBatch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Everything needed to score: the network's parameters and buffers."""
+        return {k: v for k, v in self.net.state_dict().items()}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.net.load_state_dict(tensors)
+
+    # contract --------------------------------------------------------------------------------
+    def init_network(self) -> None:
+        """Seed, then build the network and its optimizers (fresh, untrained)."""
+        torch.manual_seed(self.config.seed)
+        self.net = self._build().to(self.device)
+        self.optimizers = self._optimizers()
+
+    def _fit(self, train: sp.csr_matrix, valid, **trainer_options) -> None:
+        from aerec.models.training import Trainer
+
+        Trainer(**trainer_options).run(self, train, valid)
+
+    def _score(self, history: sp.csr_matrix) -> np.ndarray:
+        self.net.eval()
+        out = np.empty(history.shape, dtype=np.float32)
+        step = self.config.eval_block
+        with torch.no_grad():
+            for start in range(0, history.shape[0], step):
+                batch = SparseBatch.from_csr(history[start : start + step], self.device)
+                out[start : start + step] = self._forward(batch).float().cpu().numpy()
+        return out
+
+    def batches(self, train: sp.csr_matrix, rng: np.random.Generator | None, batch_size: int | None = None):
+        """Yield (row indices, SparseBatch) over shuffled training rows; only per-batch blocks are built."""
+        from aerec.models.layers import batch_order
+
+        for rows in batch_order(train.shape[0], batch_size or self.config.batch_size, rng):
+            yield rows, SparseBatch.from_csr(train[rows], self.device)
