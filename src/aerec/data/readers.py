@@ -1,0 +1,373 @@
+"""Turn tabular files into `Interactions`, with one-line errors for bad input.
+
+Two layers:
+- `read_table` wraps pandas' reader so that every parse failure becomes a `DataError` naming the
+  file and line; `frame_to_interactions` validates the columns (ids, ratings, timestamps),
+  applies the duplicate policy and builds the vocabularies. The data-set formats in
+  `aerec.data.formats` use both.
+- `read_file` reads a user's CSV/TSV/Parquet (or an `.npz` written by aerec) with a column
+  mapping.
+
+Line numbers: frames keep the file's 1-based line number as their index, so any row-level
+problem is reported as "FILE line N: problem". Blank lines are skipped (they are not data).
+Duplicate (user, item) pairs are not an error: the latest by timestamp is kept (the last
+occurrence in the file when there are no timestamps), with a `DataWarning` giving the count.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aerec.data.interactions import Interactions
+from aerec.errors import DataError
+
+
+class DataWarning(UserWarning):
+    """A data-cleaning policy was applied (e.g. duplicates dropped); the message gives counts."""
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, DataWarning, stacklevel=3)
+
+
+_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+_INT_RE = r"[+-]?\d+"
+
+# Column names tried, in order, when the caller does not name a column (case-insensitive;
+# RecBole's "name:type" headers are matched on the part before the colon).
+GUESS = {
+    "user": ("user", "user_id", "userid", "uid", "user id", "customer_id", "customer"),
+    "item": ("item", "item_id", "itemid", "iid", "movie_id", "movieid", "movie", "song", "song_id", "product_id"),
+    "rating": ("rating", "ratings", "score", "stars", "value", "plays", "count"),
+    "timestamp": ("timestamp", "time", "ts", "date", "datetime", "unix_time"),
+}
+
+
+# ------------------------------------------------------------------------------------------
+# reading text tables
+
+
+def read_table(src, label: str, *, sep: str, header: bool = True, names=None, usecols=None,
+               dtype=None, encoding: str = "utf-8", quoting: int | None = None,
+               first_line: int | None = None) -> pd.DataFrame:
+    """pandas.read_csv with errors as DataError and the file line number as the index.
+
+    src is a path or an open binary file; label names it in messages. Blank lines are dropped.
+    sep="::" (MovieLens .dat) is read fast by splitting on ":" and checking that every other
+    field is empty, which holds for the numeric ratings files it is used for.
+    """
+    colon_pairs = sep == "::" and names is not None
+    if colon_pairs:
+        width = len(names)
+        names = [n for k in names for n in (k, f"_gap{k}")][: 2 * width - 1]
+        sep = ":"
+    engine = "python" if (len(sep) > 1 and sep != r"\s+") else "c"
+    if quoting is None:
+        quoting = 3 if engine == "python" else 0  # 3 = csv.QUOTE_NONE
+    try:
+        df = pd.read_csv(src, sep=sep, header=0 if header else None, names=names, usecols=usecols,
+                         dtype=dtype, encoding=encoding, engine=engine, skip_blank_lines=False,
+                         quoting=quoting, on_bad_lines="error")
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{label}: the file is empty") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{label}: not valid {encoding} text near byte {e.start}") from None
+    except (pd.errors.ParserError, ValueError, csv_error()) as e:
+        m = _FIELDS.search(str(e))
+        if m:
+            want, line, saw = (int(g) for g in m.groups())
+            if colon_pairs:
+                want, saw = (want + 1) // 2, (saw + 1) // 2
+            raise DataError(f"{label} line {line}: malformed row, expected {want} fields, found {saw}") from None
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{label}: cannot parse the file ({msg})") from None
+    start = first_line if first_line is not None else (2 if header else 1)
+    df.index = np.arange(start, start + len(df))
+    # a blank line reads as a row of NaN; drop those but keep every other line number
+    blank = df.isna().all(axis=1)
+    if blank.any():
+        df = df[~blank.to_numpy()]
+    if colon_pairs:
+        gaps = [c for c in df.columns if str(c).startswith("_gap")]
+        bad = df[gaps].notna().any(axis=1).to_numpy()
+        if bad.any():
+            raise DataError(f"{label} {_where(df, bad)}: malformed row, fields must be separated by '::'{_count(bad)}")
+        df = df.drop(columns=gaps)
+    return df
+
+
+def csv_error():
+    import csv
+
+    return csv.Error
+
+
+def sniff_sep(path: Path, first: str) -> str:
+    ext = path.suffix.lower()
+    if ext in (".tsv", ".tab", ".inter"):
+        return "\t"
+    if "\t" in first:
+        return "\t"
+    if "::" in first:
+        return "::"
+    if ext == ".csv" or "," in first:
+        return ","
+    if ";" in first:
+        return ";"
+    if "|" in first:
+        return "|"
+    return r"\s+"
+
+
+# ------------------------------------------------------------------------------------------
+# validation and building
+
+
+def _where(df: pd.DataFrame, mask: np.ndarray, unit: str = "line") -> str:
+    return f"{unit} {int(df.index[np.flatnonzero(mask)[0]])}"
+
+
+def _count(mask: np.ndarray) -> str:
+    n = int(mask.sum())
+    return f" ({n} bad rows in all)" if n > 1 else ""
+
+
+def parse_ids(df: pd.DataFrame, col: str, label: str, what: str, *, numeric: bool,
+              unit: str = "line") -> tuple[np.ndarray, np.ndarray]:
+    """(sorted vocabulary, int32 codes) for an id column.
+
+    Ids are int64 when every value is an integer, else stripped strings; numeric=True demands
+    integers. Strings are factorized first and checked per distinct value, which keeps a column
+    of a million titles fast.
+    """
+    s = df[col]
+    missing = s.isna().to_numpy()
+    if missing.any():
+        raise DataError(f"{label} {_where(df, missing, unit)}: missing {what} id (too few fields?){_count(missing)}")
+    if pd.api.types.is_integer_dtype(s.dtype):
+        return _vocab(s.to_numpy(dtype=np.int64))
+    if pd.api.types.is_float_dtype(s.dtype):
+        v = s.to_numpy(dtype=np.float64)
+        whole = np.isfinite(v) & (v == np.round(v)) & (np.abs(v) < 2**62)
+        if whole.all():
+            return _vocab(v.astype(np.int64))
+        if numeric:
+            raise DataError(f"{label} {_where(df, ~whole, unit)}: {what} id {v[~whole][0]!r} is not an integer{_count(~whole)}")
+        s = s.astype(str)
+    raw_codes, raw = pd.factorize(s.astype(str))
+    stripped = pd.Series(np.asarray(raw, dtype=object), dtype=object).str.strip()
+    merge, vocab = pd.factorize(stripped, sort=True)  # " 7" and "7" are one id
+    codes = merge[raw_codes]
+    vocab = pd.Series(np.asarray(vocab, dtype=object), dtype=object)
+    is_int = vocab.str.fullmatch(_INT_RE).to_numpy(dtype=bool)
+    if is_int.all():
+        try:
+            ints = vocab.astype(np.int64).to_numpy()
+        except (OverflowError, ValueError):
+            ints = None  # beyond int64: keep them as strings
+        if ints is not None:
+            order = np.argsort(ints, kind="stable")
+            rank = np.empty_like(order)
+            rank[order] = np.arange(len(order))
+            return ints[order], rank[codes].astype(np.int32)
+    if numeric:
+        bad = ~is_int[codes]
+        raise DataError(f"{label} {_where(df, bad, unit)}: {what} id {s[bad].iloc[0]!r} is not an integer{_count(bad)}")
+    empty = (vocab == "").to_numpy()[codes]
+    if empty.any():
+        raise DataError(f"{label} {_where(df, empty, unit)}: empty {what} id{_count(empty)}")
+    return vocab.to_numpy(dtype=str), codes.astype(np.int32)
+
+
+def parse_ratings(df: pd.DataFrame, col: str, label: str, unit: str = "line") -> np.ndarray:
+    s = df[col]
+    missing = s.isna().to_numpy()
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        v = s.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        v = pd.to_numeric(s.astype(str).str.strip(), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.isnan(v) & ~missing
+        if bad.any():
+            raise DataError(f"{label} {_where(df, bad, unit)}: rating {s[bad].iloc[0]!r} is not a number{_count(bad)}")
+    if missing.any() or np.isnan(v).any():
+        bad = missing | np.isnan(v)
+        raise DataError(f"{label} {_where(df, bad, unit)}: rating is missing or NaN{_count(bad)}")
+    inf = ~np.isfinite(v)
+    if inf.any():
+        raise DataError(f"{label} {_where(df, inf, unit)}: rating {v[inf][0]} is not finite{_count(inf)}")
+    return v.astype(np.float32)
+
+
+def _epoch_seconds(dates: pd.Series) -> np.ndarray:
+    # pandas 3 may store datetimes in s/ms/us/ns: go through Timedelta rather than raw int64
+    return ((dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
+
+
+def parse_timestamps(df: pd.DataFrame, col: str, label: str, unit: str = "line") -> np.ndarray:
+    """Seconds since the epoch (int64) from numbers or date strings."""
+    s = df[col]
+    missing = s.isna().to_numpy()
+    if missing.any():
+        raise DataError(f"{label} {_where(df, missing, unit)}: missing timestamp{_count(missing)}")
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        return _epoch_seconds(pd.to_datetime(s, utc=True))
+    if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        v = s.to_numpy(dtype=np.float64)
+    else:
+        text = s.astype(str).str.strip()
+        v = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        if np.isnan(v).any():
+            dates = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+            bad = (dates.isna() & np.isnan(v)).to_numpy()
+            if bad.any():
+                raise DataError(f"{label} {_where(df, bad, unit)}: timestamp {text[bad].iloc[0]!r} is neither a number nor a date{_count(bad)}")
+            mixed = dates.isna().to_numpy()
+            if mixed.any():
+                raise DataError(f"{label} {_where(df, mixed, unit)}: timestamp {text[mixed].iloc[0]!r} is a number but other rows hold dates{_count(mixed)}")
+            return _epoch_seconds(dates)
+    bad = ~np.isfinite(v) | (np.abs(v) > 2**62)
+    if bad.any():
+        raise DataError(f"{label} {_where(df, bad, unit)}: timestamp {v[bad][0]} is not a finite number{_count(bad)}")
+    return v.astype(np.int64)
+
+
+def _vocab(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted vocabulary and int32 codes (int ids sort numerically, strings lexically)."""
+    codes, uniques = pd.factorize(ids, sort=True)  # hashing: much faster than np.unique on strings
+    uniques = np.asarray(uniques)
+    if uniques.dtype == object:
+        uniques = uniques.astype(str)
+    return uniques, codes.astype(np.int32)
+
+
+def build(user_ids, item_ids, *, rating=None, timestamp=None, titles=None,
+          label: str, name: str, meta: dict | None = None) -> Interactions:
+    """Validated columns -> Interactions, applying the duplicate policy.
+
+    user_ids/item_ids: raw id arrays, or (vocabulary, codes) pairs from parse_ids.
+    titles: optional mapping {item id: title} (a dict or a pandas Series indexed by item id).
+    """
+    uvocab, u = user_ids if isinstance(user_ids, tuple) else _vocab(user_ids)
+    ivocab, i = item_ids if isinstance(item_ids, tuple) else _vocab(item_ids)
+    if len(u) == 0:
+        raise DataError(f"{label}: no interactions (the file has no data rows)")
+    key = u.astype(np.int64) * len(ivocab) + i
+    order = np.argsort(timestamp, kind="stable") if timestamp is not None else np.arange(len(key))
+    # the last occurrence in `order` wins: unique over the reversed order keeps first hits
+    _, first = np.unique(key[order][::-1], return_index=True)
+    meta = dict(meta or {})
+    if len(first) < len(key):
+        keep = np.sort(order[::-1][first])
+        dups = len(key) - len(keep)
+        policy = "kept the latest by timestamp" if timestamp is not None else "kept the last occurrence in the file (no timestamps)"
+        warn(f"{label}: {dups} duplicate (user, item) pairs; {policy}")
+        meta["duplicates_dropped"] = int(dups)
+        u, i = u[keep], i[keep]
+        rating = None if rating is None else rating[keep]
+        timestamp = None if timestamp is None else timestamp[keep]
+    item_titles = None
+    if titles is not None:
+        t = pd.Series(titles)
+        t = t[~t.index.duplicated(keep="first")]
+        item_titles = t.reindex(pd.Index(ivocab)).fillna("").astype(str).to_numpy(dtype=str)
+    return Interactions(user=u, item=i, user_ids=uvocab, item_ids=ivocab, rating=rating,
+                        timestamp=timestamp, item_titles=item_titles, name=name, meta=meta)
+
+
+# ------------------------------------------------------------------------------------------
+# user files
+
+
+def _resolve(columns: list, wanted, role: str, label: str, required: bool):
+    """Find the column for a role: an explicit name, a position, or a guess from GUESS."""
+    if wanted is not None:
+        if wanted in columns:
+            return wanted
+        if isinstance(wanted, str) and wanted.lstrip("-").isdigit():
+            wanted = int(wanted)
+        if isinstance(wanted, int) and not isinstance(wanted, bool):
+            if -len(columns) <= wanted < len(columns):
+                return columns[wanted]
+            raise DataError(f"{label}: no column {wanted} for {role} (the file has {len(columns)} columns)")
+        bare = {str(c).split(":")[0].strip().lower(): c for c in columns}
+        if str(wanted).lower() in bare:
+            return bare[str(wanted).lower()]
+        shown = ", ".join(map(str, columns[:12]))
+        raise DataError(f"{label}: no column '{wanted}' for {role} (columns: {shown})")
+    bare = {str(c).split(":")[0].strip().lower(): c for c in columns}
+    for guess in GUESS[role]:
+        if guess in bare:
+            return bare[guess]
+    if required:
+        shown = ", ".join(map(str, columns[:12]))
+        raise DataError(f"{label}: cannot tell which column holds the {role} ids (columns: {shown}); name it with --{role}-col")
+    return None
+
+
+def read_file(path, *, user_col=None, item_col=None, rating_col=None, time_col=None, sep: str | None = None,
+              header: bool = True, encoding: str = "utf-8", name: str | None = None) -> Interactions:
+    """Read a CSV/TSV/Parquet file of interactions (or an aerec `.npz`).
+
+    Columns are named (header) or 0-based positions. Without a header and without a mapping the
+    columns are user, item[, rating[, timestamp]]. With a header, unnamed roles are guessed from
+    common names (user_id, movieId, rating, timestamp, ...); a rating or time column that is not
+    found is simply absent.
+    """
+    path = Path(path).expanduser()
+    label = str(path)
+    if not path.exists():
+        raise DataError(f"{label}: no such file")
+    if path.is_dir():
+        raise DataError(f"{label}: is a folder, expected a CSV, TSV or Parquet file")
+    name = name or path.stem
+    ext = path.suffix.lower()
+    if ext == ".npz":
+        from aerec.data import cache
+
+        return cache.read_npz(path, name=name)
+    unit = "line"
+    if ext in (".parquet", ".pq"):
+        try:
+            df = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises many types for a damaged file
+            raise DataError(f"{label}: cannot read as Parquet ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        df.index = np.arange(1, len(df) + 1)
+        unit = "row"
+    else:
+        try:
+            with open(path, encoding=encoding, errors="replace") as f:
+                first = f.readline()
+        except OSError as e:
+            raise DataError(f"{label}: cannot open ({e.strerror})") from None
+        sep = sep or sniff_sep(path, first)
+        if sep == "\\t":
+            sep = "\t"
+        df = read_table(path, label, sep=sep, header=header, encoding=encoding)
+    if not header and ext not in (".parquet", ".pq"):
+        df.columns = list(range(df.shape[1]))
+        roles = [user_col, item_col, rating_col, time_col]
+        if all(r is None for r in roles):  # positional default: user, item, rating, timestamp
+            user_col, item_col = 0, 1
+            rating_col = 2 if df.shape[1] > 2 else None
+            time_col = 3 if df.shape[1] > 3 else None
+    columns = list(df.columns)
+    ucol = _resolve(columns, user_col, "user", label, True)
+    icol = _resolve(columns, item_col, "item", label, True)
+    rcol = _resolve(columns, rating_col, "rating", label, rating_col is not None)
+    tcol = _resolve(columns, time_col, "timestamp", label, time_col is not None)
+    if len({ucol, icol} | ({rcol} - {None}) | ({tcol} - {None})) < 2 + (rcol is not None) + (tcol is not None):
+        raise DataError(f"{label}: one column is mapped to two roles (user={ucol}, item={icol}, rating={rcol}, time={tcol})")
+    if len(df) == 0:
+        raise DataError(f"{label}: no interactions (the file has no data rows)")
+    users = parse_ids(df, ucol, label, "user", numeric=False, unit=unit)
+    items = parse_ids(df, icol, label, "item", numeric=False, unit=unit)
+    rating = parse_ratings(df, rcol, label, unit) if rcol is not None else None
+    ts = parse_timestamps(df, tcol, label, unit) if tcol is not None else None
+    meta = {"source": f"file {label}", "columns": {"user": str(ucol), "item": str(icol),
+            "rating": None if rcol is None else str(rcol), "timestamp": None if tcol is None else str(tcol)}}
+    return build(users, items, rating=rating, timestamp=ts, label=label, name=name, meta=meta)

@@ -1,0 +1,74 @@
+"""Property: reading any generated (often malformed) file either succeeds or raises DataError."""
+
+import string
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aerec.data import read_file
+from aerec.data.formats import read_ml100k, read_ml_dat, read_netflix
+from aerec.errors import DataError
+
+FIELD = st.one_of(
+    st.integers(-5, 10**6).map(str),
+    st.sampled_from(["", "nan", "NaN", "inf", "-inf", "1e400", "3.5", "abc", '"', '"x"', " 7 ", "1:", "::", "|", "\t"]),
+    st.text(alphabet=string.ascii_letters + string.digits + ",;:.-\"' ", max_size=6),
+)
+LINE = st.lists(FIELD, min_size=0, max_size=6)
+SEP = st.sampled_from([",", "\t", "::", ";", "|"])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+
+
+def _text(lines, sep):
+    return "\n".join(sep.join(f) for f in lines) + "\n"
+
+
+def _read(fn, *args, **kwargs):
+    try:
+        d = fn(*args, **kwargs)
+    except DataError as e:
+        assert "\n" not in str(e)  # one line
+        return None
+    assert len(d) > 0 and np.isfinite(d.rating).all() if d.rating is not None else True
+    return d
+
+
+@SETTINGS
+@given(lines=st.lists(LINE, min_size=0, max_size=8), sep=SEP, header=st.booleans(), ext=st.sampled_from([".csv", ".tsv", ".txt"]))
+def test_user_files(tmp_path_factory, lines, sep, header, ext):
+    p = tmp_path_factory.mktemp("p") / f"f{ext}"
+    p.write_text(("user,item,rating,timestamp\n".replace(",", sep) if header else "") + _text(lines, sep))
+    _read(read_file, p, header=header, sep=sep)
+    _read(read_file, p, header=header)  # separator sniffed
+    _read(read_file, p, header=header, user_col=0, item_col=1, rating_col=2)
+
+
+@SETTINGS
+@given(lines=st.lists(LINE, min_size=0, max_size=8))
+def test_movielens_formats(tmp_path_factory, lines):
+    d = tmp_path_factory.mktemp("m")
+    (d / "u.data").write_text(_text(lines, "\t"))
+    (d / "ratings.dat").write_text(_text(lines, "::"))
+    _read(read_ml100k, d / "u.data")
+    _read(read_ml_dat, d / "ratings.dat", name="x")
+
+
+@SETTINGS
+@given(lines=st.lists(LINE, min_size=0, max_size=8), head=st.booleans())
+def test_netflix_format(tmp_path_factory, lines, head):
+    p = tmp_path_factory.mktemp("n") / "combined_data_1.txt"
+    p.write_text(("1:\n" if head else "") + _text(lines, ","))
+    _read(read_netflix, p)
+
+
+def test_binary_garbage(tmp_path):
+    p = tmp_path / "g.csv"
+    p.write_bytes(bytes(range(256)) * 3)
+    _read(read_file, p)
+    q = tmp_path / "g.parquet"
+    q.write_bytes(b"PAR1 not really")
+    _read(read_file, q)
+    z = tmp_path / "g.npz"
+    z.write_bytes(b"PK\x03\x04 broken")
+    _read(read_file, z)
