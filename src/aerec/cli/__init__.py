@@ -40,8 +40,16 @@ for _name in COMMAND_MODULES:
         cli.add_command(_cmd)
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    click.echo(f"warning: {message}", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     debug = os.environ.get("AEREC_DEBUG", "") not in ("", "0")
+    if not debug:
+        warnings.showwarning = _one_line_warning
     try:
         cli.main(args=argv, prog_name="aerec", standalone_mode=False)
     except click.exceptions.Abort:

@@ -1,0 +1,110 @@
+"""The benchmark grid: every (model, data set, fold) cell, cached by a hash of its config.
+
+A finished cell is written atomically to DIR/cells/, so an interrupted bench loses no finished
+cell and a rerun skips them. Per-user metric arrays are kept for the paired significance tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from aerec import __version__, fsutil, ui
+
+RANKING_KS = (20, 50, 100)
+
+
+@dataclass
+class Cell:
+    model: str
+    dataset: str
+    protocol: str
+    fold: int
+    n_folds: int
+    seed: int
+    config: dict = field(default_factory=dict)
+
+    def key(self) -> str:
+        blob = json.dumps({"model": self.model, "dataset": self.dataset, "protocol": self.protocol,
+                           "fold": self.fold, "n_folds": self.n_folds, "seed": self.seed,
+                           "config": self.config, "version": __version__}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def path(self, out: Path) -> Path:
+        return out / "cells" / self.dataset / self.model / f"fold-{self.fold}-{self.key()}"
+
+    def label(self) -> str:
+        return f"{self.model} {self.dataset} fold {self.fold + 1}/{self.n_folds}"
+
+
+def load_cell(cell: Cell, out: Path) -> dict | None:
+    base = cell.path(out)
+    meta, arrays = base.with_suffix(".json"), base.with_suffix(".npz")
+    if not (meta.exists() and arrays.exists()):
+        return None
+    try:
+        result = json.loads(meta.read_text())
+        with np.load(arrays, allow_pickle=False) as z:
+            result["per_user"] = {k: z[k] for k in z.files}
+    except (OSError, ValueError):
+        return None  # a damaged cell is recomputed
+    return result
+
+
+def save_cell(cell: Cell, out: Path, result: dict) -> None:
+    base = cell.path(out)
+    with fsutil.atomic_path(base.with_suffix(".npz")) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **result["per_user"])
+    # The JSON is written last: a cell counts as finished only once both files exist.
+    fsutil.write_json(base.with_suffix(".json"), {k: v for k, v in result.items() if k != "per_user"})
+
+
+def run_cell(cell: Cell, fold, task: str, position: int | None = None) -> dict:
+    """Fit one model on one fold and evaluate it on the fold's test part."""
+    from aerec import evaluation, models
+    from aerec.models.neural import TorchRecommender
+
+    model = models.create(cell.model, {**cell.config, "seed": cell.seed})
+    options = {}
+    bar = None
+    if isinstance(model, TorchRecommender):
+        bar = ui.progress(total=model.config.epochs, desc=cell.label(), leave=True, position=position)
+
+        def on_epoch(record):
+            bar.update(1)
+            bar.set_postfix({k.replace("valid_", ""): f"{v:.4f}" for k, v in record.items() if k.startswith("valid_")})
+
+        options = {"on_epoch_end": on_epoch, "progress": False, "label": cell.label()}
+    t0 = time.perf_counter()
+    if task == "rating":
+        model.fit(fold.train, fold.valid, **options)
+    else:
+        model.fit(fold.train, (fold.valid_in, fold.valid_out), **options)
+    train_seconds = time.perf_counter() - t0
+    if bar is not None:
+        bar.close()
+    t0 = time.perf_counter()
+    if task == "rating":
+        res = evaluation.evaluate_rating(model, fold.test)
+        metrics = {"rmse": float(res["rmse"]), "mae": float(res["mae"])}
+        per_user = {"squared_error": np.asarray(res["squared_error"], dtype=np.float64)}
+    else:
+        per_user = evaluation.evaluate_ranking(model, fold.test_in, fold.test_out, ks=RANKING_KS)
+        metrics = {k: float(v) for k, v in evaluation.summarize(per_user).items()}
+        per_user = {k: np.asarray(v) for k, v in per_user.items()}
+    eval_seconds = time.perf_counter() - t0
+    history = getattr(model, "history", []) or []
+    return {
+        "model": cell.model, "dataset": cell.dataset, "protocol": cell.protocol, "fold": cell.fold,
+        "seed": cell.seed, "config": model.config_dict(), "metrics": metrics,
+        "epochs": int(getattr(model, "epochs_run", 0) or 0),
+        "best_epoch": int(getattr(model, "best_epoch", 0) or 0),
+        "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+        "history": history, "per_user": per_user,
+    }

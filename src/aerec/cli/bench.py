@@ -1,0 +1,43 @@
+"""`aerec bench`: the comparison tables in one command."""
+
+from __future__ import annotations
+
+import click
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+@click.command("bench")
+@click.option("--suite", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
+              help="quick: cut budgets (minutes); paper: reference hyperparameters and full epochs.")
+@click.option("--datasets", default="ml-100k", show_default=True, help="Comma-separated data set names or paths.")
+@click.option("--models", default=None, help="Comma-separated model names (default: every model of the suite).")
+@click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Cells run in parallel processes.")
+@click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output directory (resumable).")
+@click.option("--json", "as_json", is_flag=True, help="Print results.json to stdout.")
+def bench(suite, datasets, models, folds, seed, jobs, out, as_json):
+    """Run every model on every data set with its proper protocol and write tables and plots.
+
+    Finished (model, data set, fold) cells are cached under OUT, so a rerun resumes.
+    """
+    import json
+
+    from aerec.bench import run_bench
+    from aerec.bench.report import markdown
+
+    result = run_bench(out, suite=suite, datasets=_split(datasets), models=_split(models), folds=folds,
+                       seed=seed, jobs=jobs)
+    if as_json:
+        click.echo(json.dumps(result["rows"], indent=2))
+        return
+    click.echo(markdown(result["rows"]))
+    click.echo(f"report: {out}/results.md (also results.csv, results.json, run.json)")
+    if result["plots"]:
+        click.echo(f"plots: {', '.join(result['plots'])}")
+
+
+commands = [bench]

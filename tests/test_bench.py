@@ -1,0 +1,111 @@
+"""aerec bench: files, resumability and significance marks on tiny synthetic data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from aerec.bench import grid, run_bench
+from aerec.bench.report import aggregate, mark_significance
+from aerec.bench.stats import paired_pvalue, significance
+from aerec.data import synth
+
+TINY = {"multvae": {"epochs": 3, "hidden": (16,), "latent": 4, "batch_size": 32}}
+
+
+def loader(name):
+    return synth(120, 60, 2500, seed=3)
+
+
+def run(tmp_path, **kw):
+    return run_bench(tmp_path / "b", suite="quick", datasets=["tiny"], models=["pop", "multvae"], folds=3,
+                     seed=0, loader=loader, overrides=TINY, **kw)
+
+
+def test_tiny_bench_writes_every_file(tmp_path):
+    res = run(tmp_path)
+    out = tmp_path / "b"
+    for name in ("results.md", "results.csv", "results.json", "run.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert any(p.endswith(".png") for p in res["plots"])
+    assert (out / "curves-tiny-ndcg100.png").exists()  # learning curves need the neural model
+    md = (out / "results.md").read_text()
+    assert "| pop |" in md and "| multvae |" in md and "± " in md
+    rows = json.loads((out / "results.json").read_text())
+    assert {r["model"] for r in rows} == {"pop", "multvae"}
+    assert all(len(r["metrics"]["ndcg@100"]["per_fold"]) == 3 for r in rows)
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["data_sha256"]["tiny"] and run_json["versions"]["torch"]
+
+
+def test_interrupted_bench_resumes_without_recomputing(tmp_path, monkeypatch):
+    real = grid.run_cell
+    calls = []
+
+    def flaky(cell, fold, task, position=None):
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as if Ctrl-C hit during the fourth cell
+        calls.append(cell.label())
+        return real(cell, fold, task)
+
+    import aerec.bench as bench_mod
+
+    monkeypatch.setattr(bench_mod, "run_cell", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path)
+    saved = list((tmp_path / "b" / "cells").rglob("*.json"))
+    assert len(saved) == 3  # every finished cell survived the interruption
+
+    calls.clear()
+    monkeypatch.setattr(bench_mod, "run_cell", lambda cell, fold, task, position=None: calls.append(cell.label()) or real(cell, fold, task))
+    run(tmp_path)
+    assert len(calls) == 6 - 3  # only the unfinished cells ran
+    calls.clear()
+    run(tmp_path)
+    assert calls == []  # a finished grid recomputes nothing
+
+
+def test_changed_config_is_a_new_cell():
+    a = grid.Cell("multvae", "d", "strong", 0, 5, 0, {"epochs": 3})
+    b = grid.Cell("multvae", "d", "strong", 0, 5, 0, {"epochs": 4})
+    assert a.key() != b.key() and a.key() == grid.Cell("multvae", "d", "strong", 0, 5, 0, {"epochs": 3}).key()
+
+
+def test_significance_marks_on_a_constructed_example():
+    rng = np.random.default_rng(0)
+    best = rng.uniform(0.4, 0.6, size=200)
+    # mean gap 0.0005 against differences of +-0.01: t is about 0.7, not significant
+    close = best - 0.0005 + np.where(np.arange(200) % 2 == 0, 0.01, -0.01)
+    far = best - 0.2  # far below, constant gap: significant
+    marks = significance({"best": best, "close": close, "far": far}, higher_is_better=True)
+    assert marks["best"]["best"] and not marks["best"]["tie"]
+    assert marks["close"]["tie"] and marks["close"]["p"] >= 0.05
+    assert not marks["far"]["tie"] and marks["far"]["p"] < 0.05
+    # lower is better (RMSE): the smallest mean is the best
+    marks = significance({"a": np.array([0.9, 0.91, 0.92]), "b": np.array([1.0, 1.02, 1.01])}, higher_is_better=False)
+    assert marks["a"]["best"] and not marks["b"]["best"]
+
+
+def test_paired_pvalue_matches_hand_computation():
+    # differences d = (1, 2, 3): mean 2, sd 1, t = 2 / (1/sqrt(3)) = 3.4641, df 2 -> p = 0.0742
+    a, b = np.array([2.0, 4.0, 6.0]), np.array([1.0, 2.0, 3.0])
+    assert paired_pvalue(a, b) == pytest.approx(0.0742, abs=1e-4)
+    assert paired_pvalue(a, a) == 1.0
+
+
+def test_table_marks_follow_the_tests(tmp_path):
+    cells = []
+    for model, shift in (("good", 0.0), ("bad", -0.3)):
+        for f in range(2):
+            vals = np.linspace(0.5, 0.9, 50) + shift
+            cells.append({"dataset": "d", "model": model, "protocol": "strong", "fold": f, "epochs": 1,
+                          "best_epoch": 1, "train_seconds": 0.1,
+                          "metrics": {m: float(vals.mean()) for m in ("recall@20", "recall@50", "recall@100", "ndcg@100", "precision@100")},
+                          "per_user": {m: vals for m in ("recall@20", "recall@50", "recall@100", "ndcg@100", "precision@100")}})
+    rows = aggregate(cells)
+    mark_significance(rows, cells)
+    good = next(r for r in rows if r["model"] == "good")
+    bad = next(r for r in rows if r["model"] == "bad")
+    assert good["sig"]["ndcg@100"]["best"] and not bad["sig"]["ndcg@100"]["tie"]
