@@ -92,6 +92,36 @@ class Recommender:
     def predict(self, user_idx, item_idx) -> np.ndarray:
         raise NotImplementedError(f"{self.name} is a ranking model and does not predict ratings")
 
+    # model files and original ids (implemented in aerec.io) -----------------------------------
+    def save(self, path, **kwargs):
+        """Write the fitted model to a directory; see aerec.io.save for the keyword arguments."""
+        from aerec import io
+
+        return io.save(self, path, **kwargs)
+
+    @classmethod
+    def load(cls, path, **kwargs):
+        """Load a model directory (never unpickles); it must hold this class or a subclass."""
+        from aerec import io
+        from aerec.errors import ModelFileError
+
+        model = io.load(path, **kwargs)
+        if not isinstance(model, cls):
+            raise ModelFileError(f"{path}: holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    def recommend_user(self, user_id, k: int = 10, exclude=()):
+        """Top-k original item ids for a known user, from the history stored with the model."""
+        from aerec import io
+
+        return io.recommend_user(self, user_id, k, exclude)
+
+    def recommend_items(self, item_ids, k: int = 10, exclude=(), ratings=None):
+        """Top-k original item ids for a new user given as original item ids (fold-in)."""
+        from aerec import io
+
+        return io.recommend_items(self, item_ids, k, exclude, ratings)
+
     # hooks for subclasses --------------------------------------------------------------------
     def _fit(self, train: sp.csr_matrix, valid, **trainer_options) -> None:
         raise NotImplementedError

@@ -34,9 +34,14 @@ def monitor_for(model) -> tuple[str, bool]:
 def validation_score(model, valid) -> float:
     from aerec import evaluation
 
-    if model.task == "rating":
-        return float(evaluation.evaluate_rating(model, valid)["rmse"])
-    per_user = evaluation.evaluate_ranking(model, valid[0], valid[1], ks=(100,))
+    # the public score/predict refuse an unfitted model; mid-training scoring is deliberate here
+    was_fitted, model.fitted = model.fitted, True
+    try:
+        if model.task == "rating":
+            return float(evaluation.evaluate_rating(model, valid)["rmse"])
+        per_user = evaluation.evaluate_ranking(model, valid[0], valid[1], ks=(100,))
+    finally:
+        model.fitted = was_fitted
     values = per_user["ndcg@100"]
     return float(values.mean()) if len(values) else 0.0
 

@@ -1,0 +1,412 @@
+"""The library side of ``aerec train`` and ``aerec evaluate``: cross-validated runs on disk.
+
+A run directory holds:
+- ``config.json``: model, data set (with a fingerprint), protocol + resolved options, seed and
+  the full model config; ``config.toml``: the same as ``[run]``, ``[model]`` and ``[protocol]``
+  sections, so ``aerec train --config RUN_DIR/config.toml`` repeats the run;
+- ``fold-<f>/model/`` (an ``aerec.io`` model directory) and ``fold-<f>/metrics.json`` per fold,
+  in the protocol's split order (the order ``aerec split`` exports);
+- ``history.csv``: fold, epoch, loss, validation metric, seconds;
+- ``metrics.json``: per metric the mean, the **sample** standard deviation over folds
+  (ddof=1; null for a single fold) and the per-fold values, plus epochs, train seconds and
+  library versions.
+
+Model selection (early stopping) sees only the validation data: ``valid_in``/``valid_out`` of a
+ranking fold, the ``valid`` ratings of a rating fold. The test part is used once, after fitting.
+``protocol="full"`` fits one model on all the data (binarized for ranking models) and saves it
+to ``RUN_DIR/full/model`` for production use, with no test metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as _dt
+import io as _io
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from aerec import config as cfgmod
+from aerec import fsutil, ui
+from aerec.errors import ConfigError, DataError
+
+RANKING_KS = (20, 50, 100)
+WEAK_KS = (10, 20, 50, 100)  # weak generalization adds RecBole's @10
+
+
+@dataclasses.dataclass
+class RunSection:
+    """The ``[run]`` section of a run config file."""
+
+    model: str | None = None
+    dataset: str | None = None
+    protocol: str | None = None
+    folds: int | None = None
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class RunSpec:
+    model: str
+    dataset: str
+    protocol: str
+    folds: int | None
+    seed: int
+    model_config: dict
+    protocol_options: dict
+
+    def toml(self) -> str:
+        run = {"model": self.model, "dataset": self.dataset, "protocol": self.protocol, "folds": self.folds,
+               "seed": self.seed}
+        sections = {"run": run, "model": self.model_config}
+        opts = {k: v for k, v in self.protocol_options.items() if k not in ("seed", "n_folds", "repeats")}
+        if opts:
+            sections["protocol"] = opts
+        return cfgmod.dumps_toml(sections)
+
+
+def resolve(model: str | None = None, *, dataset: str | None = None, protocol: str | None = None,
+            folds: int | None = None, seed: int | None = None, epochs: int | None = None,
+            sets: list[str] | tuple = (), config_file: str | Path | None = None,
+            device: str | None = None) -> RunSpec:
+    """Merge a TOML config file with command-line values (which win) and validate everything."""
+    from aerec import models
+
+    file = cfgmod.load_toml(config_file) if config_file else {}
+    unknown = sorted(set(file) - {"run", "model", "protocol"})
+    if unknown:
+        raise ConfigError(f"{config_file}: unknown section(s) {', '.join(unknown)}; valid sections: model, protocol, run")
+    run = cfgmod.build(RunSection, file.get("run", {}))
+    if model and run.model and models.get(model).name != models.get(run.model).name:
+        raise ConfigError(f"{config_file} is for model '{run.model}', not '{model}'")
+    name = model or run.model
+    dataset, protocol = dataset or run.dataset, protocol or run.protocol
+    for label, value in (("MODEL", name), ("--dataset", dataset), ("--protocol", protocol)):
+        if not value:
+            raise ConfigError(f"{label} is required (give it on the command line or in the config's [run] section)")
+    folds = folds if folds is not None else run.folds
+    seed = int(seed if seed is not None else run.seed)
+    cls = models.get(name)
+    fields = {f.name for f in dataclasses.fields(cls.Config)}
+    values = {**file.get("model", {}), **cfgmod.parse_set(list(sets))}
+    if epochs is not None:
+        if "epochs" not in fields:
+            raise ConfigError(f"model '{cls.name}' has no 'epochs' setting; valid keys: {', '.join(sorted(fields))}")
+        values["epochs"] = epochs
+    if device is not None and "device" in fields:  # models without a device run on the CPU anyway
+        values["device"] = device
+    if "seed" in fields and "seed" not in values:  # one seed drives the split and the model
+        values["seed"] = seed
+    try:
+        cfg = cfgmod.build(cls.Config, values)
+    except ConfigError as e:
+        raise ConfigError(f"model '{cls.name}': {e}") from None
+    opts = dict(file.get("protocol", {}))
+    if protocol != "full":
+        opts = _protocol(protocol, folds, seed, opts).options()
+        _check_task(cls, protocol)
+    return RunSpec(model=cls.name, dataset=str(dataset), protocol=protocol, folds=folds, seed=seed,
+                   model_config=cfgmod.to_dict(cfg), protocol_options=opts)
+
+
+def _protocol(name: str, folds, seed, options: dict):
+    from aerec import protocols
+
+    options = dict(options)
+    options.setdefault("seed", seed)
+    return protocols.get(name, folds=folds, **options)
+
+
+def _check_task(cls, protocol: str) -> None:
+    from aerec import protocols
+
+    p = protocols.PROTOCOLS[protocol]
+    if getattr(p, "task", "ranking") != cls.task:
+        raise ConfigError(f"model '{cls.name}' is a {cls.task} model and protocol '{protocol}' is a "
+                          f"{p.task} protocol; choose a matching pair")
+
+
+def default_out(spec: RunSpec) -> Path:
+    label = Path(spec.dataset).stem if ("/" in spec.dataset or "." in spec.dataset) else spec.dataset
+    return Path("runs") / f"{spec.model}-{label}-{spec.protocol}-seed{spec.seed}"
+
+
+def versions() -> dict:
+    import scipy
+    import torch
+
+    from aerec import __version__
+
+    return {"aerec": __version__, "torch": torch.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
+            "python": platform.python_version()}
+
+
+def _fingerprint(data) -> dict:
+    return {"name": data.name, "users": int(data.n_users), "items": int(data.n_items), "interactions": int(len(data))}
+
+
+def _load_data(dataset: str):
+    from aerec import data as datamod
+
+    return datamod.load(dataset)
+
+
+def _titles_for(data, item_ids):
+    if data.item_titles is None:
+        return None
+    lookup = dict(zip(data.item_ids.tolist(), data.item_titles.tolist()))
+    return [lookup.get(i) for i in np.asarray(item_ids).tolist()]
+
+
+# one fold ------------------------------------------------------------------------------------
+
+
+def _valid_of(fold):
+    if fold.kind == "rating":
+        return fold.valid if fold.valid.nnz else None
+    return fold.valid() if fold.valid_out.nnz else None
+
+
+def evaluate_fold(model, fold, ks) -> dict:
+    """Summary metrics of a fitted model on the fold's test part."""
+    from aerec import evaluation
+
+    if fold.kind == "rating":
+        return evaluation.summarize(evaluation.evaluate_rating(model, fold.test))
+    per_user = evaluation.evaluate_ranking(model, fold.test_in, fold.test_out, ks=ks,
+                                           exclude=getattr(fold, "test_exclude", None))
+    return evaluation.summarize(per_user)
+
+
+def _fit(spec: RunSpec, train, valid, workdir: Path, resume: bool, label: str, progress: bool):
+    from aerec import models
+    from aerec.models.neural import TorchRecommender
+
+    model = models.create(spec.model, spec.model_config)
+    options = {}
+    if isinstance(model, TorchRecommender):
+        options = {"checkpoint_dir": workdir / "checkpoint", "resume": resume, "label": label, "progress": progress}
+    t0 = time.perf_counter()
+    model.fit(train, valid, **options)
+    return model, time.perf_counter() - t0
+
+
+def _epochs(model) -> dict:
+    run = int(getattr(model, "epochs_run", 0) or 0)
+    return {"run": run, "best": int(getattr(model, "best_epoch", run) or run)}
+
+
+def _train_fold(spec, data, fold, fdir: Path, ks, resume: bool, progress: bool, n_folds: int) -> dict:
+    from aerec import io
+
+    label = f"{spec.model} fold {fold.index + 1}/{n_folds}"
+    model, seconds = _fit(spec, fold.train, _valid_of(fold), fdir, resume, label, progress)
+    metrics = evaluate_fold(model, fold, ks)
+    users = fold.user_ids if fold.kind == "rating" else fold.train_user_ids
+    io.save(model, fdir / "model", item_ids=fold.item_ids, user_ids=users, history=fold.train,
+            item_titles=_titles_for(data, fold.item_ids),
+            extra_meta={"dataset": spec.dataset, "protocol": spec.protocol, "fold": fold.index, "seed": spec.seed})
+    record = {"fold": fold.index, "metrics": metrics, "epochs": _epochs(model), "train_seconds": seconds,
+              "history": list(getattr(model, "history", []) or [])}
+    fsutil.write_json(fdir / "metrics.json", record)  # written last: its presence marks the fold done
+    shutil.rmtree(fdir / "checkpoint", ignore_errors=True)
+    return record
+
+
+# aggregation ---------------------------------------------------------------------------------
+
+
+def aggregate(per_fold: list[dict]) -> dict:
+    """{name: {"mean", "std", "per_fold"}}; std is the sample std over folds (ddof=1), or None
+    with a single fold."""
+    names = [k for k in per_fold[0] if all(k in m for m in per_fold)]
+    out = {}
+    for name in names:
+        vals = [m[name] for m in per_fold]
+        arr = np.asarray(vals, dtype=np.float64)
+        out[name] = {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if len(arr) > 1 else None,
+                     "per_fold": vals}
+    return out
+
+
+def _history_csv(records: list[dict]) -> str:
+    keys = []
+    for r in records:
+        for h in r["history"]:
+            keys += [k for k in h if k.startswith("valid_") and k not in keys]
+    buf = _io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["fold", "epoch", "loss", *keys, "seconds"])
+    for r in records:
+        for h in r["history"]:
+            w.writerow([r["fold"], h.get("epoch"), h.get("loss"), *(h.get(k, "") for k in keys), h.get("seconds")])
+    return buf.getvalue()
+
+
+def _ks(spec: RunSpec) -> tuple:
+    return WEAK_KS if spec.protocol == "weak" else RANKING_KS
+
+
+def _run_json(spec: RunSpec, data, n_folds: int) -> dict:
+    return {"model": spec.model, "dataset": spec.dataset, "data": _fingerprint(data), "protocol": spec.protocol,
+            "protocol_options": spec.protocol_options, "folds": n_folds, "seed": spec.seed,
+            "config": spec.model_config}
+
+
+def _prepare_dir(out: Path, marker: Path, resume: bool, identity: dict) -> None:
+    """Refuse to mix runs: an existing run continues only with --resume and the same settings."""
+    if marker.exists():
+        if not resume:
+            raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        try:
+            old = json.loads(marker.read_text())
+        except ValueError:
+            raise DataError(f"{marker}: not valid JSON; cannot resume this run") from None
+        diff = sorted(k for k in identity if old.get(k) != identity[k])
+        if diff:
+            raise ConfigError(f"{out} was run with other settings ({', '.join(diff)} differ); drop --resume or use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+# train / evaluate ----------------------------------------------------------------------------
+
+
+def train(spec: RunSpec, out: str | Path | None = None, *, resume: bool = False, progress: bool = True) -> dict:
+    """Train on every fold (or on all data for protocol 'full'); return the metrics.json dict."""
+    out = Path(out) if out else default_out(spec)
+    data = _load_data(spec.dataset)
+    if spec.protocol == "full":
+        return train_full(spec, data, out, resume=resume, progress=progress)
+    protocol = _protocol(spec.protocol, spec.folds, spec.seed, spec.protocol_options)
+    n_folds = int(protocol.n_folds)
+    ident = _run_json(spec, data, n_folds)
+    _prepare_dir(out, out / "config.json", resume, ident)
+    fsutil.write_json(out / "config.json", {**ident, "aerec_version": versions()["aerec"],
+                                            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
+    fsutil.write_text(out / "config.toml", spec.toml())
+    ks, records = _ks(spec), []
+    for fold in protocol.split(data):
+        fdir = out / f"fold-{fold.index}"
+        done = resume and (fdir / "metrics.json").exists() and (fdir / "model" / "manifest.json").exists()
+        if done:
+            record = json.loads((fdir / "metrics.json").read_text())
+            how = "done earlier"
+        else:
+            record = _train_fold(spec, data, fold, fdir, ks, resume, progress, n_folds)
+            how = f"{record['train_seconds']:.1f}s"
+        records.append(record)
+        fsutil.write_text(out / "history.csv", _history_csv(records))
+        ui.info(_status(spec, fold.index, n_folds, record["metrics"], how))
+    result = _metrics_json(spec, n_folds, records)
+    fsutil.write_json(out / "metrics.json", result)
+    return result
+
+
+def _status(spec, f, n_folds, m, how) -> str:
+    keys = ("rmse", "mae") if "rmse" in m else ("recall@20", "recall@50", "ndcg@100")
+    shown = "  ".join(f"{k} {m[k]:.4f}" for k in keys if k in m)
+    return f"{spec.model} fold {f + 1}/{n_folds}: {shown}  ({how})"
+
+
+def _metrics_json(spec: RunSpec, n_folds: int, records: list[dict]) -> dict:
+    return {"model": spec.model, "dataset": spec.dataset, "protocol": spec.protocol, "folds": n_folds,
+            "seed": spec.seed, "metrics": aggregate([r["metrics"] for r in records]),
+            "epochs": [r["epochs"] for r in records], "train_seconds": [r["train_seconds"] for r in records],
+            "versions": versions()}
+
+
+def full_matrix(data, task: str):
+    """All interactions as one training matrix: ratings for rating models, else binarized
+    (rating > 3.5, as the strong protocol does) with empty users and items dropped."""
+    from aerec.protocols.base import dedupe
+
+    data = dedupe(data)
+    if task == "rating":
+        if data.rating is None:
+            raise DataError(f"{data.name}: a rating model needs ratings, and this data set has none")
+        return data, data.csr("rating")
+    data = data.binarize(3.5).compact()
+    return data, data.csr("ones")
+
+
+def train_full(spec: RunSpec, data, out: Path, *, resume: bool = False, progress: bool = True) -> dict:
+    from aerec import io, models
+
+    task = models.get(spec.model).task
+    data, train = full_matrix(data, task)
+    fdir = out / "full"
+    ident = {"model": spec.model, "dataset": spec.dataset, "data": _fingerprint(data), "protocol": "full",
+             "seed": spec.seed, "config": spec.model_config}
+    _prepare_dir(fdir, fdir / "config.json", resume, ident)
+    fsutil.write_json(fdir / "config.json", ident)
+    fsutil.write_text(fdir / "config.toml", spec.toml())
+    # no validation data: the model trains for exactly its configured epochs (pick them from a CV run)
+    model, seconds = _fit(spec, train, None, fdir, resume, f"{spec.model} full", progress)
+    io.save(model, fdir / "model", item_ids=data.item_ids, user_ids=data.user_ids, history=train,
+            item_titles=data.item_titles, extra_meta={"dataset": spec.dataset, "protocol": "full", "seed": spec.seed})
+    shutil.rmtree(fdir / "checkpoint", ignore_errors=True)
+    record = {"fold": "full", "history": list(getattr(model, "history", []) or [])}
+    fsutil.write_text(fdir / "history.csv", _history_csv([record]))
+    result = {"model": spec.model, "dataset": spec.dataset, "protocol": "full", "model_dir": str(fdir / "model"),
+              "users": int(train.shape[0]), "items": int(train.shape[1]), "interactions": int(train.nnz),
+              "seed": spec.seed, "epochs": _epochs(model), "train_seconds": seconds, "versions": versions()}
+    fsutil.write_json(fdir / "info.json", result)
+    ui.info(f"{spec.model} full: {train.shape[0]} users x {train.shape[1]} items, saved to {fdir / 'model'} ({seconds:.1f}s)")
+    return result
+
+
+def load_spec(run_dir: str | Path) -> tuple[RunSpec, dict]:
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    try:
+        cfg = json.loads(path.read_text())
+        spec = RunSpec(model=cfg["model"], dataset=cfg["dataset"], protocol=cfg["protocol"], folds=cfg["folds"],
+                       seed=int(cfg["seed"]), model_config=cfg["config"], protocol_options=cfg["protocol_options"])
+    except FileNotFoundError:
+        raise DataError(f"{path}: not found; is {run_dir} a run directory made by 'aerec train'?") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: malformed run config ({type(e).__name__}: {e})") from None
+    return spec, cfg
+
+
+def evaluate_run(run_dir: str | Path, *, write: bool = True) -> dict:
+    """Reload each fold's model, rebuild the identical split and evaluate it again.
+
+    Returns the metrics.json layout (epochs and train seconds copied from the saved run) plus
+    ``matches_saved``: whether every per-fold value equals the saved metrics.json exactly.
+    Writes ``metrics.evaluated.json`` in the run directory unless write=False.
+    """
+    from aerec import io
+
+    run_dir = Path(run_dir)
+    spec, cfg = load_spec(run_dir)
+    data = _load_data(spec.dataset)
+    if _fingerprint(data) != cfg.get("data"):
+        raise DataError(f"data set '{spec.dataset}' changed since the run ({cfg.get('data')} then, {_fingerprint(data)} now)")
+    protocol = _protocol(spec.protocol, None, spec.seed, spec.protocol_options)
+    records = []
+    for fold in protocol.split(data):
+        mdir = run_dir / f"fold-{fold.index}" / "model"
+        model = io.load(mdir)
+        if [str(x) for x in model.item_ids.tolist()] != [str(x) for x in np.asarray(fold.item_ids).tolist()]:
+            raise DataError(f"{mdir}: item vocabulary differs from the rebuilt split of fold {fold.index}")
+        m = evaluate_fold(model, fold, _ks(spec))
+        records.append({"metrics": m, "epochs": None, "train_seconds": None})
+        ui.info(_status(spec, fold.index, protocol.n_folds, m, "re-evaluated"))
+    result = _metrics_json(spec, int(protocol.n_folds), records)
+    saved_path = run_dir / "metrics.json"
+    saved = json.loads(saved_path.read_text()) if saved_path.exists() else None
+    if saved is not None:
+        result["epochs"], result["train_seconds"] = saved.get("epochs"), saved.get("train_seconds")
+        result["matches_saved"] = all(saved["metrics"].get(k, {}).get("per_fold") == v["per_fold"]
+                                      for k, v in result["metrics"].items())
+    else:
+        result["matches_saved"] = None
+    if write:
+        fsutil.write_json(run_dir / "metrics.evaluated.json", result)
+    return result
