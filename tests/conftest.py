@@ -15,8 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from aerec.data.interactions import Interactions
+
+# The tests' tensors are tiny: a second intra-op thread only adds synchronisation (5-10x slower
+# on a loaded 2-core machine). Results are deterministic either way.
+torch.set_num_threads(1)
 
 N_BLOCKS, ITEMS_PER_BLOCK = 3, 8
 BLOCK_USERS = (24, 16, 12)  # unequal so block 0 is the most popular
