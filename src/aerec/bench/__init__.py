@@ -20,6 +20,7 @@ from aerec.bench.suites import suite_models
 from aerec.errors import ConfigError
 
 PROTOCOL_FOR_TASK = {"rating": "ratings-kfold", "ranking": "strong"}
+RANKING_PROTOCOLS = ("strong", "weak")
 
 
 def versions() -> dict:
@@ -49,8 +50,13 @@ def fingerprint(data) -> str:
 
 
 def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), models=None, folds: int = 5,
-              seed: int = 0, jobs: int = 1, loader=None, overrides: dict | None = None) -> dict:
-    """Run (or resume) the grid and write every report file. `loader(name)` defaults to aerec.data.load."""
+              seed: int = 0, jobs: int = 1, loader=None, overrides: dict | None = None,
+              ranking_protocol: str = "strong") -> dict:
+    """Run (or resume) the grid and write every report file. `loader(name)` defaults to aerec.data.load.
+
+    ranking_protocol: `strong` (k folds over users) or `weak` (RecBole's 8:1:1 recipe, one fold,
+    @10 metrics added); rating models always run rating k-fold CV.
+    """
     from aerec import models as registry
     from aerec import protocols
 
@@ -60,6 +66,8 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     chosen = list(models) if models else list(configs)
     for m in chosen:
         registry.get(m)  # unknown names fail before any work
+    if ranking_protocol not in RANKING_PROTOCOLS:
+        raise ConfigError(f"ranking protocol must be one of {', '.join(RANKING_PROTOCOLS)}")
     if loader is None:
         from aerec.data import load as loader
     started = time.time()
@@ -72,8 +80,8 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
             names = [m for m in chosen if registry.get(m).task == task]
             if not names:
                 continue
-            proto_name = PROTOCOL_FOR_TASK[task]
-            proto = protocols.get(proto_name, folds=folds, seed=seed)
+            proto_name = ranking_protocol if task == "ranking" else PROTOCOL_FOR_TASK[task]
+            proto = protocols.get(proto_name, folds=None if proto_name == "weak" else folds, seed=seed)
             folds_list = None  # split lazily: a fully cached grid never splits
             for f in range(proto.n_folds):
                 for m in names:
@@ -102,7 +110,7 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     pngs = report.plots(rows, cells_done, out)
     fsutil.write_json(out / "run.json", {
         "command": _command(), "suite": suite, "datasets": list(datasets), "models": chosen,
-        "folds": folds, "seed": seed, "jobs": jobs, "versions": versions(), "machine": machine(),
+        "folds": folds, "seed": seed, "ranking_protocol": ranking_protocol, "jobs": jobs, "versions": versions(), "machine": machine(),
         "data_sha256": fingerprints, "cells": len(cells_done), "seconds": time.time() - started,
         "plots": [Path(p).name for p in pngs],
     })

@@ -17,6 +17,7 @@ import numpy as np
 from aerec import __version__, fsutil, ui
 
 RANKING_KS = (20, 50, 100)
+WEAK_KS = (10, 20, 50, 100)  # RecBole reports @10
 
 
 @dataclass
@@ -95,7 +96,9 @@ def run_cell(cell: Cell, fold, task: str, position: int | None = None) -> dict:
         metrics = {"rmse": float(res["rmse"]), "mae": float(res["mae"])}
         per_user = {"squared_error": np.asarray(res["squared_error"], dtype=np.float64)}
     else:
-        per_user = evaluation.evaluate_ranking(model, fold.test_in, fold.test_out, ks=RANKING_KS)
+        ks = WEAK_KS if cell.protocol == "weak" else RANKING_KS
+        per_user = evaluation.evaluate_ranking(model, fold.test_in, fold.test_out, ks=ks,
+                                               exclude=getattr(fold, "test_exclude", None))
         metrics = {k: float(v) for k, v in evaluation.summarize(per_user).items()}
         per_user = {k: np.asarray(v) for k, v in per_user.items()}
     eval_seconds = time.perf_counter() - t0

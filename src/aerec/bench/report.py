@@ -11,6 +11,7 @@ from aerec import fsutil
 from aerec.bench.stats import significance
 
 RANKING_COLUMNS = ["recall@20", "recall@50", "recall@100", "ndcg@100", "precision@100"]
+WEAK_COLUMNS = ["recall_plain@10", "ndcg@10", "mrr@10", "hitrate@10", "precision@10"]  # RecBole's @10 table
 RATING_COLUMNS = ["rmse", "mae"]
 LOWER_IS_BETTER = {"rmse", "mae"}
 
@@ -44,7 +45,7 @@ def mark_significance(rows: list[dict], cells: list[dict], alpha: float = 0.05) 
     for c in cells:
         by_key.setdefault((c["dataset"], c["model"]), []).append(c)
     for dataset in {r["dataset"] for r in rows}:
-        for task_cols in (RANKING_COLUMNS, RATING_COLUMNS):
+        for task_cols in (RANKING_COLUMNS, RATING_COLUMNS, WEAK_COLUMNS):
             members = [r for r in rows if r["dataset"] == dataset and task_cols[0] in r["metrics"]]
             for metric in task_cols:
                 samples = {}
@@ -80,7 +81,8 @@ def _fmt(row: dict, metric: str) -> str:
 def markdown(rows: list[dict], header: str = "") -> str:
     out = [header] if header else []
     for dataset in sorted({r["dataset"] for r in rows}):
-        for title, cols in (("Rating prediction", RATING_COLUMNS), ("Top-N ranking", RANKING_COLUMNS)):
+        for title, cols in (("Rating prediction", RATING_COLUMNS), ("Top-N ranking", RANKING_COLUMNS),
+                            ("Top-N ranking @10", WEAK_COLUMNS)):
             members = [r for r in rows if r["dataset"] == dataset and cols[0] in r["metrics"]]
             if not members:
                 continue

@@ -17,9 +17,11 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Cells run in parallel processes.")
+@click.option("--ranking-protocol", type=click.Choice(["strong", "weak"]), default="strong", show_default=True,
+              help="Protocol for the top-N models: strong generalization, or RecBole's weak 8:1:1 recipe.")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output directory (resumable).")
 @click.option("--json", "as_json", is_flag=True, help="Print results.json to stdout.")
-def bench(suite, datasets, models, folds, seed, jobs, out, as_json):
+def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, as_json):
     """Run every model on every data set with its proper protocol and write tables and plots.
 
     Finished (model, data set, fold) cells are cached under OUT, so a rerun resumes.
@@ -30,7 +32,7 @@ def bench(suite, datasets, models, folds, seed, jobs, out, as_json):
     from aerec.bench.report import markdown
 
     result = run_bench(out, suite=suite, datasets=_split(datasets), models=_split(models), folds=folds,
-                       seed=seed, jobs=jobs)
+                       seed=seed, jobs=jobs, ranking_protocol=ranking_protocol)
     if as_json:
         click.echo(json.dumps(result["rows"], indent=2))
         return
