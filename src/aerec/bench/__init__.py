@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from aerec import __version__, fsutil, ui
-from aerec.bench import report
+from aerec.bench import published, report
 from aerec.bench.grid import Cell, load_cell, run_cell, save_cell
 from aerec.bench.suites import suite_models
 from aerec.errors import ConfigError
@@ -106,7 +106,7 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     rows = report.aggregate(cells_done)
     report.mark_significance(rows, cells_done)
     header = f"# aerec bench: suite `{suite}`\n\nCommand: `{' '.join(_command())}`\n"
-    report.write_tables(rows, out, header)
+    report.write_tables(rows, out, header, footer=published.section(rows))
     pngs = report.plots(rows, cells_done, out)
     fsutil.write_json(out / "run.json", {
         "command": _command(), "suite": suite, "datasets": list(datasets), "models": chosen,

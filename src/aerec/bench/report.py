@@ -101,8 +101,8 @@ def markdown(rows: list[dict], header: str = "") -> str:
     return "\n".join(out)
 
 
-def write_tables(rows: list[dict], out_dir, header: str = "") -> None:
-    fsutil.write_text(out_dir / "results.md", markdown(rows, header))
+def write_tables(rows: list[dict], out_dir, header: str = "", footer: str = "") -> None:
+    fsutil.write_text(out_dir / "results.md", markdown(rows, header) + ("\n" + footer if footer else ""))
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["dataset", "model", "protocol", "folds", "epochs", "train_seconds", "metric", "mean", "std", "per_fold"])
