@@ -23,7 +23,8 @@ def _csr(m, name: str) -> sp.csr_matrix:
 
 
 def evaluate_ranking(model, input_csr, target_csr, ks: Sequence[int] = (20, 50, 100), block_size: int = 1024,
-                     exclude_input: bool = True, exclude=None, progress: bool = False) -> dict[str, np.ndarray]:
+                     exclude_input: bool = True, exclude=None, progress: bool = False,
+                     covered_out: dict | None = None) -> dict[str, np.ndarray]:
     """Per-user ranking metrics of ``model`` on held-out rows.
 
     input_csr: the fold-in history the model sees (rows = held-out users); target_csr: their
@@ -31,7 +32,8 @@ def evaluate_ranking(model, input_csr, target_csr, ks: Sequence[int] = (20, 50, 
     optional) adds more items to exclude, such as weak generalization's validation items.
     Returns the arrays of ``metrics.ranking`` concatenated over blocks (``"users"`` = row
     indices of input_csr) plus ``"coverage@k"`` as 0-d arrays: distinct items in the evaluated
-    users' top-k lists over the number of items.
+    users' top-k lists over the number of items. ``covered_out`` (a dict, optional) receives the
+    boolean item masks behind coverage, per k, so shards evaluated apart can take their union.
     """
     inp, tgt = _csr(input_csr, "input"), _csr(target_csr, "target")
     if inp.shape != tgt.shape:
@@ -67,6 +69,8 @@ def evaluate_ranking(model, input_csr, target_csr, ks: Sequence[int] = (20, 50, 
             covered[k][top[:, :k][top[:, :k] >= 0]] = True
 
     out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    if covered_out is not None:
+        covered_out.update(covered)
     for k in ks:
         out[f"coverage@{k}"] = np.asarray(covered[k].sum() / n_items)
     return out

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from aerec import config as cfgmod
-from aerec import fsutil, ui
+from aerec import distributed, fsutil, ui
 from aerec.errors import ConfigError, DataError
 
 RANKING_KS = (20, 50, 100)
@@ -73,7 +73,7 @@ class RunSpec:
 def resolve(model: str | None = None, *, dataset: str | None = None, protocol: str | None = None,
             folds: int | None = None, seed: int | None = None, epochs: int | None = None,
             sets: list[str] | tuple = (), config_file: str | Path | None = None,
-            device: str | None = None) -> RunSpec:
+            device: str | None = None, amp: bool = False) -> RunSpec:
     """Merge a TOML config file with command-line values (which win) and validate everything."""
     from aerec import models
 
@@ -100,12 +100,21 @@ def resolve(model: str | None = None, *, dataset: str | None = None, protocol: s
         values["epochs"] = epochs
     if device is not None and "device" in fields:  # models without a device run on the CPU anyway
         values["device"] = device
+    if amp:
+        if "amp" not in fields:
+            raise ConfigError(f"model '{cls.name}' has no mixed-precision setting (--amp is for the neural models)")
+        values["amp"] = True
     if "seed" in fields and "seed" not in values:  # one seed drives the split and the model
         values["seed"] = seed
     try:
         cfg = cfgmod.build(cls.Config, values)
     except ConfigError as e:
         raise ConfigError(f"model '{cls.name}': {e}") from None
+    if getattr(cfg, "amp", False):
+        from aerec.models.neural import resolve_device
+
+        if resolve_device(cfg.device).type != "cuda":  # fail before any data is read
+            raise ConfigError(f"--amp (mixed precision) needs a CUDA device; this run trains on {cfg.device}")
     opts = dict(file.get("protocol", {}))
     if protocol != "full":
         opts = _protocol(protocol, folds, seed, opts).options()
@@ -178,6 +187,10 @@ def evaluate_fold(model, fold, ks) -> dict:
 
     if fold.kind == "rating":
         return evaluation.summarize(evaluation.evaluate_rating(model, fold.test))
+    ctx = distributed.current()
+    if ctx is not None:  # each rank scores its share; the per-user arrays are gathered in row order
+        return evaluation.summarize(distributed.evaluate_ranking(ctx, model, fold.test_in, fold.test_out, ks=ks,
+                                                                 exclude=getattr(fold, "test_exclude", None)))
     per_user = evaluation.evaluate_ranking(model, fold.test_in, fold.test_out, ks=ks,
                                            exclude=getattr(fold, "test_exclude", None))
     return evaluation.summarize(per_user)
@@ -207,12 +220,14 @@ def _train_fold(spec, data, fold, fdir: Path, ks, resume: bool, progress: bool, 
     label = f"{spec.model} fold {fold.index + 1}/{n_folds}"
     model, seconds = _fit(spec, fold.train, _valid_of(fold), fdir, resume, label, progress)
     metrics = evaluate_fold(model, fold, ks)
+    record = {"fold": fold.index, "metrics": metrics, "epochs": _epochs(model), "train_seconds": seconds,
+              "history": list(getattr(model, "history", []) or [])}
+    if not distributed.is_writer():
+        return record
     users = fold.user_ids if fold.kind == "rating" else fold.train_user_ids
     io.save(model, fdir / "model", item_ids=fold.item_ids, user_ids=users, history=fold.train,
             item_titles=_titles_for(data, fold.item_ids),
             extra_meta={"dataset": spec.dataset, "protocol": spec.protocol, "fold": fold.index, "seed": spec.seed})
-    record = {"fold": fold.index, "metrics": metrics, "epochs": _epochs(model), "train_seconds": seconds,
-              "history": list(getattr(model, "history", []) or [])}
     fsutil.write_json(fdir / "metrics.json", record)  # written last: its presence marks the fold done
     shutil.rmtree(fdir / "checkpoint", ignore_errors=True)
     return record
@@ -279,20 +294,31 @@ def _prepare_dir(out: Path, marker: Path, resume: bool, identity: dict) -> None:
 def train(spec: RunSpec, out: str | Path | None = None, *, resume: bool = False, progress: bool = True) -> dict:
     """Train on every fold (or on all data for protocol 'full'); return the metrics.json dict."""
     out = Path(out) if out else default_out(spec)
+    ctx = distributed.current()
+    if ctx is not None:
+        from aerec import models
+
+        distributed.check_model(models.get(spec.model))
+    writer = distributed.is_writer()  # under torchrun only rank 0 writes; every rank trains
     data = _load_data(spec.dataset)
     if spec.protocol == "full":
         return train_full(spec, data, out, resume=resume, progress=progress)
     protocol = _protocol(spec.protocol, spec.folds, spec.seed, spec.protocol_options)
     n_folds = int(protocol.n_folds)
     ident = _run_json(spec, data, n_folds)
-    _prepare_dir(out, out / "config.json", resume, ident)
-    fsutil.write_json(out / "config.json", {**ident, "aerec_version": versions()["aerec"],
-                                            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
-    fsutil.write_text(out / "config.toml", spec.toml())
+    if writer:
+        _prepare_dir(out, out / "config.json", resume, ident)
+        fsutil.write_json(out / "config.json", {**ident, "aerec_version": versions()["aerec"],
+                                                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
+        fsutil.write_text(out / "config.toml", spec.toml())
+    if ctx is not None:
+        ctx.barrier()  # rank 0 has checked the run directory before anyone trains
     ks, records = _ks(spec), []
     for fold in protocol.split(data):
         fdir = out / f"fold-{fold.index}"
         done = resume and (fdir / "metrics.json").exists() and (fdir / "model" / "manifest.json").exists()
+        if ctx is not None:
+            done = ctx.agree(done)  # rank 0's run directory decides
         if done:
             record = json.loads((fdir / "metrics.json").read_text())
             how = "done earlier"
@@ -300,10 +326,12 @@ def train(spec: RunSpec, out: str | Path | None = None, *, resume: bool = False,
             record = _train_fold(spec, data, fold, fdir, ks, resume, progress, n_folds)
             how = f"{record['train_seconds']:.1f}s"
         records.append(record)
-        fsutil.write_text(out / "history.csv", _history_csv(records))
+        if writer:
+            fsutil.write_text(out / "history.csv", _history_csv(records))
         ui.info(_status(spec, fold.index, n_folds, record["metrics"], how))
     result = _metrics_json(spec, n_folds, records)
-    fsutil.write_json(out / "metrics.json", result)
+    if writer:
+        fsutil.write_json(out / "metrics.json", result)
     return result
 
 
@@ -342,19 +370,25 @@ def train_full(spec: RunSpec, data, out: Path, *, resume: bool = False, progress
     fdir = out / "full"
     ident = {"model": spec.model, "dataset": spec.dataset, "data": _fingerprint(data), "protocol": "full",
              "seed": spec.seed, "config": spec.model_config}
-    _prepare_dir(fdir, fdir / "config.json", resume, ident)
-    fsutil.write_json(fdir / "config.json", ident)
-    fsutil.write_text(fdir / "config.toml", spec.toml())
+    writer = distributed.is_writer()
+    if writer:
+        _prepare_dir(fdir, fdir / "config.json", resume, ident)
+        fsutil.write_json(fdir / "config.json", ident)
+        fsutil.write_text(fdir / "config.toml", spec.toml())
+    if distributed.current() is not None:
+        distributed.current().barrier()
     # no validation data: the model trains for exactly its configured epochs (pick them from a CV run)
     model, seconds = _fit(spec, train, None, fdir, resume, f"{spec.model} full", progress)
+    result = {"model": spec.model, "dataset": spec.dataset, "protocol": "full", "model_dir": str(fdir / "model"),
+              "users": int(train.shape[0]), "items": int(train.shape[1]), "interactions": int(train.nnz),
+              "seed": spec.seed, "epochs": _epochs(model), "train_seconds": seconds, "versions": versions()}
+    if not writer:
+        return result
     io.save(model, fdir / "model", item_ids=data.item_ids, user_ids=data.user_ids, history=train,
             item_titles=data.item_titles, extra_meta={"dataset": spec.dataset, "protocol": "full", "seed": spec.seed})
     shutil.rmtree(fdir / "checkpoint", ignore_errors=True)
     record = {"fold": "full", "history": list(getattr(model, "history", []) or [])}
     fsutil.write_text(fdir / "history.csv", _history_csv([record]))
-    result = {"model": spec.model, "dataset": spec.dataset, "protocol": "full", "model_dir": str(fdir / "model"),
-              "users": int(train.shape[0]), "items": int(train.shape[1]), "interactions": int(train.nnz),
-              "seed": spec.seed, "epochs": _epochs(model), "train_seconds": seconds, "versions": versions()}
     fsutil.write_json(fdir / "info.json", result)
     ui.info(f"{spec.model} full: {train.shape[0]} users x {train.shape[1]} items, saved to {fdir / 'model'} ({seconds:.1f}s)")
     return result

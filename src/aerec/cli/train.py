@@ -22,24 +22,68 @@ import click
 @click.option("--resume", is_flag=True, help="Continue a killed run: finished folds are skipped, the rest "
               "resume from their last checkpoint.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="Device for neural models.")
+@click.option("--amp", is_flag=True, help="bf16 mixed precision in training (CUDA only).")
+@click.option("--nproc", type=click.IntRange(min=1), help="Train with N processes on this machine: runs "
+              "torchrun --standalone --nproc_per_node N (gloo on CPU, nccl on GPU). See docs/distributed.md.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json to standard output.")
-def train_cmd(model, dataset, protocol, folds, seed, epochs, sets, config_file, out, resume, device, as_json):
+def train_cmd(model, dataset, protocol, folds, seed, epochs, sets, config_file, out, resume, device, amp, nproc,
+              as_json):
     """Train MODEL on every fold of a protocol and write a run directory.
 
     The run directory gets config.json, config.toml, history.csv, fold-<f>/model and
     metrics.json (mean, sample std with ddof=1, and per-fold values of each metric).
+    Under torchrun (or with --nproc) every process trains its share of each batch and only
+    rank 0 writes files.
     """
-    from aerec import runner, ui
+    from aerec import distributed, runner, ui
 
     spec = runner.resolve(model, dataset=dataset, protocol=protocol, folds=folds, seed=seed, epochs=epochs,
-                          sets=list(sets), config_file=config_file, device=device)
+                          sets=list(sets), config_file=config_file, device=device, amp=amp)
+    launching = nproc is not None and nproc > 1 and not distributed.launched()
+    if launching or distributed.launched():
+        from aerec import models
+
+        distributed.check_model(models.get(spec.model))  # fail here, not in N workers
+    if launching:
+        params = click.get_current_context().params
+        distributed.launch(nproc, _relaunch_args(params))
+        return
     out_dir = out or runner.default_out(spec)
     ui.info(f"training {spec.model} on {spec.dataset} ({spec.protocol}), run directory {out_dir}")
-    result = runner.train(spec, out_dir, resume=resume)
+    ctx = distributed.init(spec.model_config.get("device", "cpu")) if distributed.launched() else None
+    if ctx is not None:
+        ui.info(f"{ctx.world} processes ({distributed.BACKENDS[ctx.device.type]}), global batch "
+                f"{spec.model_config.get('batch_size')}")
+    ok = False
+    try:
+        result = runner.train(spec, out_dir, resume=resume)
+        ok = True
+    finally:
+        distributed.shutdown(wait=ok)
+    if ctx is not None and not ctx.is_writer:  # one report, from rank 0
+        return
     if as_json:
         click.echo(json.dumps(result, indent=2))
     elif "metrics" in result:
         _table(result)
+
+
+def _relaunch_args(params: dict) -> list[str]:
+    """This command's arguments for the workers, minus --nproc."""
+    from aerec import ui
+
+    args = (["--quiet"] if ui.quiet() else []) + ["train"] + ([params["model"]] if params["model"] else [])
+    for name, flag in (("dataset", "--dataset"), ("protocol", "--protocol"), ("folds", "--folds"),
+                       ("seed", "--seed"), ("epochs", "--epochs"), ("config_file", "--config"), ("out", "--out"),
+                       ("device", "--device")):
+        if params[name] is not None:
+            args += [flag, str(params[name])]
+    for value in params["sets"]:
+        args += ["--set", value]
+    for name, flag in (("resume", "--resume"), ("amp", "--amp"), ("as_json", "--json")):
+        if params[name]:
+            args.append(flag)
+    return args
 
 
 @click.command("evaluate")

@@ -13,6 +13,7 @@ The epoch loop itself (seeding, validation, early stopping, checkpoints) is in t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -33,6 +34,7 @@ class NeuralConfig(BaseConfig):
     patience: int = 0
     device: str = "cpu"
     eval_block: int = 2048
+    amp: bool = False  # bf16 autocast in training; CUDA only
 
     def validate(self):
         from aerec.errors import ConfigError
@@ -45,6 +47,12 @@ class NeuralConfig(BaseConfig):
             raise ConfigError("'lr' must be positive")
         if self.patience < 0:
             raise ConfigError("'patience' must be 0 (off) or positive")
+
+
+def adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused kernel: one pass over each parameter per step instead of about ten
+    elementwise ops (the same update; 2-3x faster on the items x hidden output layer on CPU)."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -60,6 +68,7 @@ def resolve_device(name: str) -> torch.device:
 class TorchRecommender(Recommender):
     Config = NeuralConfig
     net: torch.nn.Module
+    _shard = None  # set by aerec.distributed while a multi-process fit runs
 
     @property
     def device(self) -> torch.device:
@@ -70,7 +79,7 @@ class TorchRecommender(Recommender):
         raise NotImplementedError
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"main": torch.optim.Adam(self.net.parameters(), lr=self.config.lr)}
+        return {"main": adam(self.net.parameters(), lr=self.config.lr)}
 
     def _train_epoch(self, train: sp.csr_matrix, epoch: int, rng: np.random.Generator) -> float:
         raise NotImplementedError
@@ -113,9 +122,24 @@ class TorchRecommender(Recommender):
                 out[start : start + step] = self._forward(batch).float().cpu().numpy()
         return out
 
+    def train_autocast(self):
+        """The autocast context for training steps: bf16 on CUDA when ``amp`` is set (bf16 keeps
+        float32's exponent range, so no loss scaling, which would reach into every model's step)."""
+        if not getattr(self.config, "amp", False):
+            return contextlib.nullcontext()
+        if self.device.type != "cuda":
+            from aerec.errors import ConfigError
+
+            raise ConfigError(f"--amp (mixed precision) needs a CUDA device; this run trains on {self.device.type}")
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+
     def batches(self, train: sp.csr_matrix, rng: np.random.Generator | None, batch_size: int | None = None):
         """Yield (row indices, SparseBatch) over shuffled training rows; only per-batch blocks are built."""
         from aerec.models.layers import batch_order
 
+        if self._shard is not None:  # multi-process: this rank's slice of each global batch
+            yield from self._shard.batches(train.shape[0], batch_size or self.config.batch_size, rng is not None,
+                                           self.device)
+            return
         for rows in batch_order(train.shape[0], batch_size or self.config.batch_size, rng):
             yield rows, SparseBatch.from_csr(train[rows], self.device)

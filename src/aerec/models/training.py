@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from aerec import fsutil, ui
+from aerec import distributed, fsutil, ui
+from aerec.errors import ModelFileError
 
 CHECKPOINT_VERSION = 1
 
@@ -32,11 +33,14 @@ def monitor_for(model) -> tuple[str, bool]:
 
 
 def validation_score(model, valid) -> float:
-    from aerec import evaluation
+    from aerec import distributed, evaluation
 
+    ctx = distributed.current()
     # the public score/predict refuse an unfitted model; mid-training scoring is deliberate here
     was_fitted, model.fitted = model.fitted, True
     try:
+        if ctx is not None and model.task == "ranking":  # every rank scores its share; sums and counts reduce
+            return distributed.mean_metric(ctx, model, valid[0], valid[1], "ndcg@100")
         if model.task == "rating":
             return float(evaluation.evaluate_rating(model, valid)["rmse"])
         per_user = evaluation.evaluate_ranking(model, valid[0], valid[1], ks=(100,))
@@ -68,7 +72,14 @@ class Trainer:
         rng = np.random.default_rng(cfg.seed)
         state = {"epoch": 0, "best_value": None, "best_epoch": -1, "bad_epochs": 0, "history": []}
         best = None
-        if self.resume and self.checkpoint_dir and (self.checkpoint_dir / "checkpoint.json").exists():
+        ctx = distributed.current()
+        writer = ctx is None or ctx.is_writer  # only rank 0 writes checkpoints
+        model.train_autocast()  # a wrong --amp fails before any work
+        found = bool(self.resume and self.checkpoint_dir and (self.checkpoint_dir / "checkpoint.json").exists())
+        if ctx is not None and ctx.sum([float(found), 1.0])[0] not in (0.0, ctx.world):
+            raise ModelFileError(f"{self.checkpoint_dir}: only some ranks see the checkpoint; resuming a "
+                                 "multi-node run needs the run directory on a shared file system")
+        if found:
             state, best = self._load(model, rng)
             ui.info(f"resuming {self.label or model.name} after epoch {state['epoch']}")
         # Seed torch again after building so a resumed run and a fresh one draw from the same place.
@@ -77,13 +88,19 @@ class Trainer:
 
         bar = ui.progress(total=cfg.epochs, initial=state["epoch"], desc=self.label or model.name,
                           disable=ui.quiet() or not self.progress)
+        # multi-process: sliced batches from a memory-mapped matrix, gradients all-reduced per step
+        session = distributed.TrainSession(ctx, model, train, rng) if ctx is not None else None
         try:
             for epoch in range(state["epoch"], cfg.epochs):
                 if state["bad_epochs"] and cfg.patience and state["bad_epochs"] >= cfg.patience:
                     break
                 t0 = time.perf_counter()
                 model.net.train()
-                loss = float(model._train_epoch(train, epoch, rng))
+                with model.train_autocast():
+                    if session is None:
+                        loss = float(model._train_epoch(train, epoch, rng))
+                    else:  # batch order from the shared rng; the model's own draws from a per-rank one
+                        loss = session.reduce_loss(float(model._train_epoch(session.train, epoch, session.epoch_rng(epoch))))
                 train_s = time.perf_counter() - t0
                 record = {"epoch": epoch + 1, "loss": loss, "train_seconds": train_s}
                 if valid is not None:
@@ -99,7 +116,7 @@ class Trainer:
                 record["seconds"] = time.perf_counter() - t0
                 state["history"].append(record)
                 state["epoch"] = epoch + 1
-                if self.checkpoint_dir:
+                if self.checkpoint_dir and writer:
                     self._save(model, rng, state, best)
                 postfix = {"loss": f"{loss:.4g}"}
                 if valid is not None:
@@ -115,6 +132,8 @@ class Trainer:
                     break
         finally:
             bar.close()
+            if session is not None:
+                session.close()
         if best is not None:
             model.load_state_tensors(best)
         model.history = state["history"]
@@ -154,8 +173,6 @@ class Trainer:
                 old.unlink(missing_ok=True)
 
     def _load(self, model, rng):
-        from aerec.errors import ModelFileError
-
         d = self.checkpoint_dir
         try:
             meta = json.loads((d / "checkpoint.json").read_text())
