@@ -96,3 +96,25 @@ def test_config_checks():
         SVAE(next_k=0)
     with pytest.raises(ConfigError):
         SVAE(max_len=0)
+
+
+def test_runner_hands_svae_time_ordered_inputs():
+    from aerec import protocols
+
+    rng = np.random.default_rng(0)
+    n_users, n_items, per_user = 30, 12, 8
+    user = np.repeat(np.arange(n_users), per_user)
+    item = np.concatenate([rng.choice(n_items, per_user, replace=False) for _ in range(n_users)])
+    data = Interactions(user=user.astype(np.int32), item=item.astype(np.int32),
+                        user_ids=np.arange(n_users), item_ids=np.arange(n_items),
+                        rating=np.full(len(user), 5.0, dtype=np.float32),
+                        timestamp=rng.permutation(len(user)).astype(np.int64))
+    fold = next(iter(protocols.get("temporal", mode="user", folds=3, seed=0).split(data)))
+    ordered = SVAE.prepare_fold(fold, data)
+    for name in ("train", "valid_in", "test_in"):
+        m, o = getattr(fold, name), getattr(ordered, name)
+        assert (m != 0).sum() == (o != 0).sum() and o.nnz == m.nnz  # same entries, new values
+        for r in range(o.shape[0]):  # each row holds the positions 1..n
+            vals = np.sort(o.data[o.indptr[r]:o.indptr[r + 1]])
+            assert vals.tolist() == list(range(1, len(vals) + 1))
+    assert (ordered.test_out != fold.test_out).nnz == 0  # targets untouched

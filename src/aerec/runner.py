@@ -217,6 +217,9 @@ def _epochs(model) -> dict:
 def _train_fold(spec, data, fold, fdir: Path, ks, resume: bool, progress: bool, n_folds: int) -> dict:
     from aerec import io
 
+    from aerec import models
+
+    fold = models.get(spec.model).prepare_fold(fold, data)
     label = f"{spec.model} fold {fold.index + 1}/{n_folds}"
     model, seconds = _fit(spec, fold.train, _valid_of(fold), fdir, resume, label, progress)
     metrics = evaluate_fold(model, fold, ks)
@@ -429,7 +432,7 @@ def evaluate_run(run_dir: str | Path, *, write: bool = True) -> dict:
         model = io.load(mdir)
         if [str(x) for x in model.item_ids.tolist()] != [str(x) for x in np.asarray(fold.item_ids).tolist()]:
             raise DataError(f"{mdir}: item vocabulary differs from the rebuilt split of fold {fold.index}")
-        m = evaluate_fold(model, fold, _ks(spec))
+        m = evaluate_fold(model, type(model).prepare_fold(fold, data), _ks(spec))
         records.append({"metrics": m, "epochs": None, "train_seconds": None})
         ui.info(_status(spec, fold.index, protocol.n_folds, m, "re-evaluated"))
     result = _metrics_json(spec, int(protocol.n_folds), records)

@@ -93,7 +93,7 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
                         continue
                     if folds_list is None:
                         folds_list = proto.folds(data)
-                    todo.append((cell, folds_list[f], task))
+                    todo.append((cell, registry.get(m).prepare_fold(folds_list[f], data), task))
     ui.info(f"bench: {len(cells_done)} cells cached, {len(todo)} to run -> {out}")
     if jobs > 1 and len(todo) > 1:
         cells_done += _run_parallel(todo, out, jobs)

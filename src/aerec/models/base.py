@@ -89,6 +89,12 @@ class Recommender:
         vals, idx = torch.topk(scores, k, dim=1)
         return idx.numpy().astype(np.int64), vals.numpy()
 
+    @classmethod
+    def prepare_fold(cls, fold, data):
+        """Adapt a protocol's fold to what this model reads; most models take it as it is.
+        (SVAE overrides it to put each user's time order into the matrix values.)"""
+        return fold
+
     def predict(self, user_idx, item_idx) -> np.ndarray:
         raise NotImplementedError(f"{self.name} is a ranking model and does not predict ratings")
 

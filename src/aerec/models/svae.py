@@ -169,11 +169,22 @@ class SVAE(TorchRecommender):
 
     name = "svae"
     Config = SVAEConfig
-    needs_order = True  # the runner should pass time-ordered matrices (see order_by_time)
     test_overrides = {"epochs": 30, "embed": 16, "rnn": 16, "hidden": 16, "latent": 8, "batch_size": 8,
                       "lr": 1e-2, "weight_decay": 0.0}
 
     update_count: int = 0
+
+    @classmethod
+    def prepare_fold(cls, fold, data):
+        """Time-ordered inputs (values 1..n) where the data have timestamps; the targets stay 0/1."""
+        if data.timestamp is None or getattr(fold, "kind", "ranking") == "rating":
+            return fold
+        return dataclasses.replace(
+            fold,
+            train=order_by_time(fold.train, fold.train_user_ids, fold.item_ids, data),
+            valid_in=order_by_time(fold.valid_in, fold.valid_user_ids, fold.item_ids, data),
+            test_in=order_by_time(fold.test_in, fold.test_user_ids, fold.item_ids, data),
+        )
 
     def init_network(self) -> None:
         super().init_network()
