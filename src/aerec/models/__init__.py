@@ -9,6 +9,19 @@ from aerec.models.base import Recommender
 
 REGISTRY: dict[str, str] = {
     "pop": "aerec.models.pop:Popularity",
+    "cdae": "aerec.models.cdae:CDAE",
+    "ease": "aerec.models.ease:EASE",
+    "autorec": "aerec.models.autorec:AutoRec",
+    "deeprec": "aerec.models.deeprec:DeepRec",
+    "multdae": "aerec.models.multdae:MultDAE",
+    "multvae": "aerec.models.multvae:MultVAE",
+    "recvae": "aerec.models.recvae:RecVAE",
+    "wmf": "aerec.models.wmf:WMF",
+    "slim": "aerec.models.slim:SLIM",
+    "svae": "aerec.models.svae:SVAE",
+    "ract": "aerec.models.ract:RaCT",
+    "warp": "aerec.models.warp:WARP",
+    "lambdanet": "aerec.models.lambdanet:LambdaNet",
 }
 
 
