@@ -1,0 +1,58 @@
+"""`aerec serve`: the HTTP service (FastAPI + uvicorn, the optional `serve` extra)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import click
+
+from aerec.errors import AerecError
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command("serve")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Loopback by default; the service has no authentication.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--max-batch", type=click.IntRange(1, 4096), default=64, show_default=True,
+              help="Most requests scored in one forward pass.")
+@click.option("--batch-wait-ms", type=click.FloatRange(0, 100), default=2.0, show_default=True,
+              help="How long a batch waits for more requests after its first one.")
+@click.option("--max-body", type=click.IntRange(1024, 16 * 1024 * 1024), default=64 * 1024, show_default=True,
+              help="Largest request body in bytes (bigger ones get 413).")
+@click.option("--limit-concurrency", type=click.IntRange(1, None), default=512, show_default=True,
+              help="Open connections beyond this get 503 instead of queueing without bound.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              default="info", show_default=True)
+def serve(model_dir, host, port, max_batch, batch_wait_ms, max_body, limit_concurrency, log_level):
+    """Serve recommendations from MODEL_DIR (a model directory, or a run directory: its full
+    model, else fold 0's) over HTTP: POST /recommend, GET /health, /model, /items/{id}, /docs."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ImportError as e:
+        raise AerecError(f"aerec serve needs FastAPI and uvicorn ({e.name} is missing): pip install 'aerec[serve]'") from None
+    from aerec import serve as serving
+    from aerec import ui
+    from aerec.serve.app import create_app
+
+    path = serving.resolve_model_dir(model_dir)
+    model = serving.load_model(path, announce=False)
+    app = create_app(model, model_dir=path, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_body=max_body)
+    if not _is_loopback(host):
+        click.echo(f"warning: listening on {host}, beyond this machine; the service has no authentication", err=True)
+    ui.info(f"serving {model.name} ({model.n_items} items) from {path} on http://{host}:{port} (docs at /docs)")
+    uvicorn.run(app, host=host, port=port, log_level=log_level, limit_concurrency=limit_concurrency,
+                timeout_keep_alive=5, access_log=log_level == "debug")
+
+
+commands = [serve]

@@ -1,0 +1,198 @@
+"""The HTTP service: FastAPI over an ``Engine`` and a ``MicroBatcher``.
+
+Endpoints: ``POST /recommend``, ``GET /health``, ``GET /model``, ``GET /items/{id}``, and the
+OpenAPI docs (``/docs``, ``/openapi.json``). Requests are validated strictly (unknown fields,
+wrong types and out-of-range k are 422), bodies over ``max_body`` bytes are refused with 413
+before they are parsed, an unknown user is 404, and unknown items are listed in the answer.
+Every id is looked up in in-memory dicts: no request reads a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Annotated
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
+
+from aerec import io
+from aerec.errors import AerecError
+from aerec.serve.batching import MicroBatcher
+from aerec.serve.engine import Engine
+
+log = logging.getLogger("aerec.serve")
+
+MAX_K = 1000
+MAX_ITEMS = 5000  # per list in a request; the body limit usually binds first
+MAX_BODY = 64 * 1024
+MAX_ID_CHARS = 256
+
+Id = StrictInt | Annotated[str, StringConstraints(strict=True, max_length=MAX_ID_CHARS)]
+Rating = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class RecommendRequest(BaseModel):
+    """Exactly one of ``user`` (a known user, from its stored history) or ``items`` (a new user,
+    folded in from these item ids; an empty list gets the popularity fallback)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: Id | None = None
+    items: list[Id] | None = Field(None, max_length=MAX_ITEMS)
+    ratings: list[Rating] | None = Field(None, max_length=MAX_ITEMS,
+                                         description="Rating models: one rating per item (default: the top rating).")
+    k: StrictInt = Field(10, ge=1, le=MAX_K, description="Number of items (fewer if fewer are left).")
+    exclude: list[Id] = Field(default_factory=list, max_length=MAX_ITEMS, description="Item ids never to recommend.")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.user is None) == (self.items is None):
+            raise ValueError("give exactly one of 'user' or 'items'")
+        if self.ratings is not None and (self.items is None or len(self.ratings) != len(self.items)):
+            raise ValueError("'ratings' needs 'items' of the same length")
+        return self
+
+
+class RecommendResponse(BaseModel):
+    items: list[int | str]
+    scores: list[float]
+    titles: list[str | None] | None = None
+    unknown_items: list[int | str] = Field(default_factory=list, description="Given ids the model does not know.")
+    fallback: str | None = Field(None, description="'popularity' when no known item was given.")
+
+
+class ItemResponse(BaseModel):
+    id: int | str
+    title: str | None = None
+    popularity: int | None = Field(None, description="Number of stored histories holding the item.")
+
+
+class BodyLimit:
+    """Refuse request bodies over max_bytes with 413 before anything parses them. The body is
+    read here (at most max_bytes + one chunk) and replayed to the app."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await self._refuse(send, 413 if length.isdigit() else 400)
+        chunks, size, more = [], 0, True
+        while more:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return await self._refuse(send, 413)
+            chunks.append(chunk)
+            more = msg.get("more_body", False)
+        body, replayed = b"".join(chunks), False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+    async def _refuse(self, send, status: int):
+        detail = f"request body over {self.max_bytes} bytes" if status == 413 else "bad Content-Length header"
+        payload = json.dumps({"detail": detail}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def model_info(engine: Engine, model_dir=None) -> dict:
+    """What GET /model answers; config.json is read once here, at start-up."""
+    m = engine.model
+    saved = {}
+    if model_dir is not None:
+        with contextlib.suppress(OSError, ValueError):
+            saved = json.loads((model_dir / io.CONFIG).read_text())
+    return {"model": m.name, "task": m.task, "n_items": engine.n_items,
+            "n_users": len(engine.user_index), "has_titles": engine.titles is not None,
+            "config": m.config_dict(), "meta": dict(getattr(m, "meta", None) or {}),
+            "aerec_version": saved.get("aerec_version"), "created": saved.get("created")}
+
+
+def create_app(model, *, model_dir=None, max_batch: int = 64, batch_wait_ms: float = 2.0,
+               max_body: int = MAX_BODY) -> FastAPI:
+    """The service for a loaded model (``aerec.io.load``)."""
+    engine = Engine(model)
+    batcher = MicroBatcher(engine, max_rows=max_batch, max_wait=batch_wait_ms / 1000.0)
+    info = {**model_info(engine, model_dir),
+            "limits": {"max_k": MAX_K, "max_items": MAX_ITEMS, "max_body_bytes": max_body},
+            "batching": {"max_batch": max_batch, "wait_ms": batch_wait_ms}}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await batcher.aclose()
+
+    from aerec import __version__
+
+    app = FastAPI(title="aerec", version=__version__, lifespan=lifespan,
+                  description=f"Recommendations from a {model.name} model ({engine.n_items} items).")
+    app.state.engine, app.state.batcher = engine, batcher
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        # without the offending input: it may not be JSON-encodable (NaN) and can be large
+        errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.post("/recommend", response_model=RecommendResponse,
+              responses={400: {"description": "Request the model cannot answer"}, 404: {"description": "Unknown user"},
+                         413: {"description": "Body too large"}})
+    async def recommend(req: RecommendRequest):
+        try:
+            if req.user is not None:
+                query = engine.prepare_user(req.user, req.k, req.exclude)
+            else:
+                query = engine.prepare_items(req.items, req.k, req.exclude, req.ratings)
+        except io.UnknownUserError as e:
+            raise HTTPException(404, str(e)) from None
+        except AerecError as e:
+            raise HTTPException(400, str(e)) from None
+        try:
+            rec = await batcher.submit(query)
+        except AerecError as e:
+            raise HTTPException(400, str(e)) from None
+        except Exception as e:  # logged, answered, and the service carries on
+            log.error("scoring failed: %s: %s", type(e).__name__, e)
+            return JSONResponse({"detail": "internal error while scoring"}, status_code=500)
+        return rec.to_dict()
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": model.name, "requests": batcher.requests, "batches": batcher.batches}
+
+    @app.get("/model")
+    async def model_meta():
+        return info
+
+    # ":path" so ids holding "/" still match; the id is only a dict key, never a file name
+    @app.get("/items/{item_id:path}", response_model=ItemResponse, responses={404: {"description": "Unknown item"}})
+    async def item(item_id: str):
+        found = engine.item_info(item_id)
+        if found is None:
+            raise HTTPException(404, f"unknown item {item_id!r}")
+        return found
+
+    if max_body:
+        app.add_middleware(BodyLimit, max_bytes=max_body)
+    return app

@@ -1,0 +1,207 @@
+"""Recommending by original ids, many requests at a time.
+
+A request becomes a ``Query`` without touching the model: its fold-in history row (a new user)
+or its stored-user index (a known user), the columns it must not get, the ids the model does not
+know, and whether it falls back to popularity. ``Engine.score`` then scores a list of queries with
+one forward pass for all fold-in rows, plus one for known users where the model keeps learned
+per-user state (``score_users``: CDAE's user vectors, AutoRec/DeepRec's stored codes, I-AutoRec's
+trained user rows), which is what the model learned for exactly those users. ``Engine.finish``
+turns one score row into ``aerec.io.Recommendations``.
+
+Ids are matched as strings (as ``aerec.io`` does), so ``"42"`` finds the integer id 42. Every
+lookup is an in-memory dict: nothing here reads files after the model is loaded.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from aerec import io
+from aerec.errors import DataError
+
+
+@dataclass
+class Query:
+    k: int
+    exclude: set  # columns never recommended (the history's items and the caller's exclusions)
+    row: sp.csr_matrix | None = None  # 1 x n_items history to fold in (new users)
+    user: int | None = None  # stored-user index (known users)
+    unknown_items: list = field(default_factory=list)
+    fallback: str | None = None
+
+
+class Engine:
+    """A loaded model plus its id lookups, the popularity fallback and batched scoring."""
+
+    def __init__(self, model):
+        if getattr(model, "item_ids", None) is None:
+            raise DataError(f"{model.name} has no item vocabulary; load it from a model directory first")
+        self.model = model
+        self.n_items = int(model.n_items)
+        self.item_ids = np.asarray(model.item_ids)
+        self.item_index = {str(x): i for i, x in enumerate(self.item_ids.tolist())}
+        titles = getattr(model, "item_titles", None)
+        self.titles = None if titles is None else [None if t is None else str(t) for t in titles]
+        self.histories = getattr(model, "histories", None)
+        self.user_ids = getattr(model, "user_ids", None) if self.histories is not None else None
+        self.user_index = {} if self.user_ids is None else {str(x): i for i, x in enumerate(self.user_ids.tolist())}
+        self.popularity = None if self.histories is None else io.popularity(model)
+        scorer = getattr(model, "score_users", None)
+        # CDAE's score_users also takes the rows (its input), the rating models' only the indices
+        self._users_take_history = scorer is not None and "history" in inspect.signature(
+            type(model).score_users).parameters
+        self._score_users = scorer
+        self.liked = self._liked_value()
+
+    def _liked_value(self) -> float:
+        """The value a given item counts as when no rating is given: 1 for implicit models, the
+        top of the rating range for rating models (an item a new user names is one it liked)."""
+        if self.model.task != "rating":
+            return 1.0
+        stats = getattr(getattr(self.model, "net", None), "stats", None)
+        if stats is not None:
+            return float(stats[1])
+        return float(self.histories.data.max()) if self.histories is not None and self.histories.nnz else 1.0
+
+    # requests -> queries -------------------------------------------------------------------
+    def _exclusions(self, exclude) -> set:
+        return {self.item_index[str(x)] for x in exclude if str(x) in self.item_index}
+
+    def prepare_items(self, item_ids, k: int = 10, exclude=(), ratings=None) -> Query:
+        """A new user given by original item ids (folded in); the given items are excluded."""
+        _check_k(k)
+        item_ids = list(item_ids)
+        values = [self.liked] * len(item_ids) if ratings is None else [float(r) for r in ratings]
+        if len(values) != len(item_ids):
+            raise DataError(f"{len(values)} ratings for {len(item_ids)} items")
+        if not all(np.isfinite(values)):
+            raise DataError("ratings must be finite numbers")
+        cols, unknown = {}, []
+        for iid, v in zip(item_ids, values):
+            j = self.item_index.get(str(iid))
+            if j is None:
+                unknown.append(iid)
+            else:
+                cols[j] = v  # a repeated item keeps its last value
+        excl = set(cols) | self._exclusions(exclude)
+        if not cols:
+            self._need_popularity()
+            return Query(k=int(k), exclude=excl, unknown_items=unknown, fallback="popularity")
+        order = sorted(cols)  # built as CSR arrays directly: the COO route costs ~1 ms a request
+        row = sp.csr_matrix((np.array([cols[j] for j in order], dtype=np.float32), np.array(order, dtype=np.int32),
+                             np.array([0, len(order)], dtype=np.int32)), shape=(1, self.n_items))
+        return Query(k=int(k), exclude=excl, row=row, unknown_items=unknown)
+
+    def prepare_user(self, user_id, k: int = 10, exclude=()) -> Query:
+        """A known user, from its stored training history; its items are excluded."""
+        _check_k(k)
+        if self.histories is None:
+            raise DataError(f"{self.model.name} was saved without user histories; pass the user's items instead")
+        u = self.user_index.get(str(user_id))
+        if u is None:
+            raise io.UnknownUserError(f"unknown user {user_id!r}: the model has no history for it")
+        row = self.histories[u]
+        excl = set(row.indices.tolist()) | self._exclusions(exclude)
+        if row.nnz == 0:
+            return Query(k=int(k), exclude=excl, fallback="popularity")
+        return Query(k=int(k), exclude=excl, user=u)
+
+    def _need_popularity(self) -> None:
+        if self.popularity is None:
+            raise DataError(f"none of the items is known, and {self.model.name} was saved without the "
+                            "histories a popularity fallback needs")
+
+    # scoring ---------------------------------------------------------------------------------
+    def score_stored(self, users: np.ndarray) -> np.ndarray:
+        """Scores of stored users (indices) over all items, one forward pass."""
+        users = np.asarray(users, dtype=np.int64)
+        if self._score_users is None:
+            return self.model.score(self.histories[users])
+        if self._users_take_history:
+            return self._score_users(users, self.histories[users])
+        return self._score_users(users)
+
+    def score(self, queries: list[Query]) -> list[np.ndarray]:
+        """One score row per query: one forward pass for the fold-in rows (and the known users of
+        models without per-user state), one for the known users of models with it."""
+        out: list = [None] * len(queries)
+        fold, stored = [], []
+        for i, q in enumerate(queries):
+            if q.fallback:
+                out[i] = self.popularity
+            elif q.user is not None and self._score_users is not None:
+                stored.append(i)
+            else:
+                fold.append(i)
+        if fold:
+            rows = sp.vstack([queries[i].row if queries[i].row is not None else self.histories[queries[i].user]
+                              for i in fold], format="csr")
+            for i, s in zip(fold, self.model.score(rows)):
+                out[i] = s
+        if stored:
+            for i, s in zip(stored, self.score_stored(np.array([queries[i].user for i in stored]))):
+                out[i] = s
+        return out
+
+    def finish(self, q: Query, scores: np.ndarray) -> io.Recommendations:
+        """Top-k of one score row; ties go to the lower column, as aerec.io does."""
+        scores = np.asarray(scores, dtype=np.float64).copy()
+        if q.exclude:
+            scores[list(q.exclude)] = -np.inf
+        k = int(min(q.k, int(np.isfinite(scores).sum())))
+        top = np.argsort(-scores, kind="stable")[:k]
+        titles = None if self.titles is None else [self.titles[i] for i in top.tolist()]
+        return io.Recommendations(item_ids=_plain(self.item_ids[top]), scores=scores[top].astype(np.float32).tolist(),
+                                  titles=titles, unknown_items=list(q.unknown_items), fallback=q.fallback)
+
+    def run(self, queries: list[Query]) -> list[io.Recommendations]:
+        return [self.finish(q, s) for q, s in zip(queries, self.score(queries))]
+
+    def recommend_items(self, item_ids, k: int = 10, exclude=(), ratings=None) -> io.Recommendations:
+        return self.run([self.prepare_items(item_ids, k, exclude, ratings)])[0]
+
+    def recommend_user(self, user_id, k: int = 10, exclude=()) -> io.Recommendations:
+        return self.run([self.prepare_user(user_id, k, exclude)])[0]
+
+    # every stored user -------------------------------------------------------------------------
+    def top_stored(self, users: np.ndarray, k: int, exclude_cols=()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top-k of a block of stored users: (columns [n, k], scores float32 [n, k], valid [n, k]).
+
+        Seen items and exclude_cols are never recommended; a row with fewer than k candidates
+        has invalid tail entries. Users with an empty history get the popularity ranking."""
+        users = np.asarray(users, dtype=np.int64)
+        hist = self.histories[users]
+        empty = np.diff(hist.indptr) == 0
+        scores = np.asarray(self.score_stored(users), dtype=np.float64)
+        if empty.any():
+            scores[empty] = self.popularity
+        coo = hist.tocoo()
+        scores[coo.row, coo.col] = -np.inf
+        if len(exclude_cols):
+            scores[:, np.asarray(list(exclude_cols), dtype=np.int64)] = -np.inf
+        k = min(int(k), self.n_items)
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        vals = np.take_along_axis(scores, top, axis=1)
+        return top, vals.astype(np.float32), np.isfinite(vals)
+
+    # lookups ---------------------------------------------------------------------------------
+    def item_info(self, item_id) -> dict | None:
+        j = self.item_index.get(str(item_id))
+        if j is None:
+            return None
+        return {"id": _plain(self.item_ids[[j]])[0], "title": None if self.titles is None else self.titles[j],
+                "popularity": None if self.popularity is None else int(self.popularity[j])}
+
+
+def _check_k(k) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise DataError(f"k must be a positive integer, got {k!r}")
+
+
+def _plain(ids: np.ndarray) -> list:
+    """Original ids as JSON values (numpy ints/strs become Python ones)."""
+    return [x.item() if isinstance(x, np.generic) else x for x in np.asarray(ids).tolist()]

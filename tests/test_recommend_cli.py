@@ -1,0 +1,160 @@
+"""`aerec recommend`: model and run directories, known and new users, unknown ids, the popularity
+fallback, rating models, and --all-users to Parquet."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aerec import io, models
+from aerec.cli import main
+from aerec.serve import resolve_model_dir
+from aerec.serve.engine import Engine
+
+
+def fit_save(name, data, train, path, **cfg):
+    model = models.create(name, **cfg).fit(train)
+    io.save(model, path, item_ids=data.item_ids, user_ids=data.user_ids, history=train, item_titles=data.item_titles)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(block_case, tmp_path_factory):
+    """A run directory with fold-0 and full models (different models, to tell them apart)."""
+    root = tmp_path_factory.mktemp("run")
+    fit_save("pop", block_case.data, block_case.train, root / "fold-0" / "model")
+    fit_save("multdae", block_case.data, block_case.train, root / "full" / "model", epochs=3, hidden=(8,), batch_size=16)
+    return root
+
+
+@pytest.fixture(scope="module")
+def dae_dir(run_dir):
+    return run_dir / "full" / "model"
+
+
+@pytest.fixture(scope="module")
+def cdae_dir(block_case, tmp_path_factory):
+    return fit_save("cdae", block_case.data, block_case.train, tmp_path_factory.mktemp("cdae") / "model",
+                    epochs=3, hidden=8, batch_size=16)
+
+
+@pytest.fixture(scope="module")
+def autorec_dir(rating_case, tmp_path_factory):
+    return fit_save("autorec", rating_case.data, rating_case.train, tmp_path_factory.mktemp("autorec") / "model",
+                    variant="item", hidden=8, epochs=5, lam=1.0, lr=0.03, patience=0)
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_directories_resolve_to_full_then_fold_0(run_dir, tmp_path, capsys):
+    assert resolve_model_dir(run_dir / "full" / "model") == run_dir / "full" / "model"
+    assert resolve_model_dir(run_dir) == run_dir / "full" / "model"
+    assert "full-data model" in capsys.readouterr().err
+    only_fold = tmp_path / "cv-run"
+    (only_fold / "fold-0").mkdir(parents=True)
+    (only_fold / "fold-0" / "model").symlink_to(run_dir / "fold-0" / "model")
+    code, out, err = run(capsys, "recommend", only_fold, "--user", "u0", "--json")
+    assert code == 0 and "fold 0's model" in err and len(err.strip().splitlines()) == 1
+    assert json.loads(out)["items"] == io.load(run_dir / "fold-0" / "model").recommend_user("u0", 10).item_ids
+    code, _, err = run(capsys, "recommend", tmp_path, "--user", "u0")
+    assert code == 2 and "neither a model directory" in err and len(err.strip().splitlines()) == 1
+
+
+def test_known_user_table_and_json(dae_dir, capsys):
+    want = io.recommend_user(io.load(dae_dir), "u3", 4, exclude=[105])
+    code, out, _ = run(capsys, "recommend", dae_dir, "--user", "u3", "-k", "4", "--exclude", "105", "--json")
+    assert code == 0 and json.loads(out) == want.to_dict()
+    code, out, _ = run(capsys, "recommend", dae_dir, "--user", "u3", "-k", "4", "--exclude", "105")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("top 4 for user u3 (multdae") and "title" in lines[1]
+    assert [ln.split()[1] for ln in lines[2:]] == [str(i) for i in want.item_ids]
+    assert all(f"item {i}" in ln for i, ln in zip(want.item_ids, lines[2:]))
+
+
+def test_new_user_with_unknown_items(dae_dir, tmp_path, capsys):
+    code, out, _ = run(capsys, "recommend", dae_dir, "--items", "100,101,nope,102", "-k", "5", "--json")
+    got = json.loads(out)
+    want = io.recommend_items(io.load(dae_dir), ["100", "101", "nope", "102"], 5)
+    assert code == 0 and got == want.to_dict() and got["unknown_items"] == ["nope"] and got["fallback"] is None
+    f = tmp_path / "items.txt"
+    f.write_text("# my items\n100\n\n101\nnope\n102\n")
+    code, out2, _ = run(capsys, "recommend", dae_dir, "--items-file", f, "-k", "5", "--json")
+    assert code == 0 and json.loads(out2) == got
+    code, out, _ = run(capsys, "recommend", dae_dir, "--items", "100,nope", "-k", "5")
+    assert code == 0 and "1 unknown item id(s) ignored: nope" in out
+
+
+def test_new_user_with_no_known_item_gets_popularity_and_says_so(dae_dir, capsys):
+    code, out, _ = run(capsys, "recommend", dae_dir, "--items", "nope,999", "-k", "3")
+    assert code == 0 and "popularity fallback" in out
+    code, out, _ = run(capsys, "recommend", dae_dir, "--items", "nope,999", "-k", "3", "--json")
+    got, model = json.loads(out), io.load(dae_dir)
+    counts = np.bincount(model.histories.indices, minlength=model.n_items)
+    assert got["fallback"] == "popularity" and got["unknown_items"] == ["nope", "999"]
+    assert got["items"] == model.item_ids[np.argsort(-counts, kind="stable")[:3]].tolist()
+
+
+def test_rating_model_ranks_by_predicted_rating(autorec_dir, rating_case, tmp_path, capsys):
+    model = io.load(autorec_dir)
+    user = rating_case.data.user_ids[2]
+    code, out, _ = run(capsys, "recommend", autorec_dir, "--user", user, "-k", "5", "--json")
+    got = json.loads(out)
+    # a known user of I-AutoRec is scored by its trained decoder row (score_users), not refitted
+    pred = model.score_users([2])[0].astype(np.float64)
+    pred[model.histories[2].indices] = -np.inf
+    top = np.argsort(-pred, kind="stable")[:5]
+    assert code == 0 and got["items"] == model.item_ids[top].tolist()
+    np.testing.assert_allclose(got["scores"], pred[top], rtol=1e-6)
+    assert all(1.0 <= s <= 5.0 for s in got["scores"])
+    f = tmp_path / "rated.csv"
+    f.write_text("100,5\n101,1\n102\t4\n")
+    code, out, _ = run(capsys, "recommend", autorec_dir, "--items-file", f, "-k", "5", "--json")
+    want = Engine(model).recommend_items(["100", "101", "102"], 5, ratings=[5, 1, 4])
+    assert code == 0 and json.loads(out)["items"] == want.item_ids
+    code, out, _ = run(capsys, "recommend", autorec_dir, "--items", "100,101,102", "--ratings", "5,1,4", "-k", "5", "--json")
+    assert code == 0 and json.loads(out)["items"] == want.item_ids
+
+
+@pytest.mark.parametrize("which", ["dae_dir", "cdae_dir"])
+def test_all_users_to_parquet_in_blocks(which, request, tmp_path, capsys):
+    path = request.getfixturevalue(which)
+    out = tmp_path / "recs.parquet"
+    code, _, err = run(capsys, "recommend", path, "--all-users", "--out", out, "-k", "3", "--block", "7",
+                       "--exclude", "100")
+    assert code == 0 and "wrote" in err
+    df = pd.read_parquet(out)
+    engine = Engine(io.load(path))
+    assert list(df.columns) == ["user", "rank", "item", "score"] and len(df) == 3 * len(engine.user_ids)
+    for user, group in df.groupby("user", sort=False):
+        want = engine.recommend_user(user, 3, exclude=[100])
+        assert group["rank"].tolist() == [1, 2, 3] and group["item"].tolist() == want.item_ids
+        np.testing.assert_allclose(group["score"], want.scores, rtol=1e-5, atol=1e-6)
+    assert not list(tmp_path.glob(".*tmp"))  # the atomic write left nothing behind
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "exactly one of --user"),
+    (["--user", "u0", "--items", "100"], "exactly one of --user"),
+    (["--all-users"], "give --out"),
+    (["--user", "u0", "--out", "x.parquet"], "--out is for --all-users"),
+    (["--user", "nobody"], "unknown user 'nobody'"),
+    (["--items", "100", "--ratings", "five"], "--ratings must be numbers"),
+    (["--items", "100,101", "--ratings", "5"], "1 ratings for 2 items"),
+])
+def test_errors_are_one_line(dae_dir, capsys, args, message):
+    code, _, err = run(capsys, "recommend", dae_dir, *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_items_file_errors_name_the_line(dae_dir, tmp_path, capsys):
+    f = tmp_path / "bad.txt"
+    f.write_text("100\n101 x\n")
+    code, _, err = run(capsys, "recommend", dae_dir, "--items-file", f)
+    assert code == 2 and f"{f}:2: rating 'x' is not a number" in err
