@@ -158,3 +158,23 @@ def test_items_file_errors_name_the_line(dae_dir, tmp_path, capsys):
     f.write_text("100\n101 x\n")
     code, _, err = run(capsys, "recommend", dae_dir, "--items-file", f)
     assert code == 2 and f"{f}:2: rating 'x' is not a number" in err
+
+
+def test_library_and_service_score_known_users_alike(cdae_dir):
+    """model.recommend_user goes through score_users, so CDAE's learned user vector is used,
+    as in the CLI and the service (a zero-vector fold-in would rank differently)."""
+    import aerec
+    from aerec.serve.engine import Engine
+
+    model = aerec.load(cdae_dir)
+    uid = model.user_ids[3]
+    lib = model.recommend_user(uid, k=5)
+    srv = Engine(model).recommend_user(uid, 5)
+    assert lib.item_ids == srv.item_ids
+    np.testing.assert_allclose(lib.scores, srv.scores, rtol=1e-6)
+    row = model.histories[[3]]
+    learned = model.score_users(np.array([3]), row)[0]
+    folded = model.score(row)[0]
+    assert not np.allclose(learned, folded)  # the two paths differ, so the check above means something
+    top = [model.item_ids[j] for j in np.argsort(-np.where(row.toarray()[0] > 0, -np.inf, learned), kind="stable")[:5]]
+    assert [str(x) for x in lib.item_ids] == [str(x) for x in top]

@@ -309,17 +309,30 @@ def popularity(model) -> np.ndarray:
     return np.bincount(model.histories.indices, minlength=model.n_items).astype(np.float32)
 
 
+def liked_value(model) -> float:
+    """The value a named item counts as when no rating is given: 1 for implicit models, the top
+    of the rating range for rating models (an item a new user names is one it liked)."""
+    if model.task != "rating":
+        return 1.0
+    stats = getattr(getattr(model, "net", None), "stats", None)
+    if stats is not None:
+        return float(stats[1])
+    hist = getattr(model, "histories", None)
+    return float(hist.data.max()) if hist is not None and hist.nnz else 1.0
+
+
 def recommend_items(model, item_ids, k: int = 10, exclude=(), ratings=None) -> Recommendations:
     """Top-k for a new user given by original item ids (folded in); the given items are excluded.
 
-    ratings: one value per item for rating models (default 1.0). Unknown ids are reported in
+    ratings: one value per item for rating models (default: the top of the rating range, see
+    liked_value). Unknown ids are reported in
     ``unknown_items``; with no known item the stored-history popularity is used instead.
     """
     if k < 1:
         raise DataError("k must be at least 1")
     vocab = _vocab(model)
     item_ids = list(item_ids)
-    values = [1.0] * len(item_ids) if ratings is None else [float(r) for r in ratings]
+    values = [liked_value(model)] * len(item_ids) if ratings is None else [float(r) for r in ratings]
     if len(values) != len(item_ids):
         raise DataError(f"{len(values)} ratings for {len(item_ids)} items")
     cols, unknown = {}, []
@@ -352,4 +365,5 @@ def recommend_user(model, user_id, k: int = 10, exclude=()) -> Recommendations:
     excl |= {vocab[str(x)] for x in exclude if str(x) in vocab}
     if row.nnz == 0:
         return _top(model, popularity(model), excl, k, fallback="popularity")
-    return _top(model, model.score(row)[0], excl, k)
+    # score_users: models with per-user state (CDAE, AutoRec) use it for their known users
+    return _top(model, model.score_users(np.array([u]), model.histories[[u]])[0], excl, k)

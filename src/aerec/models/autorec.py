@@ -169,8 +169,9 @@ class RatingAutoencoder(TorchRecommender):
                 out[s : s + step] = self._finish(dense, item_ok & (np.diff(block.indptr) > 0)[:, None])
         return out
 
-    def score_users(self, user_idx) -> np.ndarray:
-        """Predicted ratings of training users over all items, from the stored codes."""
+    def score_users(self, user_idx, history=None) -> np.ndarray:
+        """Predicted ratings of training users over all items, from the stored codes (the
+        history is not needed: the trained codes already hold it)."""
         self._check_fitted()
         users = np.asarray(user_idx, dtype=np.int64).reshape(-1)
         if len(users) and (users.min() < 0 or users.max() >= self.n_users):

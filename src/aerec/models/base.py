@@ -89,6 +89,14 @@ class Recommender:
         vals, idx = torch.topk(scores, k, dim=1)
         return idx.numpy().astype(np.int64), vals.numpy()
 
+    def score_users(self, user_idx, history) -> np.ndarray:
+        """Scores of known training users ``user_idx`` whose stored histories are ``history``.
+
+        By default this is fold-in from the history; models with per-user state (CDAE's user
+        vectors, AutoRec's trained codes) override it to use that state.
+        """
+        return self.score(history)
+
     @classmethod
     def prepare_fold(cls, fold, data):
         """Adapt a protocol's fold to what this model reads; most models take it as it is.

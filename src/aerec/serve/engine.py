@@ -3,9 +3,9 @@
 A request becomes a ``Query`` without touching the model: its fold-in history row (a new user)
 or its stored-user index (a known user), the columns it must not get, the ids the model does not
 know, and whether it falls back to popularity. ``Engine.score`` then scores a list of queries with
-one forward pass for all fold-in rows, plus one for known users where the model keeps learned
-per-user state (``score_users``: CDAE's user vectors, AutoRec/DeepRec's stored codes, I-AutoRec's
-trained user rows), which is what the model learned for exactly those users. ``Engine.finish``
+one forward pass for all fold-in rows, plus one ``model.score_users`` call for all known users:
+fold-in from their stored histories by default, or the per-user state a model learned for
+exactly those users (CDAE's user vectors, AutoRec/DeepRec's stored codes). ``Engine.finish``
 turns one score row into ``aerec.io.Recommendations``.
 
 Ids are matched as strings (as ``aerec.io`` does), so ``"42"`` finds the integer id 42. Every
@@ -14,7 +14,6 @@ lookup is an in-memory dict: nothing here reads files after the model is loaded.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,22 +49,7 @@ class Engine:
         self.user_ids = getattr(model, "user_ids", None) if self.histories is not None else None
         self.user_index = {} if self.user_ids is None else {str(x): i for i, x in enumerate(self.user_ids.tolist())}
         self.popularity = None if self.histories is None else io.popularity(model)
-        scorer = getattr(model, "score_users", None)
-        # CDAE's score_users also takes the rows (its input), the rating models' only the indices
-        self._users_take_history = scorer is not None and "history" in inspect.signature(
-            type(model).score_users).parameters
-        self._score_users = scorer
-        self.liked = self._liked_value()
-
-    def _liked_value(self) -> float:
-        """The value a given item counts as when no rating is given: 1 for implicit models, the
-        top of the rating range for rating models (an item a new user names is one it liked)."""
-        if self.model.task != "rating":
-            return 1.0
-        stats = getattr(getattr(self.model, "net", None), "stats", None)
-        if stats is not None:
-            return float(stats[1])
-        return float(self.histories.data.max()) if self.histories is not None and self.histories.nnz else 1.0
+        self.liked = io.liked_value(model)
 
     # requests -> queries -------------------------------------------------------------------
     def _exclusions(self, exclude) -> set:
@@ -119,11 +103,7 @@ class Engine:
     def score_stored(self, users: np.ndarray) -> np.ndarray:
         """Scores of stored users (indices) over all items, one forward pass."""
         users = np.asarray(users, dtype=np.int64)
-        if self._score_users is None:
-            return self.model.score(self.histories[users])
-        if self._users_take_history:
-            return self._score_users(users, self.histories[users])
-        return self._score_users(users)
+        return self.model.score_users(users, self.histories[users])
 
     def score(self, queries: list[Query]) -> list[np.ndarray]:
         """One score row per query: one forward pass for the fold-in rows (and the known users of
@@ -133,7 +113,7 @@ class Engine:
         for i, q in enumerate(queries):
             if q.fallback:
                 out[i] = self.popularity
-            elif q.user is not None and self._score_users is not None:
+            elif q.user is not None:
                 stored.append(i)
             else:
                 fold.append(i)
