@@ -10,7 +10,8 @@ from __future__ import annotations
 from aerec.errors import ConfigError
 
 RATING_MODELS = ("autorec", "deeprec")
-RANKING_MODELS = ("pop", "ease", "multdae", "multvae", "recvae", "cdae")
+RANKING_MODELS = ("pop", "ease", "multdae", "multvae", "recvae", "cdae", "ract", "warp", "lambdanet",
+                  "wmf", "slim", "svae")
 
 # model -> config overrides
 SUITES: dict[str, dict[str, dict]] = {
@@ -21,6 +22,13 @@ SUITES: dict[str, dict[str, dict]] = {
         "multvae": {"epochs": 60, "patience": 10},
         "recvae": {"epochs": 15, "patience": 5},
         "cdae": {"epochs": 30, "patience": 5},
+        # RaCT's phases must add up to epochs; patience would count across phase boundaries
+        "ract": {"epochs": 60, "actor_epochs": 40, "critic_epochs": 10, "ac_epochs": 10},
+        "warp": {"epochs": 60, "patience": 10},
+        "lambdanet": {"epochs": 60, "patience": 10},
+        "wmf": {"factors": 50, "regularization": 1.0, "alpha": 10.0},
+        "slim": {},
+        "svae": {"epochs": 5},
         "autorec": {"epochs": 60, "patience": 10},
         "deeprec": {"epochs": 40, "patience": 10},
     },
@@ -31,6 +39,12 @@ SUITES: dict[str, dict[str, dict]] = {
         "multvae": {},
         "recvae": {},
         "cdae": {},
+        "ract": {},
+        "warp": {},
+        "lambdanet": {},
+        "wmf": {},
+        "slim": {},
+        "svae": {},
         "autorec": {},
         "deeprec": {},
     },
