@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from helpers import lowrank_ratings
 
 from aerec import models
 from aerec.errors import ConfigError, DataError
@@ -14,19 +15,9 @@ from aerec.models.layers import SparseBatch
 SMALL = {"hidden": 16, "epochs": 40, "lam": 1.0, "lr": 0.03, "batch_size": 64, "patience": 0}
 
 
-def lowrank(seed=0, n_users=50, n_items=36, density=0.6):
-    rng = np.random.default_rng(seed)
-    p, q = rng.normal(size=(n_users, 2)), rng.normal(size=(n_items, 2))
-    full = np.clip(np.round(3.0 + 0.9 * p @ q.T), 1, 5)
-    u, i = np.nonzero(rng.random((n_users, n_items)) < density)
-    test = rng.random(len(u)) < 0.15
-    make = lambda m: sp.csr_matrix((full[u[m], i[m]].astype(np.float32), (u[m], i[m])), shape=full.shape)  # noqa: E731
-    return make(~test), make(test)
-
-
 @pytest.fixture(scope="module")
 def data():
-    return lowrank()
+    return lowrank_ratings()
 
 
 def rmse_on(model, test):
@@ -156,7 +147,7 @@ def test_bad_input_and_config():
         models.create("autorec", variant="both")
     with pytest.raises(ConfigError):
         models.create("autorec", rating_min=5, rating_max=1)
-    train, _ = lowrank(n_users=10, n_items=8)
+    train, _ = lowrank_ratings(n_users=10, n_items=8)
     m = models.create("autorec", **{**SMALL, "epochs": 1}).fit(train, progress=False)
     with pytest.raises(DataError, match="out of range"):
         m.predict([0, 10], [0, 1])

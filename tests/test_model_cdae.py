@@ -6,21 +6,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from helpers import sampled_blocks
 
 from aerec.errors import ConfigError, DataError
 from aerec.models.cdae import CDAE, sample_negatives
 from aerec.models.layers import SparseBatch
-
-
-def blocks(n_users=60, block=10, n_blocks=3, per_user=8, seed=0) -> sp.csr_matrix:
-    rng = np.random.default_rng(seed)
-    rows, cols = [], []
-    for u in range(n_users):
-        items = rng.choice(block, per_user, replace=False) + block * (u % n_blocks)
-        rows += [u] * per_user
-        cols += items.tolist()
-    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_users, block * n_blocks))
-
 
 # one fold-in row per block: the whole block but one item, which must rank first
 HELD_OUT = [9, 10, 29]
@@ -28,18 +18,9 @@ HIST = sp.csr_matrix(([1.0] * 27, ([0] * 9 + [1] * 9 + [2] * 9, [*range(9), *ran
                      shape=(3, 30))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny nets: intra-op threads only contend on a shared machine (scores do not change)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
-def fitted(one_thread) -> CDAE:
-    return CDAE(**CDAE.test_overrides).fit(blocks(), progress=False)
+def fitted() -> CDAE:
+    return CDAE(**CDAE.test_overrides).fit(sampled_blocks(), progress=False)
 
 
 def test_sampler_never_samples_a_positive_and_is_uniform():
@@ -65,7 +46,10 @@ def test_sampler_never_samples_a_positive_and_is_uniform():
 
 @pytest.mark.parametrize("loss", ["logistic_neg", "logistic", "square"])
 def test_planted_held_out_item_ranks_first(loss, fitted):
-    m = fitted if loss == "logistic_neg" else CDAE(**CDAE.test_overrides, loss=loss).fit(blocks(), progress=False)
+    if loss == "logistic_neg":
+        m = fitted
+    else:
+        m = CDAE(**CDAE.test_overrides, loss=loss).fit(sampled_blocks(), progress=False)
     idx, _ = m.recommend(HIST, k=1)
     assert idx[:, 0].tolist() == HELD_OUT
 
@@ -91,9 +75,9 @@ def test_unseen_users_and_recommend_excludes_seen(fitted):
 
 
 def test_same_seed_same_scores(fitted):
-    again = CDAE(**CDAE.test_overrides).fit(blocks(), progress=False)
+    again = CDAE(**CDAE.test_overrides).fit(sampled_blocks(), progress=False)
     np.testing.assert_array_equal(again.score(HIST), fitted.score(HIST))
-    other = CDAE(**CDAE.test_overrides, seed=1).fit(blocks(), progress=False)
+    other = CDAE(**CDAE.test_overrides, seed=1).fit(sampled_blocks(), progress=False)
     assert not np.array_equal(other.score(HIST), fitted.score(HIST))
 
 
@@ -120,15 +104,15 @@ def test_state_round_trip(fitted):
 
 def test_resume_matches_uninterrupted_run(tmp_path):
     cfg = {**CDAE.test_overrides, "epochs": 4, "tied": True}
-    full = CDAE(**cfg).fit(blocks(), progress=False)
+    full = CDAE(**cfg).fit(sampled_blocks(), progress=False)
 
     def stop(record):
         if record["epoch"] == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        CDAE(**cfg).fit(blocks(), progress=False, checkpoint_dir=tmp_path, on_epoch_end=stop)
-    resumed = CDAE(**cfg).fit(blocks(), progress=False, checkpoint_dir=tmp_path, resume=True)
+        CDAE(**cfg).fit(sampled_blocks(), progress=False, checkpoint_dir=tmp_path, on_epoch_end=stop)
+    resumed = CDAE(**cfg).fit(sampled_blocks(), progress=False, checkpoint_dir=tmp_path, resume=True)
     np.testing.assert_array_equal(resumed.score(HIST), full.score(HIST))
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import torch
+from helpers import lowrank_ratings
 
 from aerec import models
 from aerec.errors import ConfigError
@@ -15,19 +15,9 @@ SMALL = {"layers": (16, 8), "dropout": 0.0, "epochs": 100, "optimizer": "adam", 
          "batch_size": 64, "last_layer_linear": True, "patience": 0}
 
 
-def lowrank(seed=0, n_users=50, n_items=36, density=0.6):
-    rng = np.random.default_rng(seed)
-    p, q = rng.normal(size=(n_users, 2)), rng.normal(size=(n_items, 2))
-    full = np.clip(np.round(3.0 + 0.9 * p @ q.T), 1, 5)
-    u, i = np.nonzero(rng.random((n_users, n_items)) < density)
-    test = rng.random(len(u)) < 0.15
-    make = lambda m: sp.csr_matrix((full[u[m], i[m]].astype(np.float32), (u[m], i[m])), shape=full.shape)  # noqa: E731
-    return make(~test), make(test)
-
-
 @pytest.fixture(scope="module")
 def data():
-    return lowrank()
+    return lowrank_ratings()
 
 
 def rmse_on(model, test):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from helpers import sampled_blocks
 
 from aerec.errors import ConfigError, ResourceError
 from aerec.models import ease as ease_mod
@@ -35,16 +36,6 @@ def lstsq_reference(X: np.ndarray, lam: float) -> np.ndarray:
     return B
 
 
-def blocks(n_users=60, block=10, n_blocks=3, per_user=8, seed=0) -> sp.csr_matrix:
-    rng = np.random.default_rng(seed)
-    rows, cols = [], []
-    for u in range(n_users):
-        items = rng.choice(block, per_user, replace=False) + block * (u % n_blocks)
-        rows += [u] * per_user
-        cols += items.tolist()
-    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_users, block * n_blocks))
-
-
 @pytest.mark.parametrize("solver", ["cholesky", "inverse"])
 @pytest.mark.parametrize("lam", [0.5, 3.0])
 def test_matches_direct_least_squares(solver, lam):
@@ -54,7 +45,7 @@ def test_matches_direct_least_squares(solver, lam):
 
 
 def test_solvers_and_dtypes_agree():
-    X = blocks(seed=1)
+    X = sampled_blocks(seed=1)
     ref = EASE(l2=5.0, dtype="float64", solver="inverse").fit(X).B
     for solver in ["cholesky", "inverse"]:
         np.testing.assert_allclose(EASE(l2=5.0, dtype="float64", solver=solver).fit(X).B, ref, atol=1e-12)
@@ -64,7 +55,7 @@ def test_solvers_and_dtypes_agree():
 
 
 def test_planted_held_out_item_ranks_first():
-    X = blocks()
+    X = sampled_blocks()
     m = EASE(**EASE.test_overrides).fit(X)
     # one fold-in row per block: all of the block but one item, which must come first
     hist = sp.csr_matrix(([1.0] * 27, ([0] * 9 + [1] * 9 + [2] * 9, [*range(9), *range(11, 20), *range(20, 29)])),
@@ -74,7 +65,7 @@ def test_planted_held_out_item_ranks_first():
 
 
 def test_scores_are_history_times_b_and_state_round_trip():
-    X = blocks()
+    X = sampled_blocks()
     m = EASE(l2=10.0).fit(X)
     hist = X[:5]
     np.testing.assert_allclose(m.score(hist), hist.toarray() @ m.B, rtol=1e-5, atol=1e-6)
@@ -85,7 +76,7 @@ def test_scores_are_history_times_b_and_state_round_trip():
 
 
 def test_memory_refusal_names_the_sizes():
-    X = blocks()
+    X = sampled_blocks()
     with pytest.raises(ResourceError) as e:
         EASE(max_memory_gb=1e-9).fit(X)
     msg = str(e.value)
@@ -96,7 +87,7 @@ def test_memory_refusal_names_the_sizes():
 def test_memory_refusal_against_available(monkeypatch):
     monkeypatch.setattr(ease_mod, "available_memory", lambda: 1000)
     with pytest.raises(ResourceError, match="MemAvailable"):
-        EASE().fit(blocks())
+        EASE().fit(sampled_blocks())
 
 
 def test_memory_estimate_sizes():

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from helpers import block_data
 
 from aerec.models import create
 from aerec.models.lambdanet import LambdaNet
@@ -78,19 +79,8 @@ def test_sampled_negatives_are_rescaled_to_the_full_sum():
     assert got == pytest.approx(3 * pair(1, 0) + 3 * pair(2, 3), rel=1e-5)
 
 
-def block_data(n_users=48, n_blocks=3, block=8, seed=0):
-    rng = np.random.default_rng(seed)
-    rows, cols, held = [], [], []
-    for u in range(n_users):
-        items = rng.permutation(block) + (u % n_blocks) * block
-        rows += [u] * (block - 1)
-        cols += list(items[:-1])
-        held.append(items[-1])
-    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_blocks * block)), np.array(held)
-
-
 def test_model_ranks_planted_item_first_and_is_deterministic():
-    x, held = block_data()
+    x, held = block_data(n_users=48)
     a = create("lambdanet", LambdaNet.test_overrides).fit(x, progress=False)
     assert (a.recommend(x, k=1)[0][:, 0] == held).all()
     b = create("lambdanet", LambdaNet.test_overrides).fit(x, progress=False)

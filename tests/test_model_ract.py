@@ -7,23 +7,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from helpers import block_data
 
 from aerec.errors import ConfigError
 from aerec.models import create
 from aerec.models.layers import SparseBatch
 from aerec.models.ract import RaCT, critic_features, ndcg_of_split
-
-
-def block_data(n_users=40, n_blocks=3, block=8, seed=0):
-    rng = np.random.default_rng(seed)
-    rows, cols, held = [], [], []
-    for u in range(n_users):
-        items = rng.permutation(block) + (u % n_blocks) * block
-        rows += [u] * (block - 1)
-        cols += list(items[:-1])
-        held.append(items[-1])
-    x = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_blocks * block))
-    return x, np.array(held)
 
 
 def small(**kw):
@@ -62,7 +51,7 @@ def test_ndcg_target_by_hand():
 
 
 def test_phase_schedule_and_steps_per_phase():
-    x, _ = block_data()  # 40 users, batch 16 -> 3 batches per epoch
+    x, _ = block_data(n_users=40)  # 40 users, batch 16 -> 3 batches per epoch
     model = phases(2, 1, 2)
     assert [model.phase(e) for e in range(5)] == ["actor", "actor", "critic", "ac", "ac"]
     calls = {"critic": 0, "ac": 0, "calibrate": 0}
@@ -84,7 +73,7 @@ def snapshot(model):
 
 
 def test_critic_phase_freezes_the_actor_and_ac_phase_moves_both():
-    x, _ = block_data()
+    x, _ = block_data(n_users=40)
     states = []
     model = phases(1, 1, 1)
     model.fit(x, progress=False, on_epoch_end=lambda r: states.append(snapshot(model)))
@@ -99,7 +88,7 @@ def test_critic_phase_freezes_the_actor_and_ac_phase_moves_both():
 
 
 def test_actor_phase_is_exactly_multvae():
-    x, _ = block_data()
+    x, _ = block_data(n_users=40)
     ract = phases(3, 0, 0).fit(x, progress=False)
     cfg = {k: v for k, v in RaCT.test_overrides.items() if k not in ("actor_epochs", "critic_epochs", "ac_epochs",
                                                                      "lr_critic", "lr_ac")}
@@ -121,7 +110,7 @@ class Stop(Exception):
 
 @pytest.mark.parametrize("stop_after", [2, 3])  # before the critic phase; before the actor-critic phase
 def test_resume_across_phase_boundary(tmp_path, stop_after):
-    x, _ = block_data()
+    x, _ = block_data(n_users=40)
     whole = phases(2, 1, 2).fit(x, progress=False)
 
     def stop(record):
@@ -137,7 +126,7 @@ def test_resume_across_phase_boundary(tmp_path, stop_after):
 
 
 def test_state_round_trip():
-    x, _ = block_data()
+    x, _ = block_data(n_users=40)
     model = phases(1, 1, 1).fit(x, progress=False)
     clone = create("ract", model.config_dict())
     clone.n_users, clone.n_items = model.n_users, model.n_items

@@ -7,33 +7,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from helpers import block_data
 
 from aerec.errors import ConfigError
 from aerec.models import create
 from aerec.models.layers import SparseBatch
 from aerec.models.recvae import RecVAE
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a shared, busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def block_data(n_users=60, n_blocks=3, block=8, seed=0):
-    """Each user has every item of its block but one (the planted held-out item)."""
-    rng = np.random.default_rng(seed)
-    rows, cols, held = [], [], []
-    for u in range(n_users):
-        items = rng.permutation(block) + (u % n_blocks) * block
-        rows += [u] * (block - 1)
-        cols += list(items[:-1])
-        held.append(items[-1])
-    x = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_blocks * block))
-    return x, np.array(held)
 
 
 def small(**kw):
@@ -57,7 +36,7 @@ def same(a, b):
 
 @pytest.fixture(scope="module")
 def fitted():
-    x, held = block_data()
+    x, held = block_data(n_users=60)
     return small().fit(x, progress=False), x, held
 
 
@@ -166,7 +145,7 @@ def test_zero_norm_rows_give_finite_scores_and_loss(fitted):
 
 
 def test_same_seed_same_scores():
-    x, _ = block_data()
+    x, _ = block_data(n_users=60)
     a, b, c = (small(epochs=1, seed=s).fit(x, progress=False) for s in (0, 0, 1))
     np.testing.assert_array_equal(a.score(x), b.score(x))
     assert not np.array_equal(a.score(x), c.score(x))

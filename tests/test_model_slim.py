@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from helpers import sampled_blocks
 
 from aerec.errors import ConfigError
 
@@ -56,14 +57,7 @@ def test_parallel_equals_serial_and_topk():
 
 
 def test_planted_item_ranks_first_and_round_trip_arrays():
-    rows, cols = [], []
-    rng = np.random.default_rng(0)
-    for u in range(45):
-        b = u % 3
-        for i in rng.choice(6, 4, replace=False) + 6 * b:
-            rows.append(u)
-            cols.append(i)
-    X = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(45, 18))
+    X = sampled_blocks(n_users=45, block=6, n_blocks=3, per_user=4, seed=0, dtype=np.float32)
     m = SLIM(**SLIM.test_overrides).fit(X)
     hist = sp.csr_matrix((np.ones(5, np.float32), ([0] * 5, [7, 8, 9, 10, 11])), shape=(1, 18))
     assert m.recommend(hist, k=1)[0][0, 0] == 6

@@ -5,24 +5,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from helpers import block_data
 
 from aerec.errors import ConfigError
 from aerec.models import create
 from aerec.models.layers import SparseBatch
 from aerec.models.ranking_losses import harmonic, warp_from_candidates, warp_loss
 from aerec.models.warp import WARP
-
-
-def block_data(n_users=48, n_blocks=3, block=8, seed=0):
-    rng = np.random.default_rng(seed)
-    rows, cols, held = [], [], []
-    for u in range(n_users):
-        items = rng.permutation(block) + (u % n_blocks) * block
-        rows += [u] * (block - 1)
-        cols += list(items[:-1])
-        held.append(items[-1])
-    x = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_blocks * block))
-    return x, np.array(held)
 
 
 def one_row(items, n_items):
@@ -85,7 +74,7 @@ def test_gradient_reaches_only_the_pair():
 
 
 def test_model_ranks_planted_item_first_and_is_deterministic():
-    x, held = block_data()
+    x, held = block_data(n_users=48)
     a = create("warp", WARP.test_overrides).fit(x, progress=False)
     assert (a.recommend(x, k=1)[0][:, 0] == held).all()
     b = create("warp", WARP.test_overrides).fit(x, progress=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from helpers import sampled_blocks
 
 from aerec.errors import ConfigError, DataError
 
@@ -55,14 +56,7 @@ def test_fold_in_of_empty_row_is_zero_and_order_free():
 
 
 def test_planted_item_ranks_first_and_same_seed_same_scores():
-    rng = np.random.default_rng(0)
-    rows, cols = [], []
-    for u in range(60):
-        b = u % 3
-        for i in rng.choice(10, 7, replace=False) + 10 * b:
-            rows.append(u)
-            cols.append(i)
-    X = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(60, 30))
+    X = sampled_blocks(n_users=60, block=10, n_blocks=3, per_user=7, seed=0, dtype=np.float32)
     hist = sp.csr_matrix((np.ones(9, np.float32), ([0] * 9, list(range(11, 20)))), shape=(1, 30))
     kw = dict(WMF.test_overrides)
     a, b = WMF(**kw).fit(X), WMF(**kw).fit(X)

@@ -93,6 +93,16 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return (0.5 * (-logvar + logvar.exp() + mu * mu - 1.0)).sum(dim=1)
 
 
+def annealed_beta(step: int, cap: float, total_steps: int, beta: float | None = None) -> float:
+    """KL weight after `step` gradient steps: a set constant `beta` wins; otherwise
+    min(cap, step / total_steps), or `cap` throughout when `total_steps` is 0."""
+    if beta is not None:
+        return beta
+    if total_steps > 0:
+        return min(cap, step / total_steps)
+    return cap
+
+
 class MultVAE(TorchRecommender):
     """Mult-VAE (Liang et al., "Variational Autoencoders for Collaborative Filtering", WWW 2018).
 
@@ -139,11 +149,7 @@ class MultVAE(TorchRecommender):
 
     def current_beta(self) -> float:
         c = self.config
-        if c.beta is not None:
-            return c.beta
-        if c.total_anneal_steps > 0:
-            return min(c.anneal_cap, self.update_count / c.total_anneal_steps)
-        return c.anneal_cap
+        return annealed_beta(self.update_count, c.anneal_cap, c.total_anneal_steps, c.beta)
 
     def _train_epoch(self, train: sp.csr_matrix, epoch: int, rng: np.random.Generator) -> float:
         opt = self.optimizers["main"]

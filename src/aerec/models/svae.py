@@ -20,7 +20,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from aerec.errors import ConfigError, DataError
 from aerec.models.layers import SparseBatch
-from aerec.models.multvae import gaussian_kl
+from aerec.models.multvae import annealed_beta, gaussian_kl
 from aerec.models.neural import NeuralConfig, TorchRecommender
 
 
@@ -200,11 +200,7 @@ class SVAE(TorchRecommender):
 
     def current_beta(self) -> float:
         c = self.config
-        if c.beta is not None:
-            return c.beta
-        if c.total_anneal_steps > 0:
-            return min(c.anneal_cap, self.update_count / c.total_anneal_steps)
-        return c.anneal_cap
+        return annealed_beta(self.update_count, c.anneal_cap, c.total_anneal_steps, c.beta)
 
     def batch_loss(self, batch: SparseBatch, beta: float, rng: np.random.Generator | None = None):
         """(mean per-user loss, number of users with a step); ties in order broken with rng if given."""
