@@ -215,9 +215,7 @@ def _epochs(model) -> dict:
 
 
 def _train_fold(spec, data, fold, fdir: Path, ks, resume: bool, progress: bool, n_folds: int) -> dict:
-    from aerec import io
-
-    from aerec import models
+    from aerec import io, models
 
     fold = models.get(spec.model).prepare_fold(fold, data)
     label = f"{spec.model} fold {fold.index + 1}/{n_folds}"
