@@ -30,8 +30,9 @@ Scores are the output logits (same ranking as the sigmoid output, without float3
 Deviations from the author code (also in docs/models.md):
 - mini-batches of ``batch_size`` users (default 64) instead of one SGD step per user: a per-user
   Python loop is too slow; AdaGrad's per-coordinate scaling keeps lr 0.1 usable;
-- AdaGrad on dense gradients: rows a batch does not touch get zero gradient, so they do not move,
-  as in the code's lazy updates (Adam, when chosen, moves them through its momentum);
+- AdaGrad on whole-table gradients: rows a batch does not touch get zero gradient, so they do not
+  move, as in the code's lazy updates (Adam, when chosen, moves them through its momentum); with
+  AdaGrad the user table's gradient is sparse (only the batch's rows), which gives the same update;
 - untied encoder/decoder weights by default, as in the paper; the code's default ties them
   (``asymmetric=false``): ``tied=true`` reproduces that (a row that is both an input and a target
   is then penalized twice in a step, once in the code);
@@ -54,7 +55,7 @@ from torch import nn
 
 from aerec.errors import ConfigError, DataError
 from aerec.models.layers import SparseBatch, SparseLinear
-from aerec.models.neural import NeuralConfig, TorchRecommender
+from aerec.models.neural import NeuralConfig, TorchRecommender, adam
 
 
 @dataclasses.dataclass
@@ -112,11 +113,13 @@ def sample_negatives(rows: np.ndarray, items: np.ndarray, n_rows: int, n_items: 
 
 
 class CDAENet(nn.Module):
-    def __init__(self, n_users: int, n_items: int, hidden: int, tied: bool):
+    def __init__(self, n_users: int, n_items: int, hidden: int, tied: bool, sparse_users: bool = False):
         super().__init__()
         scale = 4.0 * math.sqrt(6.0 / (n_items + hidden))  # the author code's init
         self.encoder = SparseLinear(n_items, hidden)  # weight [items, hidden], bias b
-        self.user = nn.Embedding(n_users, hidden)
+        # sparse_users: the user table's gradient holds only the batch's rows (for AdaGrad, which
+        # leaves a zero-gradient row exactly where it is, so the update is the same)
+        self.user = nn.Embedding(n_users, hidden, sparse=sparse_users)
         self.decoder = None if tied else nn.Parameter(torch.empty(n_items, hidden))
         self.out_bias = nn.Parameter(torch.zeros(n_items))
         for w in [self.encoder.weight, self.user.weight] + ([] if tied else [self.decoder]):
@@ -157,13 +160,17 @@ class CDAE(TorchRecommender):
     test_overrides = {"epochs": 20, "hidden": 16, "batch_size": 8}
 
     def _build(self) -> nn.Module:
-        return CDAENet(self.n_users, self.n_items, self.config.hidden, self.config.tied)
+        return CDAENet(self.n_users, self.n_items, self.config.hidden, self.config.tied,
+                       sparse_users=self.config.optimizer == "adagrad")
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         lr = self.config.learning_rate
         if self.config.optimizer == "adagrad":
+            # the sparse user-table gradient: say explicitly that torch's default (no invariant
+            # checks) is wanted, which silences its warning on every run
+            torch.sparse.check_sparse_tensor_invariants.disable()
             return {"main": torch.optim.Adagrad(self.net.parameters(), lr=lr, initial_accumulator_value=1e-4)}
-        return {"main": torch.optim.Adam(self.net.parameters(), lr=lr)}
+        return {"main": adam(self.net.parameters(), lr=lr)}
 
     def _loss(self, batch: SparseBatch, users: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         """Summed loss + L2 of the users in the batch."""

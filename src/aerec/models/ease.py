@@ -5,14 +5,14 @@ B_ij = -P_ij / P_jj off the diagonal. Scores are ``history @ B`` (sparse row blo
 items x items B), never a dense users x items matrix. ``l2`` (lambda) defaults to 500 (ML-20M);
 the paper uses 1000 for Netflix and 200 for MSD.
 
-Solvers: ``cholesky`` (default: G is symmetric positive definite; LAPACK potrf, then potrs
-against the identity, both in place) or ``inverse`` (LU-based ``scipy.linalg.inv`` in place, as
-the paper's ``np.linalg.inv``). The Gram matrix is built sparsely (``X^T X[:, cols]`` for column
-blocks) and only the items x items result is dense.
+Solvers: ``cholesky`` (default: G is symmetric positive definite; LAPACK potrf, then potri for
+the inverse from the factor, both in place: n^3 flops and one n x n array) or ``inverse``
+(LU-based ``scipy.linalg.inv`` in place, as the paper's ``np.linalg.inv``). The Gram matrix is
+built sparsely (``X^T X[:, cols]`` for column blocks) and only the items x items result is dense.
 
-Memory: before allocating, the peak is estimated as items^2 x bytes x live copies (cholesky 2:
-the factor and the identity that becomes P; inverse 1) plus the Gram column-block temporaries,
-and a ``ResourceError`` naming the sizes is raised when it exceeds MemAvailable (or
+Memory: before allocating, the peak is estimated as items^2 x bytes x live copies (cholesky 2,
+kept conservative although potrf + potri work in one copy; inverse 1) plus the Gram column-block
+temporaries, and a ``ResourceError`` naming the sizes is raised when it exceeds MemAvailable (or
 ``max_memory_gb``). ML-20M's 20,108 items need 1.62 GB per float32 copy.
 
 Deviations from the paper's code (also in docs/models.md):
@@ -103,20 +103,39 @@ def dense_gram(X: sp.csr_matrix, dtype: str) -> np.ndarray:
     return G
 
 
+def _fill_lower_from_upper(P: np.ndarray, block: int = 1024) -> None:
+    """Make a C-ordered square matrix symmetric from its upper triangle, in row blocks."""
+    n = P.shape[0]
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        P[s:e, :s] = P[:s, s:e].T
+        d = P[s:e, s:e]
+        low = np.tril_indices(e - s, -1)
+        d[low] = d.T[low]
+
+
 def ease_weights(X: sp.csr_matrix, l2: float, dtype: str = "float32", solver: str = "cholesky") -> np.ndarray:
     """B = I - P diag(1/diag P), P = (X^T X + l2 I)^-1, diag(B) = 0; C-ordered, in dtype."""
     G = dense_gram(X, dtype)
     G[np.diag_indices_from(G)] += l2
     # G is symmetric, so G.T is the same matrix in Fortran order: LAPACK then works in place.
     if solver == "cholesky":
-        c, lower = sla.cho_factor(G.T, lower=True, overwrite_a=True, check_finite=False)
-        P = np.eye(G.shape[0], dtype=dtype, order="F")
-        P = sla.cho_solve((c, lower), P, overwrite_b=True, check_finite=False)
+        # potrf then potri, both in place: the inverse from the factor costs n^3 flops in all
+        # (against 7n^3/3 for solving against an identity) and needs no second n x n copy
+        potrf, potri = sla.get_lapack_funcs(("potrf", "potri"), (G,))
+        c, info = potrf(G.T, lower=1, overwrite_a=1, clean=0)
+        if info == 0:
+            c, info = potri(c, lower=1, overwrite_c=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"EASE: X^T X + l2*I is not positive definite (LAPACK info {info})")
+        P = c.T if np.shares_memory(c, G) else np.ascontiguousarray(c.T)
         del c, G
+        _fill_lower_from_upper(P)  # potri wrote one triangle (the upper one of this C view)
     else:
         P = sla.inv(G.T, overwrite_a=True, check_finite=False)
         del G
-    B = P.T  # P is symmetric: its transpose is the C-ordered view of the same numbers
+    # P is symmetric: whichever of P and P.T is C-ordered is the same numbers, with no copy
+    B = P if P.flags.c_contiguous else P.T
     B /= -np.diag(B).copy()[None, :]  # B_ij = -P_ij / P_jj
     B[np.diag_indices_from(B)] = 0.0
     return np.ascontiguousarray(B)

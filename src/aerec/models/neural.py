@@ -114,8 +114,12 @@ class TorchRecommender(Recommender):
 
     def _score(self, history: sp.csr_matrix) -> np.ndarray:
         self.net.eval()
-        out = np.empty(history.shape, dtype=np.float32)
         step = self.config.eval_block
+        if history.shape[0] <= step:  # one block (the evaluator's usual call): no copy into `out`
+            with torch.no_grad():
+                batch = SparseBatch.from_csr(history, self.device)
+                return np.ascontiguousarray(self._forward(batch).float().cpu().numpy())
+        out = np.empty(history.shape, dtype=np.float32)
         with torch.no_grad():
             for start in range(0, history.shape[0], step):
                 batch = SparseBatch.from_csr(history[start : start + step], self.device)

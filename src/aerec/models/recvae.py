@@ -13,7 +13,7 @@ from torch import nn
 
 from aerec.errors import ConfigError
 from aerec.models.layers import SparseBatch, SparseLinear, multinomial_nll
-from aerec.models.neural import NeuralConfig, TorchRecommender
+from aerec.models.neural import NeuralConfig, TorchRecommender, adam
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -165,8 +165,8 @@ class RecVAE(TorchRecommender):
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         lr = self.config.lr
-        return {"encoder": torch.optim.Adam(self.net.encoder.parameters(), lr=lr),
-                "decoder": torch.optim.Adam(self.net.decoder.parameters(), lr=lr)}
+        return {"encoder": adam(self.net.encoder.parameters(), lr=lr),
+                "decoder": adam(self.net.decoder.parameters(), lr=lr)}
 
     def _loss(self, batch: SparseBatch, dropout: float, encoder_phase: bool) -> torch.Tensor:
         """The negative ELBO; in the decoder phase only its multinomial term, which alone carries
