@@ -144,6 +144,28 @@ def _test_entries(case):
     return t.row.astype(np.int64), t.col.astype(np.int64), t.data.astype(np.float64)
 
 
+DENSE_PATH = [n for n in RANKING if hasattr(models.get(n), "init_network")]
+
+
+@pytest.mark.parametrize("name", DENSE_PATH)
+def test_sparse_input_equals_dense_input(name, block_case):
+    """The embedding-bag first layer computes exactly what a dense first layer (the ONNX export
+    path) computes, for every neural model whose network offers forward_dense."""
+    import torch
+
+    from aerec.models.layers import SparseBatch
+
+    m = fitted(name, block_case)
+    if not hasattr(m.net, "forward_dense"):
+        pytest.skip(f"{name} has no dense scoring path")
+    hist = block_case.fold_in
+    m.net.eval()
+    with torch.no_grad():
+        sparse = m._forward(SparseBatch.from_csr(hist))
+        dense = m.net.forward_dense(torch.from_numpy(hist.toarray()))
+    torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("name", RATING)
 def test_rating_beats_global_mean(name, rating_case):
     m = fitted(name, rating_case)

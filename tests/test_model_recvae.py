@@ -126,13 +126,6 @@ def test_constant_beta_replaces_gamma():
     torch.testing.assert_close(with_beta0, with_gamma0)
 
 
-def test_sparse_and_dense_forward_agree(fitted):
-    model, x, _ = fitted
-    model.net.eval()
-    with torch.no_grad():
-        sparse = model._forward(SparseBatch.from_csr(x))
-        dense = model.net.forward_dense(torch.from_numpy(x.toarray()))
-    torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=1e-5)
 
 
 def test_zero_norm_rows_give_finite_scores_and_loss(fitted):
