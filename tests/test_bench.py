@@ -109,3 +109,23 @@ def test_table_marks_follow_the_tests(tmp_path):
     good = next(r for r in rows if r["model"] == "good")
     bad = next(r for r in rows if r["model"] == "bad")
     assert good["sig"]["ndcg@100"]["best"] and not bad["sig"]["ndcg@100"]["tie"]
+
+
+def test_svae_runs_under_its_own_temporal_protocol_beside_pop(tmp_path):
+    data = synth(80, 40, 1600, seed=5)
+    assert data.timestamp is not None
+    tiny = {"svae": {"epochs": 2, "embed": 8, "rnn": 8, "hidden": 8, "latent": 4, "batch_size": 16}}
+    res = run_bench(tmp_path / "b", suite="quick", datasets=["tiny"], models=["pop", "multvae", "svae"], folds=3,
+                    seed=0, loader=lambda name: data, overrides={**TINY, **tiny})
+    got = {(r["model"], r["protocol"]) for r in res["rows"]}
+    # pop appears twice: once in the strong table, once as the temporal table's reference line
+    assert got == {("pop", "strong"), ("multvae", "strong"), ("pop", "temporal"), ("svae", "temporal")}
+    md = (tmp_path / "b" / "results.md").read_text()
+    strong, temporal = md.index("(strong, 3 folds)"), md.index("(temporal: held-out users")
+    assert strong < temporal and "| svae |" in md[temporal:] and "| svae |" not in md[strong:temporal]
+    assert (tmp_path / "b" / "bars-tiny-temporal-topn.png").exists()
+    # significance is judged within a table: each table has its own best
+    best = {(r["protocol"], r["model"]) for r in res["rows"] if r.get("sig", {}).get("ndcg@100", {}).get("best")}
+    assert {p for p, _ in best} == {"strong", "temporal"}
+    cells = [p for p in (tmp_path / "b" / "cells").rglob("*.json") if "/svae/" in str(p)]
+    assert cells and all(json.loads(p.read_text())["protocol_options"] == {"mode": "user"} for p in cells)

@@ -21,6 +21,27 @@ from aerec.errors import ConfigError
 
 PROTOCOL_FOR_TASK = {"rating": "ratings-kfold", "ranking": "strong"}
 RANKING_PROTOCOLS = ("strong", "weak")
+# Models whose paper defines their own protocol run under it, whatever --ranking-protocol says.
+# pop (when chosen) runs beside them under the same folds, so their table has a reference line.
+OWN_PROTOCOL = {"svae": ("temporal", {"mode": "user"})}
+
+
+def plan(chosen: list[str], task: str, ranking_protocol: str) -> dict[tuple, list[str]]:
+    """(protocol name, options) -> the models that run under it, for one task."""
+    from aerec import models as registry
+
+    default = ranking_protocol if task == "ranking" else PROTOCOL_FOR_TASK[task]
+    groups: dict[tuple, list[str]] = {}
+    for m in chosen:
+        if registry.get(m).task != task:
+            continue
+        name, opts = OWN_PROTOCOL.get(m, (default, {}))
+        groups.setdefault((name, tuple(sorted(opts.items()))), []).append(m)
+    if "pop" in chosen:
+        for names in groups.values():
+            if "pop" not in names:
+                names.insert(0, "pop")
+    return groups
 
 
 def versions() -> dict:
@@ -77,23 +98,21 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
         data = loader(dataset)
         fingerprints[dataset] = fingerprint(data)
         for task in ("rating", "ranking"):
-            names = [m for m in chosen if registry.get(m).task == task]
-            if not names:
-                continue
-            proto_name = ranking_protocol if task == "ranking" else PROTOCOL_FOR_TASK[task]
-            proto = protocols.get(proto_name, folds=None if proto_name == "weak" else folds, seed=seed)
-            folds_list = None  # split lazily: a fully cached grid never splits
-            for f in range(proto.n_folds):
-                for m in names:
-                    cfg = {**configs.get(m, {}), **(overrides or {}).get(m, {})}
-                    cell = Cell(m, dataset, proto_name, f, proto.n_folds, seed, cfg)
-                    cached = load_cell(cell, out)
-                    if cached is not None:
-                        cells_done.append(cached)
-                        continue
-                    if folds_list is None:
-                        folds_list = proto.folds(data)
-                    todo.append((cell, registry.get(m).prepare_fold(folds_list[f], data), task))
+            for (proto_name, opts), names in plan(chosen, task, ranking_protocol).items():
+                proto = protocols.get(proto_name, folds=None if proto_name == "weak" else folds, seed=seed,
+                                      **dict(opts))
+                folds_list = None  # split lazily: a fully cached grid never splits
+                for f in range(proto.n_folds):
+                    for m in names:
+                        cfg = {**configs.get(m, {}), **(overrides or {}).get(m, {})}
+                        cell = Cell(m, dataset, proto_name, f, proto.n_folds, seed, cfg, dict(opts))
+                        cached = load_cell(cell, out)
+                        if cached is not None:
+                            cells_done.append(cached)
+                            continue
+                        if folds_list is None:
+                            folds_list = proto.folds(data)
+                        todo.append((cell, registry.get(m).prepare_fold(folds_list[f], data), task))
     ui.info(f"bench: {len(cells_done)} cells cached, {len(todo)} to run -> {out}")
     if jobs > 1 and len(todo) > 1:
         cells_done += _run_parallel(todo, out, jobs)

@@ -29,11 +29,15 @@ class Cell:
     n_folds: int
     seed: int
     config: dict = field(default_factory=dict)
+    protocol_options: dict = field(default_factory=dict)
 
     def key(self) -> str:
-        blob = json.dumps({"model": self.model, "dataset": self.dataset, "protocol": self.protocol,
-                           "fold": self.fold, "n_folds": self.n_folds, "seed": self.seed,
-                           "config": self.config, "version": __version__}, sort_keys=True)
+        fields = {"model": self.model, "dataset": self.dataset, "protocol": self.protocol,
+                  "fold": self.fold, "n_folds": self.n_folds, "seed": self.seed,
+                  "config": self.config, "version": __version__}
+        if self.protocol_options:  # only when set, so existing cells keep their keys
+            fields["protocol_options"] = self.protocol_options
+        blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def path(self, out: Path) -> Path:
@@ -104,7 +108,8 @@ def run_cell(cell: Cell, fold, task: str, position: int | None = None) -> dict:
     eval_seconds = time.perf_counter() - t0
     history = getattr(model, "history", []) or []
     return {
-        "model": cell.model, "dataset": cell.dataset, "protocol": cell.protocol, "fold": cell.fold,
+        "model": cell.model, "dataset": cell.dataset, "protocol": cell.protocol,
+        "protocol_options": cell.protocol_options, "fold": cell.fold,
         "seed": cell.seed, "config": model.config_dict(), "metrics": metrics,
         "epochs": int(getattr(model, "epochs_run", 0) or 0),
         "best_epoch": int(getattr(model, "best_epoch", 0) or 0),

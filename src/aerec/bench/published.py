@@ -35,7 +35,7 @@ RATING = {
 
 def strong_table(rows: list[dict], dataset: str) -> str:
     """Our strong-generalization numbers beside the ML-20M ones (labelled as other data)."""
-    ours = {r["model"]: r for r in rows if r["dataset"] == dataset and "ndcg@100" in r["metrics"]}
+    ours = {r["model"]: r for r in rows if r["dataset"] == dataset and r["protocol"] == "strong"}
     lines = [f"| model | ours {dataset}: Recall@20 | Recall@50 | NDCG@100 | published ML-20M (other data): R@20 / R@50 / NDCG@100 |",
              "|---|---:|---:|---:|---|"]
     for model in sorted(ours, key=lambda m: -ours[m]["metrics"]["ndcg@100"]["mean"]):
@@ -47,7 +47,7 @@ def strong_table(rows: list[dict], dataset: str) -> str:
 
 
 def weak_table(rows: list[dict], dataset: str = "ml-1m") -> str:
-    ours = {r["model"]: r for r in rows if r["dataset"] == dataset and "ndcg@10" in r["metrics"]}
+    ours = {r["model"]: r for r in rows if r["dataset"] == dataset and r["protocol"] == "weak"}
     lines = ["| model | ours NDCG@10 | RecBole NDCG@10 | ours ≥ RecBole |", "|---|---:|---:|---|"]
     for model in sorted(ours, key=lambda m: -ours[m]["metrics"]["ndcg@10"]["mean"]):
         v = ours[model]["metrics"]["ndcg@10"]["mean"]

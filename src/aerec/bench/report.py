@@ -14,18 +14,19 @@ RANKING_COLUMNS = ["recall@20", "recall@50", "recall@100", "ndcg@100", "precisio
 WEAK_COLUMNS = ["recall_plain@10", "ndcg@10", "mrr@10", "hitrate@10", "precision@10"]  # RecBole's @10 table
 RATING_COLUMNS = ["rmse", "mae"]
 LOWER_IS_BETTER = {"rmse", "mae"}
+PROTOCOL_TITLES = {"temporal": "temporal: held-out users, latest 20% of each history as target"}
 
 
 def aggregate(cells: list[dict]) -> list[dict]:
-    """One row per (data set, model): mean ± std over folds (sample std, ddof=1)."""
+    """One row per (data set, model, protocol): mean ± std over folds (sample std, ddof=1)."""
     groups: dict[tuple, list[dict]] = {}
     for c in cells:
-        groups.setdefault((c["dataset"], c["model"]), []).append(c)
+        groups.setdefault((c["dataset"], c["model"], c["protocol"]), []).append(c)
     rows = []
-    for (dataset, model), cs in sorted(groups.items()):
+    for (dataset, model, protocol), cs in sorted(groups.items()):
         cs = sorted(cs, key=lambda c: c["fold"])
         names = sorted(cs[0]["metrics"])
-        row = {"dataset": dataset, "model": model, "protocol": cs[0]["protocol"], "folds": len(cs),
+        row = {"dataset": dataset, "model": model, "protocol": protocol, "folds": len(cs),
                "epochs": float(np.mean([c["epochs"] for c in cs])),
                "best_epoch": float(np.mean([c["best_epoch"] for c in cs])),
                "train_seconds": float(np.mean([c["train_seconds"] for c in cs])),
@@ -43,14 +44,15 @@ def mark_significance(rows: list[dict], cells: list[dict], alpha: float = 0.05) 
     """Adds row["sig"][metric] = {"best", "p", "tie"} comparing each model with the best one."""
     by_key = {}
     for c in cells:
-        by_key.setdefault((c["dataset"], c["model"]), []).append(c)
-    for dataset in {r["dataset"] for r in rows}:
+        by_key.setdefault((c["dataset"], c["model"], c["protocol"]), []).append(c)
+    for dataset, protocol in {(r["dataset"], r["protocol"]) for r in rows}:
         for task_cols in (RANKING_COLUMNS, RATING_COLUMNS, WEAK_COLUMNS):
-            members = [r for r in rows if r["dataset"] == dataset and task_cols[0] in r["metrics"]]
+            members = [r for r in rows if r["dataset"] == dataset and r["protocol"] == protocol
+                       and task_cols[0] in r["metrics"]]
             for metric in task_cols:
                 samples = {}
                 for r in members:
-                    cs = sorted(by_key[(dataset, r["model"])], key=lambda c: c["fold"])
+                    cs = sorted(by_key[(dataset, r["model"], protocol)], key=lambda c: c["fold"])
                     samples[r["model"]] = _paired_sample(cs, metric)
                 lengths = {len(v) for v in samples.values()}
                 if len(lengths) > 1:  # different fold counts: no valid pairing
@@ -78,23 +80,29 @@ def _fmt(row: dict, metric: str) -> str:
     return text
 
 
+def groups(rows: list[dict], metric: str):
+    """(dataset, protocol, rows) for each table holding `metric`, own-protocol tables last."""
+    keys = sorted({(r["dataset"], r["protocol"]) for r in rows if metric in r["metrics"]},
+                  key=lambda k: (k[0], k[1] in PROTOCOL_TITLES, k[1]))
+    for dataset, protocol in keys:
+        yield dataset, protocol, [r for r in rows if r["dataset"] == dataset and r["protocol"] == protocol
+                                  and metric in r["metrics"]]
+
+
 def markdown(rows: list[dict], header: str = "") -> str:
     out = [header] if header else []
     for dataset in sorted({r["dataset"] for r in rows}):
         for title, cols in (("Rating prediction", RATING_COLUMNS), ("Top-N ranking", RANKING_COLUMNS),
                             ("Top-N ranking @10", WEAK_COLUMNS)):
-            members = [r for r in rows if r["dataset"] == dataset and cols[0] in r["metrics"]]
-            if not members:
-                continue
-            proto = members[0]["protocol"]
-            out.append(f"### {dataset}: {title} ({proto}, {members[0]['folds']} folds)\n")
-            out.append("| model | epochs | " + " | ".join(c.upper() if c in LOWER_IS_BETTER else c.replace("@", "@")
-                                                      for c in cols) + " | train s/fold |")
-            out.append("|---|---:|" + "---:|" * len(cols) + "---:|")
-            for r in sorted(members, key=lambda r: r["metrics"][cols[0]]["mean"], reverse=cols[0] not in LOWER_IS_BETTER):
-                out.append(f"| {r['model']} | {r['epochs']:.0f} | " + " | ".join(_fmt(r, c) for c in cols)
-                           + f" | {r['train_seconds']:.1f} |")
-            out.append("")
+            for _, proto, members in groups([r for r in rows if r["dataset"] == dataset], cols[0]):
+                out.append(f"### {dataset}: {title} ({PROTOCOL_TITLES.get(proto, proto)}, {members[0]['folds']} folds)\n")
+                out.append("| model | epochs | " + " | ".join(c.upper() if c in LOWER_IS_BETTER else c
+                                                          for c in cols) + " | train s/fold |")
+                out.append("|---|---:|" + "---:|" * len(cols) + "---:|")
+                for r in sorted(members, key=lambda r: r["metrics"][cols[0]]["mean"], reverse=cols[0] not in LOWER_IS_BETTER):
+                    out.append(f"| {r['model']} | {r['epochs']:.0f} | " + " | ".join(_fmt(r, c) for c in cols)
+                               + f" | {r['train_seconds']:.1f} |")
+                out.append("")
     out.append("Mean ± sample std over folds. **Bold**: best; †: not significantly different from the best "
                "(paired t-test, p ≥ 0.05; across users for top-N metrics, across folds for RMSE/MAE). "
                "Epochs: epochs run per fold (mean).\n")
@@ -123,17 +131,16 @@ def plots(rows: list[dict], cells: list[dict], out_dir) -> list[str]:
     import matplotlib.pyplot as plt
 
     written = []
-    for dataset in sorted({r["dataset"] for r in rows}):
-        for metric, key in (("ndcg@100", "valid_ndcg@100"), ("rmse", "valid_rmse")):
-            members = [r for r in rows if r["dataset"] == dataset and metric in r["metrics"]]
-            if not members:
-                continue
+    for metric, key in (("ndcg@100", "valid_ndcg@100"), ("rmse", "valid_rmse")):
+        for dataset, protocol, members in groups(rows, metric):
+            # own-protocol tables get their own files; the main ones keep their plain names
+            tag = f"{dataset}-{protocol}" if protocol in PROTOCOL_TITLES else dataset
             # learning curves: validation metric per epoch, mean over folds
             fig, ax = plt.subplots(figsize=(6, 4))
             drew = False
             for r in members:
                 curves = [[h[key] for h in c["history"] if key in h] for c in cells
-                          if c["dataset"] == dataset and c["model"] == r["model"]]
+                          if c["dataset"] == dataset and c["model"] == r["model"] and c["protocol"] == protocol]
                 curves = [c for c in curves if c]
                 if not curves:
                     continue
@@ -141,9 +148,9 @@ def plots(rows: list[dict], cells: list[dict], out_dir) -> list[str]:
                 ax.plot(np.arange(1, n + 1), np.mean([c[:n] for c in curves], axis=0), label=r["model"])
                 drew = True
             if drew:
-                ax.set(xlabel="epoch", ylabel=f"validation {metric}", title=f"{dataset}: learning curves")
+                ax.set(xlabel="epoch", ylabel=f"validation {metric}", title=f"{tag}: learning curves")
                 ax.legend()
-                written.append(_save(fig, out_dir / f"curves-{dataset}-{metric.replace('@', '')}.png"))
+                written.append(_save(fig, out_dir / f"curves-{tag}-{metric.replace('@', '')}.png"))
             plt.close(fig)
             # bars with error bars
             cols = RANKING_COLUMNS if metric == "ndcg@100" else RATING_COLUMNS
@@ -154,17 +161,17 @@ def plots(rows: list[dict], cells: list[dict], out_dir) -> list[str]:
                 stds = [r["metrics"][c]["std"] for c in cols]
                 ax.bar(np.arange(len(cols)) + i * width, means, width, yerr=stds, capsize=2, label=r["model"])
             ax.set_xticks(np.arange(len(cols)) + 0.4 - width / 2, cols)
-            ax.set(title=f"{dataset}: mean ± std over folds")
+            ax.set(title=f"{tag}: mean ± std over folds")
             ax.legend(fontsize=7)
-            written.append(_save(fig, out_dir / f"bars-{dataset}-{'topn' if metric == 'ndcg@100' else 'rating'}.png"))
+            written.append(_save(fig, out_dir / f"bars-{tag}-{'topn' if metric == 'ndcg@100' else 'rating'}.png"))
             plt.close(fig)
             # quality against training time
             fig, ax = plt.subplots(figsize=(6, 4))
             for r in members:
                 ax.scatter(max(r["train_seconds"], 1e-3), r["metrics"][metric]["mean"])
                 ax.annotate(r["model"], (max(r["train_seconds"], 1e-3), r["metrics"][metric]["mean"]), fontsize=8)
-            ax.set(xscale="log", xlabel="training seconds per fold", ylabel=metric, title=f"{dataset}: quality vs time")
-            written.append(_save(fig, out_dir / f"time-{dataset}-{metric.replace('@', '')}.png"))
+            ax.set(xscale="log", xlabel="training seconds per fold", ylabel=metric, title=f"{tag}: quality vs time")
+            written.append(_save(fig, out_dir / f"time-{tag}-{metric.replace('@', '')}.png"))
             plt.close(fig)
     return written
 
