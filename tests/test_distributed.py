@@ -154,10 +154,12 @@ def test_relaunch_arguments_drop_nproc_and_keep_the_rest(monkeypatch, tmp_path):
     monkeypatch.setattr(distributed, "launch", lambda n, args: seen.update(n=n, args=args))
     data = write_csv(block_interactions(), tmp_path / "b.csv")
     code = main(["train", "multvae", "-d", data, "-p", "strong", "--epochs", "2", "--set", "latent=4",
-                 "--set", "hidden=[8]", "--nproc", "3", "--json", "--out", str(tmp_path / "r")])
+                 "--set", "hidden=[8]", "--protocol-set", "target_frac=0.25", "--nproc", "3", "--json",
+                 "--out", str(tmp_path / "r")])
     assert code == 0 and seen["n"] == 3
     assert seen["args"] == ["train", "multvae", "--dataset", data, "--protocol", "strong", "--epochs", "2",
-                            "--out", str(tmp_path / "r"), "--set", "latent=4", "--set", "hidden=[8]", "--json"]
+                            "--out", str(tmp_path / "r"), "--set", "latent=4", "--set", "hidden=[8]",
+                            "--protocol-set", "target_frac=0.25", "--json"]
     assert not (tmp_path / "r").exists()  # the launcher itself trains nothing
 
 

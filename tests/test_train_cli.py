@@ -130,6 +130,9 @@ def test_config_toml_round_trip(capsys, implicit_csv, tmp_path):
     (["pop", "--protocol", "nonesuch"], "unknown protocol 'nonesuch'"),
     (["nomodel", "--protocol", "strong"], "unknown model 'nomodel'"),
     (["pop"], "--protocol is required"),
+    (["pop", "--protocol", "strong", "--protocol-set", "bogus=1"], "bogus"),
+    (["pop", "--protocol", "temporal", "--protocol-set", "mode=sideways"], "'mode' must be one of 'global', 'user', got 'sideways'"),
+    (["pop", "--protocol", "full", "--protocol-set", "mode=user"], "protocol 'full' takes no options"),
 ])
 def test_bad_arguments_are_one_line_errors(capsys, implicit_csv, tmp_path, args, message):
     code, out, err = run_cli(capsys, "train", *args, "--dataset", implicit_csv, "--out", tmp_path / "r")
@@ -137,6 +140,15 @@ def test_bad_arguments_are_one_line_errors(capsys, implicit_csv, tmp_path, args,
     assert len(err.strip().splitlines()) == 1, err
     assert re.search(message, err), err
     assert not (tmp_path / "r").exists()
+
+
+def test_protocol_set_reaches_the_protocol_and_wins_over_the_config(implicit_csv, tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text('[protocol]\nmode = "global"\ntarget_frac = 0.3\n')
+    spec = runner.resolve("pop", dataset=implicit_csv, protocol="temporal", folds=3, config_file=toml,
+                          protocol_sets=["mode=user"])
+    assert spec.protocol_options["mode"] == "user" and spec.protocol_options["n_folds"] == 3
+    assert spec.protocol_options["target_frac"] == 0.3  # the file's other options stay
 
 
 def test_bad_config_file(capsys, implicit_csv, tmp_path):

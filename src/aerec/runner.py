@@ -73,7 +73,7 @@ class RunSpec:
 def resolve(model: str | None = None, *, dataset: str | None = None, protocol: str | None = None,
             folds: int | None = None, seed: int | None = None, epochs: int | None = None,
             sets: list[str] | tuple = (), config_file: str | Path | None = None,
-            device: str | None = None, amp: bool = False) -> RunSpec:
+            device: str | None = None, amp: bool = False, protocol_sets: list[str] | tuple = ()) -> RunSpec:
     """Merge a TOML config file with command-line values (which win) and validate everything."""
     from aerec import models
 
@@ -115,7 +115,9 @@ def resolve(model: str | None = None, *, dataset: str | None = None, protocol: s
 
         if resolve_device(cfg.device).type != "cuda":  # fail before any data is read
             raise ConfigError(f"--amp (mixed precision) needs a CUDA device; this run trains on {cfg.device}")
-    opts = dict(file.get("protocol", {}))
+    opts = {**file.get("protocol", {}), **cfgmod.parse_set(list(protocol_sets))}
+    if protocol == "full" and opts:
+        raise ConfigError("protocol 'full' takes no options (it fits on all the data); drop --protocol-set")
     if protocol != "full":
         opts = _protocol(protocol, folds, seed, opts).options()
         _check_task(cls, protocol)

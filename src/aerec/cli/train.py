@@ -13,6 +13,8 @@ import click
 @click.option("--protocol", "-p", help="strong, weak, ratings-kfold, ratings-holdout, temporal, or full "
               "(fit one model on all data for production).")
 @click.option("--folds", type=int, help="Number of folds (repeats for ratings-holdout).")
+@click.option("--protocol-set", "protocol_sets", multiple=True, metavar="KEY=VALUE",
+              help="Protocol option, e.g. mode=user for temporal; repeatable (as `aerec split --set`).")
 @click.option("--seed", type=int, help="Seed for the split and the model (default 0).")
 @click.option("--epochs", type=int, help="Shortcut for --set epochs=N.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Model config value; repeatable.")
@@ -26,8 +28,8 @@ import click
 @click.option("--nproc", type=click.IntRange(min=1), help="Train with N processes on this machine: runs "
               "torchrun --standalone --nproc_per_node N (gloo on CPU, nccl on GPU). See docs/distributed.md.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json to standard output.")
-def train_cmd(model, dataset, protocol, folds, seed, epochs, sets, config_file, out, resume, device, amp, nproc,
-              as_json):
+def train_cmd(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets, config_file, out, resume, device,
+              amp, nproc, as_json):
     """Train MODEL on every fold of a protocol and write a run directory.
 
     The run directory gets config.json, config.toml, history.csv, fold-<f>/model and
@@ -38,7 +40,8 @@ def train_cmd(model, dataset, protocol, folds, seed, epochs, sets, config_file, 
     from aerec import distributed, runner, ui
 
     spec = runner.resolve(model, dataset=dataset, protocol=protocol, folds=folds, seed=seed, epochs=epochs,
-                          sets=list(sets), config_file=config_file, device=device, amp=amp)
+                          sets=list(sets), config_file=config_file, device=device, amp=amp,
+                          protocol_sets=list(protocol_sets))
     launching = nproc is not None and nproc > 1 and not distributed.launched()
     if launching or distributed.launched():
         from aerec import models
@@ -80,6 +83,8 @@ def _relaunch_args(params: dict) -> list[str]:
             args += [flag, str(params[name])]
     for value in params["sets"]:
         args += ["--set", value]
+    for value in params["protocol_sets"]:
+        args += ["--protocol-set", value]
     for name, flag in (("resume", "--resume"), ("amp", "--amp"), ("as_json", "--json")):
         if params[name]:
             args.append(flag)
