@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from aerec.bench import grid, run_bench
+from aerec.bench import grid, plan, run_bench
 from aerec.bench.report import aggregate, mark_significance
 from aerec.bench.stats import paired_pvalue, significance
 from aerec.data import synth
@@ -129,3 +129,12 @@ def test_svae_runs_under_its_own_temporal_protocol_beside_pop(tmp_path):
     assert {p for p, _ in best} == {"strong", "temporal"}
     cells = [p for p in (tmp_path / "b" / "cells").rglob("*.json") if "/svae/" in str(p)]
     assert cells and all(json.loads(p.read_text())["protocol_options"] == {"mode": "user"} for p in cells)
+
+
+def test_plan_adds_pop_only_beside_own_protocol_ranking_models():
+    chosen = ["pop", "autorec", "multvae", "svae"]
+    assert plan(chosen, "rating", "strong") == {("ratings-kfold", ()): ["autorec"]}
+    assert plan(chosen, "ranking", "strong") == {("strong", ()): ["pop", "multvae"],
+                                                 ("temporal", (("mode", "user"),)): ["pop", "svae"]}
+    assert plan(["multvae", "svae"], "ranking", "weak") == {("weak", ()): ["multvae"],
+                                                            ("temporal", (("mode", "user"),)): ["svae"]}

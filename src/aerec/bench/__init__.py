@@ -37,9 +37,9 @@ def plan(chosen: list[str], task: str, ranking_protocol: str) -> dict[tuple, lis
             continue
         name, opts = OWN_PROTOCOL.get(m, (default, {}))
         groups.setdefault((name, tuple(sorted(opts.items()))), []).append(m)
-    if "pop" in chosen:
-        for names in groups.values():
-            if "pop" not in names:
+    if "pop" in chosen and task == "ranking":
+        for (name, _), names in groups.items():
+            if name != default and "pop" not in names:
                 names.insert(0, "pop")
     return groups
 
