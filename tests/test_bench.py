@@ -95,15 +95,18 @@ def test_paired_pvalue_matches_hand_computation():
     assert paired_pvalue(a, a) == 1.0
 
 
+def cell(model, fold, per_user, dataset="d"):
+    """A finished ranking cell whose every metric has the given per-user values."""
+    vals = np.asarray(per_user, dtype=np.float64)
+    names = ("recall@20", "recall@50", "recall@100", "ndcg@100", "precision@100")
+    return {"dataset": dataset, "model": model, "protocol": "strong", "fold": fold, "epochs": 1, "best_epoch": 1,
+            "train_seconds": 0.1, "metrics": {m: float(vals.mean()) for m in names},
+            "per_user": {m: vals for m in names}}
+
+
 def test_table_marks_follow_the_tests(tmp_path):
-    cells = []
-    for model, shift in (("good", 0.0), ("bad", -0.3)):
-        for f in range(2):
-            vals = np.linspace(0.5, 0.9, 50) + shift
-            cells.append({"dataset": "d", "model": model, "protocol": "strong", "fold": f, "epochs": 1,
-                          "best_epoch": 1, "train_seconds": 0.1,
-                          "metrics": {m: float(vals.mean()) for m in ("recall@20", "recall@50", "recall@100", "ndcg@100", "precision@100")},
-                          "per_user": {m: vals for m in ("recall@20", "recall@50", "recall@100", "ndcg@100", "precision@100")}})
+    cells = [cell(model, f, np.linspace(0.5, 0.9, 50) + shift) for model, shift in (("good", 0.0), ("bad", -0.3))
+             for f in range(2)]
     rows = aggregate(cells)
     mark_significance(rows, cells)
     good = next(r for r in rows if r["model"] == "good")
@@ -138,3 +141,14 @@ def test_plan_adds_pop_only_beside_own_protocol_ranking_models():
                                                  ("temporal", (("mode", "user"),)): ["pop", "svae"]}
     assert plan(["multvae", "svae"], "ranking", "weak") == {("weak", ()): ["multvae"],
                                                             ("temporal", (("mode", "user"),)): ["svae"]}
+
+
+def test_base_comparison_pairs_each_model_with_the_one_it_builds_on():
+    from aerec.bench.report import base_comparisons
+
+    cells = [cell("ract", 0, [0.5, 0.6, 0.7], "tiny"), cell("ract", 1, [0.4, 0.5], "tiny"),
+             cell("multvae", 0, [0.4, 0.5, 0.6], "tiny"), cell("multvae", 1, [0.3, 0.45], "tiny")]
+    md = base_comparisons(aggregate(cells), cells)
+    # per-user differences 0.1, 0.1, 0.1, 0.1, 0.05 over the two folds' users
+    assert "| tiny | ract | multvae | 0.5400 | 0.4500 | +0.0900 |" in md
+    assert base_comparisons(aggregate(cells[2:]), cells[2:]) == ""  # no pair, no section

@@ -125,7 +125,8 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     rows = report.aggregate(cells_done)
     report.mark_significance(rows, cells_done)
     header = f"# aerec bench: suite `{suite}`\n\nCommand: `{' '.join(_command())}`\n"
-    report.write_tables(rows, out, header, footer=published.section(rows))
+    footer = "\n".join(part for part in (report.base_comparisons(rows, cells_done), published.section(rows)) if part)
+    report.write_tables(rows, out, header, footer=footer)
     pngs = report.plots(rows, cells_done, out)
     fsutil.write_json(out / "run.json", {
         "command": _command(), "suite": suite, "datasets": list(datasets), "models": chosen,

@@ -61,6 +61,36 @@ def mark_significance(rows: list[dict], cells: list[dict], alpha: float = 0.05) 
                     next(r for r in members if r["model"] == model).setdefault("sig", {})[metric] = s
 
 
+# Models that start from, or share the architecture of, another one: each is compared with it.
+BUILDS_ON = {"ract": "multvae", "warp": "multvae", "lambdanet": "multvae"}
+
+
+def base_comparisons(rows: list[dict], cells: list[dict], metric: str = "ndcg@100") -> str:
+    """Markdown: each model beside the model it builds on, with a paired test across users."""
+    from aerec.bench.stats import paired_pvalue
+
+    by_key = {}
+    for c in cells:
+        by_key.setdefault((c["dataset"], c["model"], c["protocol"]), []).append(c)
+    lines = []
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["protocol"], r["model"])):
+        base = BUILDS_ON.get(r["model"])
+        key = (r["dataset"], base, r["protocol"])
+        if base is None or key not in by_key or metric not in r["metrics"]:
+            continue
+        a = _paired_sample(sorted(by_key[(r["dataset"], r["model"], r["protocol"])], key=lambda c: c["fold"]), metric)
+        b = _paired_sample(sorted(by_key[key], key=lambda c: c["fold"]), metric)
+        if a.shape != b.shape:
+            continue
+        lines.append(f"| {r['dataset']} | {r['model']} | {base} | {a.mean():.4f} | {b.mean():.4f} | "
+                     f"{a.mean() - b.mean():+.4f} | {paired_pvalue(a, b):.3g} |")
+    if not lines:
+        return ""
+    return (f"### Each model beside the one it builds on ({metric}, paired t-test across users)\n\n"
+            f"| data | model | builds on | {metric} | base {metric} | difference | p |\n"
+            "|---|---|---|---:|---:|---:|---:|\n" + "\n".join(lines) + "\n")
+
+
 def _paired_sample(cells: list[dict], metric: str) -> np.ndarray:
     if metric in LOWER_IS_BETTER:  # across folds
         return np.array([c["metrics"][metric] for c in cells])
