@@ -134,11 +134,11 @@ def test_svae_runs_under_its_own_temporal_protocol_beside_pop(tmp_path):
     assert cells and all(json.loads(p.read_text())["protocol_options"] == {"mode": "user"} for p in cells)
 
 
-def test_plan_adds_pop_only_beside_own_protocol_ranking_models():
-    chosen = ["pop", "autorec", "multvae", "svae"]
+def test_plan_adds_reference_lines_only_beside_own_protocol_ranking_models():
+    chosen = ["pop", "autorec", "multvae", "svae", "ease"]
     assert plan(chosen, "rating", "strong") == {("ratings-kfold", ()): ["autorec"]}
-    assert plan(chosen, "ranking", "strong") == {("strong", ()): ["pop", "multvae"],
-                                                 ("temporal", (("mode", "user"),)): ["pop", "svae"]}
+    assert plan(chosen, "ranking", "strong") == {("strong", ()): ["pop", "multvae", "ease"],
+                                                 ("temporal", (("mode", "user"),)): ["pop", "ease", "svae"]}
     assert plan(["multvae", "svae"], "ranking", "weak") == {("weak", ()): ["multvae"],
                                                             ("temporal", (("mode", "user"),)): ["svae"]}
 

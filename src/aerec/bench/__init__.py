@@ -22,8 +22,9 @@ from aerec.errors import ConfigError
 PROTOCOL_FOR_TASK = {"rating": "ratings-kfold", "ranking": "strong"}
 RANKING_PROTOCOLS = ("strong", "weak")
 # Models whose paper defines their own protocol run under it, whatever --ranking-protocol says.
-# pop (when chosen) runs beside them under the same folds, so their table has a reference line.
+# The cheap closed-form models (when chosen) run beside them on the same folds, as reference lines.
 OWN_PROTOCOL = {"svae": ("temporal", {"mode": "user"})}
+REFERENCE_LINES = ("pop", "ease")
 
 
 def plan(chosen: list[str], task: str, ranking_protocol: str) -> dict[tuple, list[str]]:
@@ -37,10 +38,10 @@ def plan(chosen: list[str], task: str, ranking_protocol: str) -> dict[tuple, lis
             continue
         name, opts = OWN_PROTOCOL.get(m, (default, {}))
         groups.setdefault((name, tuple(sorted(opts.items()))), []).append(m)
-    if "pop" in chosen and task == "ranking":
+    if task == "ranking":
         for (name, _), names in groups.items():
-            if name != default and "pop" not in names:
-                names.insert(0, "pop")
+            if name != default:
+                names[:0] = [m for m in REFERENCE_LINES if m in chosen and m not in names]
     return groups
 
 
