@@ -8,7 +8,7 @@ import io
 import numpy as np
 
 from aerec import fsutil
-from aerec.bench.stats import significance
+from aerec.bench.stats import paired_pvalue, significance
 
 RANKING_COLUMNS = ["recall@20", "recall@50", "recall@100", "ndcg@100", "precision@100"]
 WEAK_COLUMNS = ["recall_plain@10", "ndcg@10", "mrr@10", "hitrate@10", "precision@10"]  # RecBole's @10 table
@@ -42,9 +42,7 @@ def aggregate(cells: list[dict]) -> list[dict]:
 
 def mark_significance(rows: list[dict], cells: list[dict], alpha: float = 0.05) -> None:
     """Adds row["sig"][metric] = {"best", "p", "tie"} comparing each model with the best one."""
-    by_key = {}
-    for c in cells:
-        by_key.setdefault((c["dataset"], c["model"], c["protocol"]), []).append(c)
+    by_key = _by_key(cells)
     for dataset, protocol in {(r["dataset"], r["protocol"]) for r in rows}:
         for task_cols in (RANKING_COLUMNS, RATING_COLUMNS, WEAK_COLUMNS):
             members = [r for r in rows if r["dataset"] == dataset and r["protocol"] == protocol
@@ -52,8 +50,7 @@ def mark_significance(rows: list[dict], cells: list[dict], alpha: float = 0.05) 
             for metric in task_cols:
                 samples = {}
                 for r in members:
-                    cs = sorted(by_key[(dataset, r["model"], protocol)], key=lambda c: c["fold"])
-                    samples[r["model"]] = _paired_sample(cs, metric)
+                    samples[r["model"]] = _paired_sample(by_key[(dataset, r["model"], protocol)], metric)
                 lengths = {len(v) for v in samples.values()}
                 if len(lengths) > 1:  # different fold counts: no valid pairing
                     continue
@@ -67,19 +64,15 @@ BUILDS_ON = {"ract": "multvae", "warp": "multvae", "lambdanet": "multvae"}
 
 def base_comparisons(rows: list[dict], cells: list[dict], metric: str = "ndcg@100") -> str:
     """Markdown: each model beside the model it builds on, with a paired test across users."""
-    from aerec.bench.stats import paired_pvalue
-
-    by_key = {}
-    for c in cells:
-        by_key.setdefault((c["dataset"], c["model"], c["protocol"]), []).append(c)
+    by_key = _by_key(cells)
     lines = []
     for r in sorted(rows, key=lambda r: (r["dataset"], r["protocol"], r["model"])):
         base = BUILDS_ON.get(r["model"])
         key = (r["dataset"], base, r["protocol"])
         if base is None or key not in by_key or metric not in r["metrics"]:
             continue
-        a = _paired_sample(sorted(by_key[(r["dataset"], r["model"], r["protocol"])], key=lambda c: c["fold"]), metric)
-        b = _paired_sample(sorted(by_key[key], key=lambda c: c["fold"]), metric)
+        a = _paired_sample(by_key[(r["dataset"], r["model"], r["protocol"])], metric)
+        b = _paired_sample(by_key[key], metric)
         if a.shape != b.shape:
             continue
         lines.append(f"| {r['dataset']} | {r['model']} | {base} | {a.mean():.4f} | {b.mean():.4f} | "
@@ -89,6 +82,14 @@ def base_comparisons(rows: list[dict], cells: list[dict], metric: str = "ndcg@10
     return (f"### Each model beside the one it builds on ({metric}, paired t-test across users)\n\n"
             f"| data | model | builds on | {metric} | base {metric} | difference | p |\n"
             "|---|---|---|---:|---:|---:|---:|\n" + "\n".join(lines) + "\n")
+
+
+def _by_key(cells: list[dict]) -> dict[tuple, list[dict]]:
+    """(data set, model, protocol) -> its cells in fold order, so samples pair user by user."""
+    out: dict[tuple, list[dict]] = {}
+    for c in sorted(cells, key=lambda c: c["fold"]):
+        out.setdefault((c["dataset"], c["model"], c["protocol"]), []).append(c)
+    return out
 
 
 def _paired_sample(cells: list[dict], metric: str) -> np.ndarray:
