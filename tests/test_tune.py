@@ -15,6 +15,7 @@ from aerec.tune import search_space, tune, write_toml  # noqa: E402
 def test_search_space_follows_the_config_fields():
     assert set(search_space(models.get("ease"))) == {"l2"}
     assert {"lr", "dropout", "anneal_cap"} <= set(search_space(models.get("multvae")))
+    assert set(search_space(models.get("wmf"))) == {"factors", "regularization", "alpha"}
 
 
 def test_tune_never_reads_test_data_and_writes_loadable_toml(tmp_path, monkeypatch):

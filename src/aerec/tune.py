@@ -23,8 +23,10 @@ SPACE: dict[str, tuple[float, float, bool]] = {
     "l2": (1.0, 1e4, True),
     "gamma": (1e-3, 5e-2, True),
     "weight_decay": (1e-7, 1e-2, True),
+    "regularization": (1e-3, 1e2, True),  # WMF's ALS ridge
+    "alpha": (1.0, 100.0, True),  # WMF's confidence weight
 }
-SPACE_INT: dict[str, tuple[int, int]] = {"latent": (32, 400), "hidden_size": (50, 1000)}
+SPACE_INT: dict[str, tuple[int, int]] = {"latent": (32, 400), "hidden_size": (50, 1000), "factors": (16, 256)}
 
 
 def search_space(model_cls) -> dict:
