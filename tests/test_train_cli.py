@@ -149,6 +149,9 @@ def test_protocol_set_reaches_the_protocol_and_wins_over_the_config(implicit_csv
                           protocol_sets=["mode=user"])
     assert spec.protocol_options["mode"] == "user" and spec.protocol_options["n_folds"] == 3
     assert spec.protocol_options["target_frac"] == 0.3  # the file's other options stay
+    # a run's config.toml still works with --protocol full: its [protocol] section is not an error
+    full = runner.resolve("pop", dataset=implicit_csv, protocol="full", config_file=toml)
+    assert full.protocol == "full"
 
 
 def test_bad_config_file(capsys, implicit_csv, tmp_path):

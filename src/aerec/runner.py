@@ -115,9 +115,9 @@ def resolve(model: str | None = None, *, dataset: str | None = None, protocol: s
 
         if resolve_device(cfg.device).type != "cuda":  # fail before any data is read
             raise ConfigError(f"--amp (mixed precision) needs a CUDA device; this run trains on {cfg.device}")
-    opts = {**file.get("protocol", {}), **cfgmod.parse_set(list(protocol_sets))}
-    if protocol == "full" and opts:
+    if protocol == "full" and protocol_sets:  # a config file's [protocol] section is ignored, as before
         raise ConfigError("protocol 'full' takes no options (it fits on all the data); drop --protocol-set")
+    opts = {**file.get("protocol", {}), **cfgmod.parse_set(list(protocol_sets))}
     if protocol != "full":
         opts = _protocol(protocol, folds, seed, opts).options()
         _check_task(cls, protocol)
