@@ -1,14 +1,30 @@
-"""Typed configs: dataclasses validated on construction, round-tripping through TOML."""
+"""Typed configs: dataclasses validated on construction, round-tripping through TOML.
+
+``build`` checks every value before the dataclass exists: its type, that every number is finite
+(NaN and infinity are never a setting), and the bounds a field declares in its metadata
+(``field(default=0, metadata={"min": 0})``, see ``SEED``). The class's own ``validate()`` then
+checks what depends on several fields.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import typing
 from pathlib import Path
 from typing import Any
 
 from aerec.errors import ConfigError
+
+# Seeds feed numpy's SeedSequence and torch.manual_seed(seed + 1): non-negative and within int64.
+SEED_MAX = 2**62
+SEED = {"min": 0, "max": SEED_MAX}
+
+
+def seed_field(default: int = 0):
+    """A dataclass field for a seed: an integer in [0, 2**62]."""
+    return dataclasses.field(default=default, metadata=SEED)
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
@@ -55,18 +71,30 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is int:
         if isinstance(value, bool):
             raise ConfigError(f"'{key}' must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())  # exact for large integers, unlike float()
+            except ValueError:
+                pass
         try:
             f = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"'{key}' must be an integer, got {value!r}") from None
-        if f != int(f):
+        if not math.isfinite(f) or f != int(f):
             raise ConfigError(f"'{key}' must be an integer, got {value!r}")
         return int(f)
     if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"'{key}' must be a number, got {value!r}")
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            f = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"'{key}' must be a number, got {value!r}") from None
+        if not math.isfinite(f):
+            raise ConfigError(f"'{key}' must be a finite number, got {value!r}")
+        return f
     if annotation is str:
         return str(value)
     return value
@@ -83,11 +111,30 @@ def build(cls: type, values: dict | None = None, **overrides) -> Any:
         )
     hints = typing.get_type_hints(cls)
     kwargs = {k: _coerce(v, hints[k], k) for k, v in merged.items()}
+    for k, v in kwargs.items():
+        check_value(k, v, names[k].metadata)
     cfg = cls(**kwargs)
     check = getattr(cfg, "validate", None)
     if check:
         check()
     return cfg
+
+
+def check_value(key: str, value: Any, bounds=None) -> None:
+    """Every number finite, and within the field's ``min``/``max`` metadata (lists: each element)."""
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            check_value(key, v, bounds)
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"'{key}' must be a finite number, got {value!r}")
+    bounds = bounds or {}
+    if "min" in bounds and value < bounds["min"]:
+        raise ConfigError(f"'{key}' must be at least {bounds['min']}, got {value!r}")
+    if "max" in bounds and value > bounds["max"]:
+        raise ConfigError(f"'{key}' must be at most {bounds['max']}, got {value!r}")
 
 
 def to_dict(cfg) -> dict:

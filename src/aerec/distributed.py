@@ -118,7 +118,7 @@ def init(device_name: str = "cpu") -> Context:
     global _current
     import torch.distributed as dist
 
-    from aerec.models.neural import resolve_device
+    from aerec.devices import resolve_device
 
     if _current is not None:
         return _current
@@ -154,9 +154,8 @@ def shutdown(wait: bool = True) -> None:
 
 
 def check_model(cls) -> None:
-    from aerec.models.neural import TorchRecommender
-
-    if not (isinstance(cls, type) and issubclass(cls, TorchRecommender)) or cls.task != "ranking":
+    # a class attribute, not an import of the models: they import this module (training.py)
+    if not getattr(cls, "multi_process", False) or getattr(cls, "task", None) != "ranking":
         raise ConfigError(f"multi-process training supports the neural top-N models; '{cls.name}' "
                           "trains in one process (drop --nproc / torchrun)")
 

@@ -47,7 +47,7 @@ class RunSection:
     dataset: str | None = None
     protocol: str | None = None
     folds: int | None = None
-    seed: int = 0
+    seed: int = cfgmod.seed_field()
 
 
 @dataclasses.dataclass
@@ -111,7 +111,7 @@ def resolve(model: str | None = None, *, dataset: str | None = None, protocol: s
     except ConfigError as e:
         raise ConfigError(f"model '{cls.name}': {e}") from None
     if getattr(cfg, "amp", False):
-        from aerec.models.neural import resolve_device
+        from aerec.devices import resolve_device
 
         if resolve_device(cfg.device).type != "cuda":  # fail before any data is read
             raise ConfigError(f"--amp (mixed precision) needs a CUDA device; this run trains on {cfg.device}")

@@ -17,6 +17,7 @@ Subclasses implement ``_fit`` and ``_score`` only; the public methods check inpu
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,7 +29,7 @@ from aerec.errors import DataError
 
 @dataclasses.dataclass
 class BaseConfig:
-    seed: int = 0
+    seed: int = cfgmod.seed_field()
 
 
 def as_csr(x, name: str = "matrix") -> sp.csr_matrix:
@@ -40,10 +41,23 @@ def as_csr(x, name: str = "matrix") -> sp.csr_matrix:
     return x
 
 
+def check_k(k) -> int:
+    """A whole number of items >= 1: bools, strings and fractions are refused, not truncated."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise DataError(f"k must be a whole number of items, got {k!r}")
+    if k < 1:
+        raise DataError(f"k must be at least 1, got {k}")
+    return int(k)
+
+
 class Recommender:
     name: ClassVar[str] = "base"
     task: ClassVar[str] = "ranking"  # or "rating"
     Config: ClassVar[type] = BaseConfig
+    # Whether fit() takes negative values. None: rating models do (any numeric scale), top-N
+    # models do not (their values are counts, weights or positions).
+    accepts_negative: ClassVar[bool | None] = None
+    multi_process: ClassVar[bool] = False  # trains under torchrun (see aerec.distributed)
 
     def __init__(self, config: Any = None, **kwargs):
         if config is not None and not isinstance(config, (dict, self.Config)):
@@ -60,9 +74,12 @@ class Recommender:
         train = as_csr(train, "train")
         if train.nnz == 0:
             raise DataError("train matrix is empty")
+        self._check_sign(train, "train")
         self.n_users, self.n_items = train.shape
         if valid is not None:
             valid = self._check_valid(valid)
+            for part, name in zip(valid if isinstance(valid, tuple) else (valid,), ("valid_in", "valid_out")):
+                self._check_sign(part, "valid" if self.task == "rating" else name)
         self._fit(train, valid, **trainer_options)
         self.fitted = True
         return self
@@ -78,12 +95,18 @@ class Recommender:
         """Top-k items per history row: (indices int64 [n, k], scores float32 [n, k])."""
         import torch
 
+        self._check_fitted()
         history = self._check_history(history)
-        k = int(min(k, self.n_items))
-        if k <= 0:
-            raise DataError("k must be at least 1")
+        k = check_k(k)
+        k = min(k, self.n_items)
+        masks = [history] if exclude_seen else []
+        if exclude is not None:
+            exclude = as_csr(exclude, "exclude")
+            if exclude.shape != history.shape:
+                raise DataError(f"exclude has shape {exclude.shape}; it must match history's {history.shape}")
+            masks.append(exclude)
         scores = torch.from_numpy(self.score(history))
-        for mask in ([history] if exclude_seen else []) + ([as_csr(exclude, "exclude")] if exclude is not None else []):
+        for mask in masks:
             mask = mask.tocoo()
             scores[torch.from_numpy(mask.row.astype(np.int64)), torch.from_numpy(mask.col.astype(np.int64))] = -np.inf
         vals, idx = torch.topk(scores, k, dim=1)
@@ -147,6 +170,12 @@ class Recommender:
     def _check_fitted(self):
         if not self.fitted:
             raise DataError(f"{self.name} is not fitted yet; call fit() first")
+
+    def _check_sign(self, m: sp.csr_matrix, name: str) -> None:
+        allowed = self.accepts_negative if self.accepts_negative is not None else self.task == "rating"
+        if not allowed and m.nnz and float(m.data.min()) < 0:
+            raise DataError(f"{name} holds negative values ({float(m.data.min()):g}); {self.name} needs non-negative "
+                            "interaction values (counts, weights or 1s)")
 
     def _check_history(self, history) -> sp.csr_matrix:
         history = as_csr(history, "history")

@@ -20,6 +20,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from aerec.devices import check_device, resolve_device  # noqa: F401  (resolve_device: older imports)
+from aerec.errors import ResourceError
 from aerec.models.base import BaseConfig, Recommender
 from aerec.models.layers import SparseBatch
 
@@ -47,6 +49,9 @@ class NeuralConfig(BaseConfig):
             raise ConfigError("'lr' must be positive")
         if self.patience < 0:
             raise ConfigError("'patience' must be 0 (off) or positive")
+        if self.eval_block < 1:
+            raise ConfigError("'eval_block' must be at least 1 (users scored per block)")
+        check_device(self.device)
 
 
 def adam(params, lr: float) -> torch.optim.Adam:
@@ -55,18 +60,23 @@ def adam(params, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, fused=True)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from aerec.errors import ConfigError
-
-        raise ConfigError("device 'cuda' was asked for but no GPU is available (use --device cpu or auto)")
-    return torch.device(name)
+def available_memory(device: torch.device) -> int | None:
+    """Free bytes on the device: CUDA's free memory, else the host's MemAvailable (None: unknown)."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.mem_get_info(device)[0])
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError, RuntimeError):
+        pass
+    return None
 
 
 class TorchRecommender(Recommender):
     Config = NeuralConfig
+    multi_process = True  # the trainer's epoch loop runs under torchrun (aerec.distributed)
     net: torch.nn.Module
     _shard = None  # set by aerec.distributed while a multi-process fit runs
 
@@ -103,9 +113,29 @@ class TorchRecommender(Recommender):
     # contract --------------------------------------------------------------------------------
     def init_network(self) -> None:
         """Seed, then build the network and its optimizers (fresh, untrained)."""
+        self.check_memory()
         torch.manual_seed(self.config.seed)
         self.net = self._build().to(self.device)
         self.optimizers = self._optimizers()
+
+    def check_memory(self) -> None:
+        """Refuse a network that cannot be trained in this device's memory, before allocating it.
+
+        The network is built on the meta device (shapes only), so its parameter count is exact;
+        training holds each float32 parameter four times (weights, gradients, two Adam moments).
+        """
+        try:
+            with torch.device("meta"):
+                net = self._build()
+        except Exception:  # a model whose build needs real tensors: no estimate, as before
+            return
+        n = sum(t.numel() for t in (*net.parameters(), *net.buffers()))
+        need = n * 4 * 4
+        free = available_memory(self.device)
+        if free is not None and need > free:
+            raise ResourceError(f"{self.name}: a network of {n:,} parameters needs about {need / 2**30:,.1f} GiB to "
+                                f"train, more than the {free / 2**30:,.1f} GiB available on {self.device}; "
+                                "choose smaller layers")
 
     def _fit(self, train: sp.csr_matrix, valid, **trainer_options) -> None:
         from aerec.models.training import Trainer

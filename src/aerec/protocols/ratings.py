@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aerec import config as cfgmod
 from aerec.data.interactions import Interactions
 from aerec.errors import ConfigError, DataError
 from aerec.protocols.base import Protocol, RatingFold, check_fraction, csr, dedupe, fold_rng
@@ -37,7 +38,7 @@ class RatingKFold(Protocol):
 
     n_folds: int = 5
     valid_frac: float = 0.1
-    seed: int = 0
+    seed: int = cfgmod.seed_field()
 
     name = "ratings-kfold"
     task = "rating"
@@ -73,7 +74,7 @@ class RatingHoldout(Protocol):
     test_frac: float = 0.1
     repeats: int = 5
     valid_frac: float = 0.1
-    seed: int = 0
+    seed: int = cfgmod.seed_field()
 
     name = "ratings-holdout"
     task = "rating"

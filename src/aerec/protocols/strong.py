@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aerec import config as cfgmod
 from aerec.data.interactions import Interactions
 from aerec.errors import ConfigError, DataError
 from aerec.protocols.base import (
@@ -48,7 +49,7 @@ class StrongGeneralization(Protocol):
     min_items: int = 5
     min_user_count: int = 5
     threshold: float | None = 3.5
-    seed: int = 0
+    seed: int = cfgmod.seed_field()
 
     name = "strong"
 

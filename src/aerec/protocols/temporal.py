@@ -23,6 +23,7 @@ from typing import Literal
 
 import numpy as np
 
+from aerec import config as cfgmod
 from aerec.data.interactions import Interactions
 from aerec.errors import ConfigError, DataError
 from aerec.protocols.base import Protocol, RankingFold, check_fraction, csr
@@ -48,7 +49,7 @@ class Temporal(Protocol):
     min_items: int = 5
     min_user_count: int = 5
     threshold: float | None = 3.5
-    seed: int = 0
+    seed: int = cfgmod.seed_field()
 
     name = "temporal"
 

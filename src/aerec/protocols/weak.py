@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aerec import config as cfgmod
 from aerec.data.interactions import Interactions
 from aerec.errors import ConfigError, DataError
 from aerec.protocols.base import Protocol, RankingFold, csr, dedupe, fold_rng, rank_within_group
@@ -31,7 +32,7 @@ class WeakGeneralization(Protocol):
     min_rating: float | None = 3.0  # keep rating >= min_rating
     threshold: float | None = None  # keep rating > threshold (use one of the two)
     k_core: int = 10
-    seed: int = 0
+    seed: int = cfgmod.seed_field()
 
     name = "weak"
 
