@@ -335,8 +335,12 @@ def test_export_refuses_foreign_folder_and_cleans_stale_folds(tmp_path):
         export_split(StrongGeneralization(n_folds=3), data, tmp_path / "x")
     out = tmp_path / "y"
     export_split(StrongGeneralization(n_folds=4), data, out)
-    export_split(StrongGeneralization(n_folds=2, valid_frac=0.2), data, out)
+    export_split(StrongGeneralization(n_folds=4), data, out)  # the same split again: replaced
+    with pytest.raises(DataError, match="--overwrite"):  # another split needs --overwrite
+        export_split(StrongGeneralization(n_folds=2, valid_frac=0.2), data, out)
+    export_split(StrongGeneralization(n_folds=2, valid_frac=0.2), data, out, overwrite=True)
     assert sorted(p.name for p in out.glob("fold-*")) == ["fold-0", "fold-1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x", "y"]  # no partial folder left behind
 
 
 def test_cli_split(tmp_path, monkeypatch):

@@ -71,7 +71,8 @@ def test_killed_run_resumes_to_identical_metrics(tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen(command(data, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=env(delay=0.4))
-    ckpt = out / "fold-1" / "checkpoint" / "checkpoint.json"  # fold 0 finished, fold 1 part-way
+    work = tmp_path / ".killed.partial"  # the run is built beside --out and moved there when complete
+    ckpt = work / "fold-1" / "checkpoint" / "checkpoint.json"  # fold 0 finished, fold 1 part-way
     start = time.monotonic()
     try:
         while checkpoint_epoch(ckpt) < 2:
@@ -83,10 +84,11 @@ def test_killed_run_resumes_to_identical_metrics(tmp_path):
         proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert not (out / "metrics.json").exists() and not (out / "fold-1" / "metrics.json").exists()
+    assert not out.exists()  # nothing half-written where the finished run goes
+    assert not (work / "metrics.json").exists() and not (work / "fold-1" / "metrics.json").exists()
     killed_at = checkpoint_epoch(ckpt)
     assert 2 <= killed_at < EPOCHS
-    fold0_done = (out / "fold-0" / "metrics.json").stat().st_mtime_ns
+    fold0_done = (work / "fold-0" / "metrics.json").stat().st_mtime_ns
 
     loud = [a for a in command(data, out, "--resume") if a != "-q"]  # to see the "resuming" line
     p = subprocess.run(loud, capture_output=True, text=True, env={**env(), "AEREC_QUIET": "0"}, timeout=DEADLINE_S)
@@ -98,3 +100,4 @@ def test_killed_run_resumes_to_identical_metrics(tmp_path):
     assert resumed["epochs"] == reference["epochs"]
     with open(out / "history.csv") as f:  # every epoch of every fold appears exactly once
         assert len(f.read().strip().splitlines()) == 1 + 3 * EPOCHS
+    assert not work.exists() and not (out / "fold-1" / "checkpoint").exists()

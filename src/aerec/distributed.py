@@ -21,12 +21,12 @@ CPU, nccl on GPU) and trains the same model on its share of every global batch:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
+import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -42,7 +42,7 @@ _current: Context | None = None
 
 
 class LaunchError(AerecError):
-    """torchrun or one of its workers failed; the worker's own message is printed above."""
+    """torchrun or one of its workers failed; the message is the worker's own (one line)."""
 
 
 def launched() -> bool:
@@ -160,16 +160,77 @@ def check_model(cls) -> None:
                           "trains in one process (drop --nproc / torchrun)")
 
 
+ERROR_DIR = "AEREC_WORKER_ERRORS"  # where workers leave their one-line error for the launcher
+
+
 def launch(nproc: int, args: list[str]) -> None:
-    """Run ``python -m torch.distributed.run --standalone --nproc_per_node N -m aerec ARGS``."""
+    """Run ``torchrun --standalone --nproc_per_node N -m aerec ARGS`` in this process (torch's own
+    launcher, called as a library) and turn a failed worker into one line: the error of the
+    lowest rank that reported one, never torchrun's traceback."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
     if nproc < 1:
         raise ConfigError("--nproc must be at least 1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "aerec", *args]
     ui.info(f"launching {nproc} processes: torchrun --standalone --nproc_per_node={nproc} -m aerec {' '.join(args)}")
-    code = subprocess.run(cmd).returncode
-    if code:
-        raise LaunchError(f"torchrun exited with status {code}")
+    errors = Path(tempfile.mkdtemp(prefix="aerec-launch-"))
+    saved_env = os.environ.get(ERROR_DIR)
+    os.environ[ERROR_DIR] = str(errors)  # the workers inherit it
+    # the agent's own log lines (rendezvous, SIGTERM to the peers) are noise unless debugging
+    debug = os.environ.get("AEREC_DEBUG", "") not in ("", "0")
+    loggers = [] if debug else [logging.getLogger(n) for n in list(logging.Logger.manager.loggerDict)
+                                if n.startswith("torch.distributed")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
+    try:
+        torchrun_args = parse_args(["--standalone", f"--nproc_per_node={nproc}", "-m", "aerec", *args])
+        try:
+            run(torchrun_args)
+        except ChildFailedError as e:
+            raise _worker_error(errors, e) from None
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+        if saved_env is None:
+            os.environ.pop(ERROR_DIR, None)
+        else:
+            os.environ[ERROR_DIR] = saved_env
+        shutil.rmtree(errors, ignore_errors=True)
+
+
+def report_worker_error(exc: BaseException) -> bool:
+    """In a launched worker: leave the error for the launcher instead of printing it (N workers
+    would print it N times). False when no launcher listens."""
+    folder = os.environ.get(ERROR_DIR)
+    if not folder or not Path(folder).is_dir():
+        return False
+    code = getattr(exc, "exit_code", 1)
+    text = str(exc) if isinstance(exc, AerecError) else f"internal error: {type(exc).__name__}: {exc}"
+    rank = os.environ.get("RANK", "0")
+    with contextlib.suppress(OSError):
+        fsutil.write_json(Path(folder) / f"rank-{rank}.json", {"rank": int(rank), "code": code, "message": text})
+        return True
+    return False
+
+
+def _worker_error(folder: Path, exc) -> AerecError:
+    reports = []
+    for p in folder.glob("rank-*.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            r = json.loads(p.read_text())
+            reports.append((int(r["code"]) != 2, int(r["rank"]), int(r["code"]), str(r["message"]).splitlines()[0]))
+    if reports:  # input errors (exit 2) first: the others are often peers that lost their partner
+        _, rank, code, message = min(reports)
+        err = LaunchError(message if code == 2 else f"worker {rank}: {message}")
+        err.exit_code = code
+        return err
+    failures = getattr(exc, "failures", {}) or {}
+    codes = sorted({f.exitcode for f in failures.values()})
+    return LaunchError(f"a training process failed (exit codes {', '.join(map(str, codes)) or 'unknown'}); "
+                       "set AEREC_DEBUG=1 to see torchrun's log")
 
 
 # the training matrix, memory-mapped ---------------------------------------------------------

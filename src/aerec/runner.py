@@ -19,6 +19,7 @@ to ``RUN_DIR/full/model`` for production use, with no test metrics.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import datetime as _dt
@@ -33,7 +34,7 @@ import numpy as np
 
 from aerec import config as cfgmod
 from aerec import distributed, fsutil, ui
-from aerec.errors import ConfigError, DataError
+from aerec.errors import AerecError, ConfigError, DataError
 
 RANKING_KS = (20, 50, 100)
 WEAK_KS = (10, 20, 50, 100)  # weak generalization adds RecBole's @10
@@ -81,7 +82,7 @@ def resolve(model: str | None = None, *, dataset: str | None = None, protocol: s
     unknown = sorted(set(file) - {"run", "model", "protocol"})
     if unknown:
         raise ConfigError(f"{config_file}: unknown section(s) {', '.join(unknown)}; valid sections: model, protocol, run")
-    run = cfgmod.build(RunSection, file.get("run", {}))
+    run = cfgmod.build(RunSection, {**file.get("run", {}), **({} if seed is None else {"seed": seed})})
     if model and run.model and models.get(model).name != models.get(run.model).name:
         raise ConfigError(f"{config_file} is for model '{run.model}', not '{model}'")
     name = model or run.model
@@ -89,8 +90,10 @@ def resolve(model: str | None = None, *, dataset: str | None = None, protocol: s
     for label, value in (("MODEL", name), ("--dataset", dataset), ("--protocol", protocol)):
         if not value:
             raise ConfigError(f"{label} is required (give it on the command line or in the config's [run] section)")
+    if protocol == "full" and folds is not None:
+        raise ConfigError("protocol 'full' fits one model on all the data; --folds does not apply")
     folds = folds if folds is not None else run.folds
-    seed = int(seed if seed is not None else run.seed)
+    seed = run.seed
     cls = models.get(name)
     fields = {f.name for f in dataclasses.fields(cls.Config)}
     values = {**file.get("model", {}), **cfgmod.parse_set(list(sets))}
@@ -98,8 +101,10 @@ def resolve(model: str | None = None, *, dataset: str | None = None, protocol: s
         if "epochs" not in fields:
             raise ConfigError(f"model '{cls.name}' has no 'epochs' setting; valid keys: {', '.join(sorted(fields))}")
         values["epochs"] = epochs
-    if device is not None and "device" in fields:  # models without a device run on the CPU anyway
+    if device is not None and "device" in fields:
         values["device"] = device
+    elif device not in (None, "cpu", "auto"):  # models without a device setting run on the CPU
+        raise ConfigError(f"model '{cls.name}' runs on the CPU; --device {device} does not apply")
     if amp:
         if "amp" not in fields:
             raise ConfigError(f"model '{cls.name}' has no mixed-precision setting (--amp is for the neural models)")
@@ -276,26 +281,155 @@ def _run_json(spec: RunSpec, data, n_folds: int) -> dict:
             "config": spec.model_config}
 
 
-def _prepare_dir(out: Path, marker: Path, resume: bool, identity: dict) -> None:
-    """Refuse to mix runs: an existing run continues only with --resume and the same settings."""
-    if marker.exists():
-        if not resume:
-            raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+# the run folder ---------------------------------------------------------------------------------
+#
+# A run is built in the hidden sibling ``.NAME.partial`` (folds finish there one by one, each with
+# its metrics.json written last) and swapped in whole when the last fold is done: a failed or
+# killed run never damages a finished one, and --resume continues the partial folder.
+
+
+def _read_identity(marker: Path):
+    try:
+        old = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    return old if isinstance(old, dict) else None
+
+
+def _differs(old: dict | None, identity: dict) -> list[str]:
+    return list(identity) if old is None else sorted(k for k in identity if old.get(k) != identity[k])
+
+
+def _finished_folds(work: Path) -> list[str]:
+    return sorted(p.name for p in work.glob("fold-*") if (p / "metrics.json").exists())
+
+
+def check_run(out: Path, identity: dict, marker: str, *, resume: bool = False, overwrite: bool = False) -> str:
+    """What to do with the run folder ``out``, checked before any training; raises what would mix
+    or lose runs. ``marker`` is the file a finished run has (metrics.json; info.json for 'full').
+
+    Returns "reuse" (a finished run and --resume with its settings), "continue" (the unfinished
+    run in .NAME.partial, --resume), "adopt" (an unfinished run an older aerec left in ``out``,
+    --resume) or "fresh" (a new partial folder; an unfinished one without a finished fold, or any
+    with --overwrite, is discarded).
+    """
+    out = Path(out)
+    partial = fsutil.partial_dir(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a folder; choose another --out")
+    if out.is_dir() and not fsutil.is_empty_dir(out):
+        if not (out / "config.json").exists():
+            raise ConfigError(f"{out}: folder is not empty and holds no run; choose another --out")
+        finished = (out / marker).exists()
+        if resume and not overwrite:
+            diff = _differs(_read_identity(out / "config.json"), identity)
+            if diff:
+                raise ConfigError(f"{out} was run with other settings ({', '.join(diff)} differ); drop --resume, "
+                                  "or pass --overwrite to replace it")
+            if finished:
+                return "reuse"
+            if not partial.exists():
+                return "adopt"
+        elif not overwrite:
+            if finished:
+                raise ConfigError(f"{out} already holds a finished run; pass --overwrite to replace it, --resume to "
+                                  "reuse it, or choose another --out")
+            raise ConfigError(f"{out} holds an unfinished run; pass --resume to continue it or --overwrite to "
+                              "start afresh")
+    if overwrite or not partial.exists():
+        return "fresh"
+    fsutil.check_busy(partial)
+    done = _finished_folds(partial)
+    diff = _differs(_read_identity(partial / "config.json"), identity)
+    if resume and not diff:
+        return "continue"
+    if not done:
+        return "fresh"
+    if resume:
+        raise ConfigError(f"the unfinished run for {out} used other settings ({', '.join(diff)} differ); "
+                          "pass --overwrite to start afresh")
+    raise ConfigError(f"{out}: an unfinished run has {len(done)} finished fold(s) in {partial}; pass --resume to "
+                      "continue it or --overwrite to start afresh")
+
+
+def _open_run(out: Path, action: str) -> Path:
+    partial = fsutil.partial_dir(out)
+    if action == "reuse":
+        return out
+    if action == "adopt":
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        out.rename(partial)
+        return partial
+    if action == "continue":
+        return partial
+    if partial.exists():
+        ui.info(f"discarding the unfinished run in {partial}")
+    return fsutil.fresh_partial(out)
+
+
+@contextlib.contextmanager
+def run_folder(out: Path, identity: dict, marker: str, *, resume: bool, overwrite: bool):
+    """Yield (folder to build the run in, whether it is a finished run reused as it is); swap the
+    build in place of ``out`` when the block succeeds. Under torchrun rank 0 decides and writes."""
+    ctx, writer = distributed.current(), distributed.is_writer()
+    reuse = False
+    with contextlib.ExitStack() as stack:
+        if writer:
+            action = check_run(out, identity, marker, resume=resume, overwrite=overwrite)
+            reuse = action == "reuse"
+            stack.enter_context(fsutil.locked_dir(_open_run(out, action)))
+        if ctx is not None:
+            reuse = ctx.agree(reuse)  # also the barrier: rank 0 has prepared the folder
+        work = out if reuse else fsutil.partial_dir(out)
         try:
-            old = json.loads(marker.read_text())
-        except ValueError:
-            raise DataError(f"{marker}: not valid JSON; cannot resume this run") from None
-        diff = sorted(k for k in identity if old.get(k) != identity[k])
-        if diff:
-            raise ConfigError(f"{out} was run with other settings ({', '.join(diff)} differ); drop --resume or use another --out")
-    out.mkdir(parents=True, exist_ok=True)
+            yield work, reuse
+        except AerecError:
+            # a run that fails on its input before finishing a fold leaves nothing behind
+            if writer and not reuse and not _finished_folds(work):
+                shutil.rmtree(work, ignore_errors=True)
+            raise
+        if writer and not reuse:
+            fsutil.replace_dir(work, out)
+
+
+def _write_config(work: Path, spec: RunSpec, ident: dict) -> None:
+    fsutil.write_json(work / "config.json", {**ident, "aerec_version": versions()["aerec"],
+                                             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
+    fsutil.write_text(work / "config.toml", spec.toml())
+
+
+def _full_identity(spec: RunSpec, data) -> dict:
+    return {"model": spec.model, "dataset": spec.dataset, "data": _fingerprint(data), "protocol": "full",
+            "seed": spec.seed, "config": spec.model_config}
+
+
+def preflight(spec: RunSpec, out: str | Path | None = None, *, resume: bool = False, overwrite: bool = False) -> None:
+    """Every check ``train`` makes before training, with no side effect: the data set loads, the
+    protocol accepts it, the run folder may be used. ``--nproc`` runs it once in the parent."""
+    from aerec import models
+
+    out = Path(out) if out else default_out(spec)
+    data = _load_data(spec.dataset)
+    if spec.protocol == "full":
+        data, _ = full_matrix(data, models.get(spec.model).task)
+        check_run(out / "full", _full_identity(spec, data), "info.json", resume=resume, overwrite=overwrite)
+        return
+    protocol = _protocol(spec.protocol, spec.folds, spec.seed, spec.protocol_options)
+    next(iter(protocol.split(data)))  # the first fold: a data set the protocol cannot split fails here
+    check_run(out, _run_json(spec, data, int(protocol.n_folds)), "metrics.json", resume=resume, overwrite=overwrite)
 
 
 # train / evaluate ----------------------------------------------------------------------------
 
 
-def train(spec: RunSpec, out: str | Path | None = None, *, resume: bool = False, progress: bool = True) -> dict:
-    """Train on every fold (or on all data for protocol 'full'); return the metrics.json dict."""
+def train(spec: RunSpec, out: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True) -> dict:
+    """Train on every fold (or on all data for protocol 'full'); return the metrics.json dict.
+
+    The run is built in ``.OUT.partial`` beside ``out`` and moved to ``out`` when every fold is
+    done. ``resume`` continues an unfinished run (or reuses a finished one) with the same
+    settings; ``overwrite`` replaces whatever run ``out`` holds, once the new one is complete.
+    """
     out = Path(out) if out else default_out(spec)
     ctx = distributed.current()
     if ctx is not None:
@@ -305,36 +439,32 @@ def train(spec: RunSpec, out: str | Path | None = None, *, resume: bool = False,
     writer = distributed.is_writer()  # under torchrun only rank 0 writes; every rank trains
     data = _load_data(spec.dataset)
     if spec.protocol == "full":
-        return train_full(spec, data, out, resume=resume, progress=progress)
+        return train_full(spec, data, out, resume=resume, overwrite=overwrite, progress=progress)
     protocol = _protocol(spec.protocol, spec.folds, spec.seed, spec.protocol_options)
     n_folds = int(protocol.n_folds)
     ident = _run_json(spec, data, n_folds)
-    if writer:
-        _prepare_dir(out, out / "config.json", resume, ident)
-        fsutil.write_json(out / "config.json", {**ident, "aerec_version": versions()["aerec"],
-                                                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")})
-        fsutil.write_text(out / "config.toml", spec.toml())
-    if ctx is not None:
-        ctx.barrier()  # rank 0 has checked the run directory before anyone trains
-    ks, records = _ks(spec), []
-    for fold in protocol.split(data):
-        fdir = out / f"fold-{fold.index}"
-        done = resume and (fdir / "metrics.json").exists() and (fdir / "model" / "manifest.json").exists()
-        if ctx is not None:
-            done = ctx.agree(done)  # rank 0's run directory decides
-        if done:
-            record = json.loads((fdir / "metrics.json").read_text())
-            how = "done earlier"
-        else:
-            record = _train_fold(spec, data, fold, fdir, ks, resume, progress, n_folds)
-            how = f"{record['train_seconds']:.1f}s"
-        records.append(record)
+    with run_folder(out, ident, "metrics.json", resume=resume, overwrite=overwrite) as (work, reuse):
+        if writer and not reuse:
+            _write_config(work, spec, ident)
+        ks, records = _ks(spec), []
+        for fold in protocol.split(data):
+            fdir = work / f"fold-{fold.index}"
+            done = (fdir / "metrics.json").exists() and (fdir / "model" / "manifest.json").exists()
+            if ctx is not None:
+                done = ctx.agree(done)  # rank 0's run directory decides
+            if done:
+                record = json.loads((fdir / "metrics.json").read_text())
+                how = "done earlier"
+            else:
+                record = _train_fold(spec, data, fold, fdir, ks, resume, progress, n_folds)
+                how = f"{record['train_seconds']:.1f}s"
+            records.append(record)
+            if writer:
+                fsutil.write_text(work / "history.csv", _history_csv(records))
+            ui.info(_status(spec, fold.index, n_folds, record["metrics"], how))
+        result = _metrics_json(spec, n_folds, records)
         if writer:
-            fsutil.write_text(out / "history.csv", _history_csv(records))
-        ui.info(_status(spec, fold.index, n_folds, record["metrics"], how))
-    result = _metrics_json(spec, n_folds, records)
-    if writer:
-        fsutil.write_json(out / "metrics.json", result)
+            fsutil.write_json(work / "metrics.json", result)
     return result
 
 
@@ -365,35 +495,35 @@ def full_matrix(data, task: str):
     return data, data.csr("ones")
 
 
-def train_full(spec: RunSpec, data, out: Path, *, resume: bool = False, progress: bool = True) -> dict:
+def train_full(spec: RunSpec, data, out: Path, *, resume: bool = False, overwrite: bool = False,
+               progress: bool = True) -> dict:
     from aerec import io, models
 
     task = models.get(spec.model).task
     data, train = full_matrix(data, task)
-    fdir = out / "full"
-    ident = {"model": spec.model, "dataset": spec.dataset, "data": _fingerprint(data), "protocol": "full",
-             "seed": spec.seed, "config": spec.model_config}
+    ident = _full_identity(spec, data)
     writer = distributed.is_writer()
-    if writer:
-        _prepare_dir(fdir, fdir / "config.json", resume, ident)
-        fsutil.write_json(fdir / "config.json", ident)
-        fsutil.write_text(fdir / "config.toml", spec.toml())
-    if distributed.current() is not None:
-        distributed.current().barrier()
-    # no validation data: the model trains for exactly its configured epochs (pick them from a CV run)
-    model, seconds = _fit(spec, train, None, fdir, resume, f"{spec.model} full", progress)
-    result = {"model": spec.model, "dataset": spec.dataset, "protocol": "full", "model_dir": str(fdir / "model"),
-              "users": int(train.shape[0]), "items": int(train.shape[1]), "interactions": int(train.nnz),
-              "seed": spec.seed, "epochs": _epochs(model), "train_seconds": seconds, "versions": versions()}
-    if not writer:
-        return result
-    io.save(model, fdir / "model", item_ids=data.item_ids, user_ids=data.user_ids, history=train,
-            item_titles=data.item_titles, extra_meta={"dataset": spec.dataset, "protocol": "full", "seed": spec.seed})
-    shutil.rmtree(fdir / "checkpoint", ignore_errors=True)
-    record = {"fold": "full", "history": list(getattr(model, "history", []) or [])}
-    fsutil.write_text(fdir / "history.csv", _history_csv([record]))
-    fsutil.write_json(fdir / "info.json", result)
-    ui.info(f"{spec.model} full: {train.shape[0]} users x {train.shape[1]} items, saved to {fdir / 'model'} ({seconds:.1f}s)")
+    with run_folder(out / "full", ident, "info.json", resume=resume, overwrite=overwrite) as (fdir, reuse):
+        if reuse:
+            return json.loads((fdir / "info.json").read_text())
+        if writer:
+            fsutil.write_json(fdir / "config.json", ident)
+            fsutil.write_text(fdir / "config.toml", spec.toml())
+        # no validation data: the model trains for exactly its configured epochs (pick them from a CV run)
+        model, seconds = _fit(spec, train, None, fdir, resume, f"{spec.model} full", progress)
+        final = out / "full"
+        result = {"model": spec.model, "dataset": spec.dataset, "protocol": "full", "model_dir": str(final / "model"),
+                  "users": int(train.shape[0]), "items": int(train.shape[1]), "interactions": int(train.nnz),
+                  "seed": spec.seed, "epochs": _epochs(model), "train_seconds": seconds, "versions": versions()}
+        if not writer:
+            return result
+        io.save(model, fdir / "model", item_ids=data.item_ids, user_ids=data.user_ids, history=train,
+                item_titles=data.item_titles, extra_meta={"dataset": spec.dataset, "protocol": "full", "seed": spec.seed})
+        shutil.rmtree(fdir / "checkpoint", ignore_errors=True)
+        record = {"fold": "full", "history": list(getattr(model, "history", []) or [])}
+        fsutil.write_text(fdir / "history.csv", _history_csv([record]))
+        fsutil.write_json(fdir / "info.json", result)
+    ui.info(f"{spec.model} full: {train.shape[0]} users x {train.shape[1]} items, saved to {final / 'model'} ({seconds:.1f}s)")
     return result
 
 

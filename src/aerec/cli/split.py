@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -20,9 +21,15 @@ from aerec import protocols, ui
               help="Strong/temporal-user: N validation and N test users instead of folds.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Other protocol options.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier export of another split in --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print split.json to standard output.")
-def split(dataset, protocol_name, folds, seed, n_heldout, sets, out_dir, as_json):
-    """Split DATASET (a name or a file) with a protocol and write DIR/fold-<f>/*.csv."""
+def split(dataset, protocol_name, folds, seed, n_heldout, sets, out_dir, overwrite, as_json):
+    """Split DATASET (a name or a file) with a protocol and write DIR/fold-<f>/*.csv.
+
+    The export is built beside DIR and swapped in when complete: a failed or interrupted split
+    leaves an earlier export as it was. Rerunning the same split replaces it; another split
+    needs --overwrite.
+    """
     from aerec.data import load  # lazy: the data layer is heavy and optional for other commands
 
     options = cfgmod.parse_set(list(sets))
@@ -30,9 +37,10 @@ def split(dataset, protocol_name, folds, seed, n_heldout, sets, out_dir, as_json
     if n_heldout is not None:
         options.setdefault("n_heldout", n_heldout)
     protocol = protocols.get(protocol_name, folds=folds, **options)
+    protocols.export.check_target(Path(out_dir), protocol, None)  # before the data is read
     data = load(dataset)
     ui.info(f"splitting {data.name} ({len(data)} interactions) with {protocol!r}")
-    record = protocols.export.export_split(protocol, data, out_dir)
+    record = protocols.export.export_split(protocol, data, out_dir, overwrite=overwrite)
     if as_json:
         click.echo(json.dumps(record, indent=2, default=str))
     else:

@@ -23,20 +23,39 @@ import click
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default runs/MODEL-DATA-PROTOCOL-seedS).")
 @click.option("--resume", is_flag=True, help="Continue a killed run: finished folds are skipped, the rest "
               "resume from their last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace the run in --out (the old one stays until the new one is "
+              "complete).")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="Device for neural models.")
 @click.option("--amp", is_flag=True, help="bf16 mixed precision in training (CUDA only).")
 @click.option("--nproc", type=click.IntRange(min=1), help="Train with N processes on this machine: runs "
               "torchrun --standalone --nproc_per_node N (gloo on CPU, nccl on GPU). See docs/distributed.md.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json to standard output.")
-def train_cmd(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets, config_file, out, resume, device,
-              amp, nproc, as_json):
+def train_cmd(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets, config_file, out, resume,
+              overwrite, device, amp, nproc, as_json):
     """Train MODEL on every fold of a protocol and write a run directory.
 
     The run directory gets config.json, config.toml, history.csv, fold-<f>/model and
     metrics.json (mean, sample std with ddof=1, and per-fold values of each metric).
     Under torchrun (or with --nproc) every process trains its share of each batch and only
     rank 0 writes files.
+
+    The run is built in a hidden .OUT.partial folder beside OUT and moved to OUT when every fold
+    is done, so a failed or killed run never damages a finished one; a failed run's folder is
+    accepted by the rerun, and --resume continues a killed one.
     """
+    from aerec import distributed
+
+    try:
+        _train(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets, config_file, out, resume,
+               overwrite, device, amp, nproc, as_json)
+    except Exception as e:
+        if distributed.launched() and distributed.report_worker_error(e):  # the launcher prints it, once
+            raise click.exceptions.Exit(getattr(e, "exit_code", 1)) from None
+        raise
+
+
+def _train(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets, config_file, out, resume, overwrite,
+           device, amp, nproc, as_json):
     from aerec import distributed, runner, ui
 
     spec = runner.resolve(model, dataset=dataset, protocol=protocol, folds=folds, seed=seed, epochs=epochs,
@@ -48,6 +67,7 @@ def train_cmd(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets
 
         distributed.check_model(models.get(spec.model))  # fail here, not in N workers
     if launching:
+        runner.preflight(spec, out, resume=resume, overwrite=overwrite)  # data, protocol, run folder: once
         params = click.get_current_context().params
         distributed.launch(nproc, _relaunch_args(params))
         return
@@ -59,7 +79,7 @@ def train_cmd(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets
                 f"{spec.model_config.get('batch_size')}")
     ok = False
     try:
-        result = runner.train(spec, out_dir, resume=resume)
+        result = runner.train(spec, out_dir, resume=resume, overwrite=overwrite)
         ok = True
     finally:
         distributed.shutdown(wait=ok)
@@ -85,7 +105,7 @@ def _relaunch_args(params: dict) -> list[str]:
         args += ["--set", value]
     for value in params["protocol_sets"]:
         args += ["--protocol-set", value]
-    for name, flag in (("resume", "--resume"), ("amp", "--amp"), ("as_json", "--json")):
+    for name, flag in (("resume", "--resume"), ("overwrite", "--overwrite"), ("amp", "--amp"), ("as_json", "--json")):
         if params[name]:
             args.append(flag)
     return args

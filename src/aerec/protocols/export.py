@@ -4,14 +4,15 @@ Layout: ``DIR/fold-<f>/`` per fold, in the order ``protocol.split()`` yields (``
 iterates the same order), and ``DIR/split.json`` with the protocol, its options and counts.
 Top-N folds have ``train.csv``, ``valid_in.csv``, ``valid_out.csv``, ``test_in.csv`` and
 ``test_out.csv`` with columns ``user,item``; rating folds have ``train.csv``, ``valid.csv`` and
-``test.csv`` with ``user,item,rating``. Ids are the data set's original ids. Every file is
-written atomically, and split.json last, so a folder with a split.json is a complete export.
+``test.csv`` with ``user,item,rating``. Ids are the data set's original ids. The folder is built
+in a hidden sibling (``.DIR.partial``) and swapped in whole, split.json included, so a folder with
+a split.json is a complete export and an interrupted export leaves the earlier one untouched.
 """
 
 from __future__ import annotations
 
+import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -63,24 +64,62 @@ def read_fold(directory: str | Path) -> dict[str, pd.DataFrame]:
     return out
 
 
-def export_split(protocol, data, out_dir: str | Path) -> dict:
-    """Write every fold of ``protocol.split(data)`` under out_dir; return the split.json record."""
+def export_split(protocol, data, out_dir: str | Path, *, overwrite: bool = False) -> dict:
+    """Write every fold of ``protocol.split(data)`` under out_dir; return the split.json record.
+
+    The export is built in a hidden sibling folder and swapped in whole when complete, so a
+    failed or killed export leaves an earlier one as it was. An earlier export is replaced by
+    the same split (same protocol, options and data set name) or with ``overwrite``.
+    """
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not (out / "split.json").exists():
+    check_target(out, protocol, data.name, overwrite)
+    with fsutil.staged_dir(out) as tmp:
+        folds = []
+        for fold in protocol.split(data):
+            fold.export(tmp / f"fold-{fold.index}")
+            folds.append({"fold": fold.index, **fold.counts()})
+        record = _record(protocol, data, folds)
+        fsutil.write_json(tmp / "split.json", record)
+    return record
+
+
+def check_target(out: Path, protocol, dataset: str | None, overwrite: bool = False) -> None:
+    """Refuse, before any work, a folder that an export must not replace."""
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder")
+    if not out.exists() or fsutil.is_empty_dir(out):
+        return
+    marker = out / "split.json"
+    if not marker.exists():
+        # fold folders alone: an export that an older aerec left unfinished
+        if all(p.is_dir() and re.fullmatch(r"fold-\d+", p.name) for p in out.iterdir()):
+            return
         raise DataError(f"{out}: folder is not empty and holds no earlier split; choose an empty folder")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "split.json").unlink(missing_ok=True)  # an interrupted rewrite must not look complete
+    if overwrite or dataset is None:  # dataset None: only the checks that need no data
+        return
+    try:
+        old = json.loads(marker.read_text())
+        same = old.get("protocol") == protocol.name and old.get("options") == _jsonable(protocol.options()) \
+            and old.get("dataset") == dataset
+    except (OSError, ValueError, AttributeError):
+        same = False
+    if not same:
+        raise DataError(f"{out}: holds another split ({_describe(marker)}); pass --overwrite to replace it")
 
-    folds = []
-    for fold in protocol.split(data):
-        fold.export(out / f"fold-{fold.index}")
-        folds.append({"fold": fold.index, **fold.counts()})
-    # an earlier export with more folds leaves fold directories that no longer belong
-    for stale in out.glob("fold-*"):
-        m = re.fullmatch(r"fold-(\d+)", stale.name)
-        if m and int(m.group(1)) >= len(folds) and stale.is_dir():
-            shutil.rmtree(stale)
 
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=fsutil._json_default))
+
+
+def _describe(marker: Path) -> str:
+    try:
+        old = json.loads(marker.read_text())
+        return f"{old.get('protocol')} of {old.get('dataset')}, {old.get('n_folds')} fold(s)"
+    except (OSError, ValueError, AttributeError):
+        return "unreadable split.json"
+
+
+def _record(protocol, data, folds: list[dict]) -> dict:
     record = {
         "protocol": protocol.name,
         "task": protocol.task,
@@ -94,5 +133,4 @@ def export_split(protocol, data, out_dir: str | Path) -> dict:
     }
     if protocol.name == "weak":
         record["note"] = "test_in = train rows; valid_out items are also excluded when ranking for the test"
-    fsutil.write_json(out / "split.json", record)
     return record
