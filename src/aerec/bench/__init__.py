@@ -73,23 +73,31 @@ def fingerprint(data) -> str:
 
 def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), models=None, folds: int = 5,
               seed: int = 0, jobs: int = 1, loader=None, overrides: dict | None = None,
-              ranking_protocol: str = "strong") -> dict:
+              ranking_protocol: str = "strong", overwrite: bool = False) -> dict:
     """Run (or resume) the grid and write every report file. `loader(name)` defaults to aerec.data.load.
 
     ranking_protocol: `strong` (k folds over users) or `weak` (RecBole's 8:1:1 recipe, one fold,
     @10 metrics added); rating models always run rating k-fold CV.
+    Finished cells are cached under out, so a rerun resumes; ``overwrite`` starts afresh in a
+    folder beside out that replaces it only once the new run is complete.
     """
     from aerec import models as registry
     from aerec import protocols
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(out)
     configs = suite_models(suite)
-    chosen = list(models) if models else list(configs)
+    chosen = list(models) if models is not None else list(configs)
+    datasets = list(datasets or [])
+    if not chosen or not datasets:
+        raise ConfigError(f"bench needs at least one {'model' if not chosen else 'data set'}")
     for m in chosen:
         registry.get(m)  # unknown names fail before any work
     if ranking_protocol not in RANKING_PROTOCOLS:
         raise ConfigError(f"ranking protocol must be one of {', '.join(RANKING_PROTOCOLS)}")
+    protocols.get(PROTOCOL_FOR_TASK["rating"], folds=folds, seed=seed)  # folds and seed, checked up front
+    if final.exists() and not fsutil.is_empty_dir(final) and not ((final / "run.json").exists() or (final / "cells").is_dir()):
+        raise ConfigError(f"{final}: folder is not empty and holds no bench run; choose another --out")
+    out = fsutil.fresh_partial(final) if overwrite else final  # cells and reports are each written atomically
     if loader is None:
         from aerec.data import load as loader
     started = time.time()
@@ -135,7 +143,10 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
         "data_sha256": fingerprints, "cells": len(cells_done), "seconds": time.time() - started,
         "plots": [Path(p).name for p in pngs],
     })
-    return {"rows": rows, "plots": pngs, "out": str(out)}
+    if out != final:
+        fsutil.replace_dir(out, final)
+        pngs = [str(final / Path(p).name) for p in pngs]
+    return {"rows": rows, "plots": pngs, "out": str(final)}
 
 
 def _command() -> list[str]:

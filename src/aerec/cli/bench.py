@@ -6,7 +6,8 @@ import click
 
 
 def _split(text: str | None) -> list[str] | None:
-    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+    """None when the option is absent; a list (maybe empty, which run_bench refuses) when given."""
+    return None if text is None else [t.strip() for t in text.split(",") if t.strip()]
 
 
 @click.command("bench")
@@ -20,8 +21,9 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--ranking-protocol", type=click.Choice(["strong", "weak"]), default="strong", show_default=True,
               help="Protocol for the top-N models: strong generalization, or RecBole's weak 8:1:1 recipe.")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output directory (resumable).")
+@click.option("--overwrite", is_flag=True, help="Start afresh: the new run replaces OUT once it is complete.")
 @click.option("--json", "as_json", is_flag=True, help="Print results.json to stdout.")
-def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, as_json):
+def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, overwrite, as_json):
     """Run every model on every data set with its proper protocol and write tables and plots.
 
     Finished (model, data set, fold) cells are cached under OUT, so a rerun resumes.
@@ -32,7 +34,7 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, as_
     from aerec.bench.report import markdown
 
     result = run_bench(out, suite=suite, datasets=_split(datasets), models=_split(models), folds=folds,
-                       seed=seed, jobs=jobs, ranking_protocol=ranking_protocol)
+                       seed=seed, jobs=jobs, ranking_protocol=ranking_protocol, overwrite=overwrite)
     if as_json:
         click.echo(json.dumps(result["rows"], indent=2))
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -50,7 +51,7 @@ def train_cmd(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets
                overwrite, device, amp, nproc, as_json)
     except Exception as e:
         if distributed.launched() and distributed.report_worker_error(e):  # the launcher prints it, once
-            raise click.exceptions.Exit(getattr(e, "exit_code", 1)) from None
+            sys.exit(getattr(e, "exit_code", 1))  # SystemExit: no handler prints it again
         raise
 
 
@@ -72,8 +73,8 @@ def _train(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets, c
         distributed.launch(nproc, _relaunch_args(params))
         return
     out_dir = out or runner.default_out(spec)
-    ui.info(f"training {spec.model} on {spec.dataset} ({spec.protocol}), run directory {out_dir}")
     ctx = distributed.init(spec.model_config.get("device", "cpu")) if distributed.launched() else None
+    ui.info(f"training {spec.model} on {spec.dataset} ({spec.protocol}), run directory {out_dir}")
     if ctx is not None:
         ui.info(f"{ctx.world} processes ({distributed.BACKENDS[ctx.device.type]}), global batch "
                 f"{spec.model_config.get('batch_size')}")
