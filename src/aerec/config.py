@@ -57,6 +57,10 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if origin in (tuple, list):
         if isinstance(value, str):
             value = [v for v in value.replace("[", "").replace("]", "").replace("(", "").replace(")", "").split(",") if v.strip()]
+        elif isinstance(value, (int, float)):  # one number: a one-element list
+            value = [value]
+        elif not isinstance(value, (list, tuple)):
+            raise ConfigError(f"'{key}' must be a list, got {value!r}")
         inner = args[0] if args else Any
         out = [_coerce(v.strip() if isinstance(v, str) else v, inner, key) for v in value]
         return tuple(out) if origin is tuple else out
