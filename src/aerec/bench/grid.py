@@ -41,10 +41,17 @@ class Cell:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def path(self, out: Path) -> Path:
-        return out / "cells" / self.dataset / self.model / f"fold-{self.fold}-{self.key()}"
+        return out / "cells" / _folder_name(self.dataset) / self.model / f"fold-{self.fold}-{self.key()}"
 
     def label(self) -> str:
         return f"{self.model} {self.dataset} fold {self.fold + 1}/{self.n_folds}"
+
+
+def _folder_name(dataset: str) -> str:
+    """A data set as one folder name inside DIR/cells: a path (absolute ones too) never leaves DIR."""
+    if "/" not in dataset and "\\" not in dataset and dataset not in (".", ".."):
+        return dataset
+    return f"{Path(dataset).name or 'data'}-{hashlib.sha256(dataset.encode()).hexdigest()[:8]}"
 
 
 def load_cell(cell: Cell, out: Path) -> dict | None:
