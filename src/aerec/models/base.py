@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from aerec import config as cfgmod
+from aerec import deps
 from aerec.errors import DataError
 
 
@@ -44,6 +45,8 @@ class Recommender:
     name: ClassVar[str] = "base"
     task: ClassVar[str] = "ranking"  # or "rating"
     Config: ClassVar[type] = BaseConfig
+    # optional libraries as (module, extra); checked up front by the commands (aerec.deps)
+    requires: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, config: Any = None, **kwargs):
         if config is not None and not isinstance(config, (dict, self.Config)):
@@ -57,6 +60,7 @@ class Recommender:
 
     # public API ------------------------------------------------------------------------------
     def fit(self, train, valid=None, **trainer_options):
+        deps.check(type(self))
         train = as_csr(train, "train")
         if train.nnz == 0:
             raise DataError("train matrix is empty")
