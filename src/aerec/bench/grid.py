@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,14 @@ from aerec import __version__, fsutil, ui
 
 RANKING_KS = (20, 50, 100)
 WEAK_KS = (10, 20, 50, 100)  # RecBole reports @10
+
+
+def file_tag(dataset: str) -> str:
+    """A data set's name as one file-name component: a registry name stays as it is; a path
+    (`--datasets my/ratings.csv`) gives its file name, never a path that escapes the output folder."""
+    if "/" not in dataset and "\\" not in dataset:
+        return dataset
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(dataset).name) or "data"
 
 
 @dataclass
@@ -42,7 +51,7 @@ class Cell:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def path(self, out: Path) -> Path:
-        return out / "cells" / self.dataset / self.model / f"fold-{self.fold}-{self.key()}"
+        return out / "cells" / file_tag(self.dataset) / self.model / f"fold-{self.fold}-{self.key()}"
 
     def label(self) -> str:
         return f"{self.model} {self.dataset} fold {self.fold + 1}/{self.n_folds}"
