@@ -1,12 +1,31 @@
 # Quick start: `make demo` (the benchmark on ML-100K) and `make test` (the test suite).
-# Both create .venv on first use and install everything they need, torch first.
+# Both create $(VENV) on first use and install everything they need, torch first.
+# `make demo-smoke` is the demo's installation check (CI): the same venv and install lines as
+# `make demo`, every quick-suite model on 3 folds with 1-3 epochs, then the report files checked.
+# Any of these may be redirected: make demo-smoke VENV=/tmp/v AEREC_HOME=/tmp/h SMOKE_OUT=/tmp/s
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
+# The quick suite's optional libraries: WMF needs implicit and threadpoolctl, SLIM scikit-learn.
+DEMO_EXTRAS ?= peers
+DEMO_JOBS   ?= 2
+DEMO_OUT    ?= bench-out/quick
+SMOKE_OUT   ?= bench-out/smoke
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint clean-venv
+# The data cache (default ~/.cache/aerec); given on the command line it reaches aerec too.
+ifdef AEREC_HOME
+export AEREC_HOME
+endif
+
+# The plots the quick suite writes for ML-100K (rating, strong and SVAE's temporal protocol).
+SMOKE_FILES := results.md results.csv results.json run.json \
+	curves-ml-100k-rmse.png bars-ml-100k-rating.png time-ml-100k-rmse.png \
+	curves-ml-100k-ndcg100.png bars-ml-100k-topn.png time-ml-100k-ndcg100.png \
+	curves-ml-100k-temporal-ndcg100.png bars-ml-100k-temporal-topn.png time-ml-100k-temporal-ndcg100.png
+
+.PHONY: demo demo-smoke test lint clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,12 +40,29 @@ $(VENV)/.core-stamp: $(VENV)/.torch-stamp pyproject.toml
 	$(PIP) install --quiet -e .
 	touch $@
 
+# demo and demo-smoke share this stamp, so CI installs exactly what a new user gets.
+$(VENV)/.demo-stamp: $(VENV)/.torch-stamp pyproject.toml
+	$(PIP) install --quiet -e ".[$(DEMO_EXTRAS)]"
+	touch $@
+
 $(VENV)/.dev-stamp: $(VENV)/.torch-stamp pyproject.toml
 	$(PIP) install --quiet -e ".[dev]"
 	touch $@
 
-demo: $(VENV)/.core-stamp
-	$(BIN)/aerec bench --suite quick --datasets ml-100k --out bench-out/quick
+demo: $(VENV)/.demo-stamp
+	$(BIN)/aerec bench --suite quick --datasets ml-100k --jobs $(DEMO_JOBS) --out $(DEMO_OUT)
+
+demo-smoke: $(VENV)/.demo-stamp
+	rm -rf $(SMOKE_OUT)
+	$(BIN)/aerec bench --suite quick --datasets ml-100k --jobs $(DEMO_JOBS) --smoke --out $(SMOKE_OUT)
+	@for f in $(SMOKE_FILES); do \
+		test -s "$(SMOKE_OUT)/$$f" || { echo "demo-smoke: $(SMOKE_OUT)/$$f is missing or empty"; exit 1; }; \
+	done
+	@$(BIN)/python -c "import json, sys; from aerec.bench.suites import SUITES; \
+		rows = json.load(open('$(SMOKE_OUT)/results.json')); \
+		missing = sorted(set(SUITES['quick']) - {r['model'] for r in rows}); \
+		sys.exit(f'demo-smoke: no result for {missing}' if missing else 0)"
+	@echo "demo-smoke: every quick-suite model ran; report and plots in $(SMOKE_OUT)"
 
 test: $(VENV)/.dev-stamp
 	$(BIN)/python -m pytest --timeout 900

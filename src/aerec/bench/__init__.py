@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from aerec import __version__, fsutil, ui
-from aerec.bench import published, report
+from aerec.bench import published, report, suites
 from aerec.bench.grid import Cell, load_cell, run_cell, save_cell
 from aerec.bench.suites import suite_models
 from aerec.errors import ConfigError
@@ -73,16 +73,18 @@ def fingerprint(data) -> str:
 
 def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), models=None, folds: int = 5,
               seed: int = 0, jobs: int = 1, loader=None, overrides: dict | None = None,
-              ranking_protocol: str = "strong", overwrite: bool = False) -> dict:
+              ranking_protocol: str = "strong", overwrite: bool = False, smoke: bool = False) -> dict:
     """Run (or resume) the grid and write every report file. `loader(name)` defaults to aerec.data.load.
 
     ranking_protocol: `strong` (k folds over users) or `weak` (RecBole's 8:1:1 recipe, one fold,
     @10 metrics added); rating models always run rating k-fold CV.
     Finished cells are cached under out, so a rerun resumes; ``overwrite`` starts afresh in a
     folder beside out that replaces it only once the new run is complete.
+    smoke: every chosen model on `suites.SMOKE_FOLDS` folds with a token budget (an installation
+    check; the numbers mean nothing).
     """
+    from aerec import deps, protocols
     from aerec import models as registry
-    from aerec import protocols
 
     final = Path(out)
     configs = suite_models(suite)
@@ -90,17 +92,19 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     datasets = list(datasets or [])
     if not chosen or not datasets:
         raise ConfigError(f"bench needs at least one {'model' if not chosen else 'data set'}")
-    for m in chosen:
-        registry.get(m)  # unknown names fail before any work
+    # unknown names and missing optional libraries fail before any work
+    deps.check(*(registry.get(m) for m in chosen))
     if ranking_protocol not in RANKING_PROTOCOLS:
         raise ConfigError(f"ranking protocol must be one of {', '.join(RANKING_PROTOCOLS)}")
+    if smoke:
+        folds = suites.SMOKE_FOLDS
     protocols.get(PROTOCOL_FOR_TASK["rating"], folds=folds, seed=seed)  # folds and seed, checked up front
     if final.exists() and not fsutil.is_empty_dir(final) and not ((final / "run.json").exists() or (final / "cells").is_dir()):
         raise ConfigError(f"{final}: folder is not empty and holds no bench run; choose another --out")
     out = fsutil.fresh_partial(final) if overwrite else final  # cells and reports are each written atomically
     if loader is None:
         from aerec.data import load as loader
-    started = time.time()
+    started, cpu_started = time.time(), _cpu_seconds()
     cells_done, fingerprints = [], {}
     todo = []
     for dataset in datasets:
@@ -114,6 +118,8 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
                 for f in range(proto.n_folds):
                     for m in names:
                         cfg = {**configs.get(m, {}), **(overrides or {}).get(m, {})}
+                        if smoke:
+                            cfg = suites.smoke_config(m, cfg)
                         cell = Cell(m, dataset, proto_name, f, proto.n_folds, seed, cfg, dict(opts))
                         cached = load_cell(cell, out)
                         if cached is not None:
@@ -122,18 +128,21 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
                         if folds_list is None:
                             folds_list = proto.folds(data)
                         todo.append((cell, registry.get(m).prepare_fold(folds_list[f], data), task))
-    ui.info(f"bench: {len(cells_done)} cells cached, {len(todo)} to run -> {out}")
+                        todo[-1][0].weight = suites.expected_seconds(m, cfg, len(data))
+    progress = Progress([c.weight for c, _, _ in todo], jobs)
+    ui.info(f"bench: {len(cells_done)} cells cached, {len(todo)} to run -> {out}"
+            + (f"; first estimate {_clock(progress.estimate())} (ETA updates as cells finish)" if todo else ""))
     if jobs > 1 and len(todo) > 1:
-        cells_done += _run_parallel(todo, out, jobs)
+        cells_done += _run_parallel(todo, out, jobs, progress)
     else:
         for cell, fold, task in todo:
             result = run_cell(cell, fold, task)
             save_cell(cell, out, result)
             cells_done.append(result)
-            _line(result)
+            progress.done(cell, result)
     rows = report.aggregate(cells_done)
     report.mark_significance(rows, cells_done)
-    header = f"# aerec bench: suite `{suite}`\n\nCommand: `{' '.join(_command())}`\n"
+    header = f"# aerec bench: suite `{suite}`{' (smoke)' if smoke else ''}\n\nCommand: `{' '.join(_command())}`\n"
     footer = "\n".join(part for part in (report.base_comparisons(rows, cells_done), published.section(rows)) if part)
     report.write_tables(rows, out, header, footer=footer)
     pngs = report.plots(rows, cells_done, out)
@@ -141,7 +150,8 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
         "command": _command(), "suite": suite, "datasets": list(datasets), "models": chosen,
         "folds": folds, "seed": seed, "ranking_protocol": ranking_protocol, "jobs": jobs, "versions": versions(), "machine": machine(),
         "data_sha256": fingerprints, "cells": len(cells_done), "seconds": time.time() - started,
-        "plots": [Path(p).name for p in pngs],
+        "cpu_seconds": _cpu_seconds() - cpu_started,
+        "plots": [Path(p).name for p in pngs], **({"smoke": True} if smoke else {}),
     })
     if out != final:
         fsutil.replace_dir(out, final)
@@ -153,11 +163,55 @@ def _command() -> list[str]:
     return ["aerec", *sys.argv[1:]] if Path(sys.argv[0]).name in ("aerec", "__main__.py") else sys.argv
 
 
-def _line(result: dict) -> None:
-    main = result["metrics"].get("ndcg@100", result["metrics"].get("rmse"))
-    name = "ndcg@100" if "ndcg@100" in result["metrics"] else "rmse"
-    ui.info(f"  done {result['model']} {result['dataset']} fold {result['fold'] + 1}: {name} {main:.4f}, "
-            f"{result['epochs']} epochs, {result['train_seconds']:.1f}s")
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and its finished children (the --jobs workers)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class Progress:
+    """One line per finished cell, with the elapsed time and an ETA.
+
+    Each cell carries an expected cost (`suites.expected_seconds`); the ETA scales the cost still
+    to run by the seconds the finished cells actually took per unit of expected cost, so it
+    adapts to the machine and its load.
+    """
+
+    def __init__(self, weights: list[float], jobs: int = 1):
+        self.total = float(sum(weights))
+        self.n = len(weights)
+        self.jobs = max(1, min(jobs, self.n or 1))
+        self.finished = 0
+        self.done_weight = 0.0
+        self.t0 = time.perf_counter()
+
+    def estimate(self) -> float:
+        """Seconds still to run: the prior estimate until a cell has finished, then calibrated."""
+        left = self.total - self.done_weight
+        if self.done_weight <= 0:
+            return left / self.jobs
+        return (time.perf_counter() - self.t0) * left / self.done_weight
+
+    def done(self, cell, result: dict) -> str:
+        self.finished += 1
+        self.done_weight += getattr(cell, "weight", 0.0) or 0.0
+        metrics = result["metrics"]
+        name = "ndcg@100" if "ndcg@100" in metrics else "rmse"
+        eta = self.estimate() if self.finished < self.n else 0.0
+        width = len(str(self.n))
+        line = (f"[{self.finished:>{width}}/{self.n}] {result['model']} {result['dataset']} fold "
+                f"{result['fold'] + 1}/{cell.n_folds}: {name} {metrics.get(name, float('nan')):.4f}, "
+                f"{result['epochs']} epochs, {result['train_seconds']:.1f}s train | "
+                f"elapsed {_clock(time.perf_counter() - self.t0)}, ETA {_clock(eta)}")
+        ui.info(line)
+        return line
 
 
 def _worker(args):
@@ -169,18 +223,20 @@ def _worker(args):
     return cell, run_cell(cell, fold, task)
 
 
-def _run_parallel(todo, out: Path, jobs: int) -> list[dict]:
+def _run_parallel(todo, out: Path, jobs: int, progress: Progress) -> list[dict]:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     if jobs < 1:
         raise ConfigError("--jobs must be at least 1")
     threads = max(1, (os.cpu_count() or 1) // jobs)
+    # longest cells first: the pool takes them in order, so the last cells to start are short ones
+    todo = sorted(todo, key=lambda t: -t[0].weight)
     done = []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(_worker, (cell, fold, task, threads)) for cell, fold, task in todo]
+        futures = {pool.submit(_worker, (cell, fold, task, threads)): cell for cell, fold, task in todo}
         for fut in as_completed(futures):
             cell, result = fut.result()
             save_cell(cell, out, result)
             done.append(result)
-            _line(result)
+            progress.done(futures[fut], result)
     return done

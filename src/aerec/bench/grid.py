@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,14 @@ RANKING_KS = (20, 50, 100)
 WEAK_KS = (10, 20, 50, 100)  # RecBole reports @10
 
 
+def file_tag(dataset: str) -> str:
+    """A data set's name as one file-name component: a registry name stays as it is; a path
+    (`--datasets my/ratings.csv`) gives its file name, never a path that escapes the output folder."""
+    if "/" not in dataset and "\\" not in dataset:
+        return dataset
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(dataset).name) or "data"
+
+
 @dataclass
 class Cell:
     model: str
@@ -30,6 +39,7 @@ class Cell:
     seed: int
     config: dict = field(default_factory=dict)
     protocol_options: dict = field(default_factory=dict)
+    weight: float = 0.0  # expected seconds, for the progress ETA only; not part of the key
 
     def key(self) -> str:
         fields = {"model": self.model, "dataset": self.dataset, "protocol": self.protocol,
@@ -86,14 +96,14 @@ def run_cell(cell: Cell, fold, task: str, position: int | None = None) -> dict:
     options = {}
     bar = None
     if isinstance(model, TorchRecommender):
-        bar = ui.progress(total=model.config.epochs, desc=cell.label(), leave=True, position=position)
+        bar = ui.progress(total=model.config.epochs, desc=cell.label(), leave=False, position=position)
 
         def on_epoch(record):
             bar.update(1)
             bar.set_postfix({k.replace("valid_", ""): f"{v:.4f}" for k, v in record.items() if k.startswith("valid_")})
 
         options = {"on_epoch_end": on_epoch, "progress": False, "label": cell.label()}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()  # CPU time: what the cell costs on a quiet machine
     if task == "rating":
         model.fit(fold.train, fold.valid, **options)
     else:
@@ -120,6 +130,6 @@ def run_cell(cell: Cell, fold, task: str, position: int | None = None) -> dict:
         "seed": cell.seed, "config": model.config_dict(), "metrics": metrics,
         "epochs": int(getattr(model, "epochs_run", 0) or 0),
         "best_epoch": int(getattr(model, "best_epoch", 0) or 0),
-        "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+        "train_seconds": train_seconds, "eval_seconds": eval_seconds, "cpu_seconds": time.process_time() - c0,
         "history": history, "per_user": per_user,
     }

@@ -8,6 +8,7 @@ import io
 import numpy as np
 
 from aerec import fsutil
+from aerec.bench.grid import file_tag
 from aerec.bench.stats import paired_pvalue, significance
 
 RANKING_COLUMNS = ["recall@20", "recall@50", "recall@100", "ndcg@100", "precision@100"]
@@ -165,7 +166,8 @@ def plots(rows: list[dict], cells: list[dict], out_dir) -> list[str]:
     for metric, key in (("ndcg@100", "valid_ndcg@100"), ("rmse", "valid_rmse")):
         for dataset, protocol, members in groups(rows, metric):
             # own-protocol tables get their own files; the main ones keep their plain names
-            tag = f"{dataset}-{protocol}" if protocol in PROTOCOL_TITLES else dataset
+            name = file_tag(dataset)
+            tag = f"{name}-{protocol}" if protocol in PROTOCOL_TITLES else name
             # learning curves: validation metric per epoch, mean over folds
             fig, ax = plt.subplots(figsize=(6, 4))
             drew = False

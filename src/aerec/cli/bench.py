@@ -22,8 +22,10 @@ def _split(text: str | None) -> list[str] | None:
               help="Protocol for the top-N models: strong generalization, or RecBole's weak 8:1:1 recipe.")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output directory (resumable).")
 @click.option("--overwrite", is_flag=True, help="Start afresh: the new run replaces OUT once it is complete.")
+@click.option("--smoke", is_flag=True, help="Installation check: every model of the suite on 3 folds with "
+              "1-3 epochs each (replaces --folds); the numbers mean nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print results.json to stdout.")
-def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, overwrite, as_json):
+def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, overwrite, smoke, as_json):
     """Run every model on every data set with its proper protocol and write tables and plots.
 
     Finished (model, data set, fold) cells are cached under OUT, so a rerun resumes.
@@ -34,7 +36,7 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, ove
     from aerec.bench.report import markdown
 
     result = run_bench(out, suite=suite, datasets=_split(datasets), models=_split(models), folds=folds,
-                       seed=seed, jobs=jobs, ranking_protocol=ranking_protocol, overwrite=overwrite)
+                       seed=seed, jobs=jobs, ranking_protocol=ranking_protocol, overwrite=overwrite, smoke=smoke)
     if as_json:
         click.echo(json.dumps(result["rows"], indent=2))
         return

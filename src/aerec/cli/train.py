@@ -57,15 +57,14 @@ def train_cmd(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets
 
 def _train(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets, config_file, out, resume, overwrite,
            device, amp, nproc, as_json):
-    from aerec import distributed, runner, ui
+    from aerec import deps, distributed, models, runner, ui
 
     spec = runner.resolve(model, dataset=dataset, protocol=protocol, folds=folds, seed=seed, epochs=epochs,
                           sets=list(sets), config_file=config_file, device=device, amp=amp,
                           protocol_sets=list(protocol_sets))
+    deps.check(models.get(spec.model))  # a missing optional library: one line now, not after loading data
     launching = nproc is not None and nproc > 1 and not distributed.launched()
     if launching or distributed.launched():
-        from aerec import models
-
         distributed.check_model(models.get(spec.model))  # fail here, not in N workers
     if launching:
         runner.preflight(spec, out, resume=resume, overwrite=overwrite)  # data, protocol, run folder: once

@@ -21,11 +21,12 @@ def tune(model, dataset, protocol, trials, folds, seed, sets, timeout, out, as_j
     import json
 
     from aerec import config as cfgmod
-    from aerec import data, models
+    from aerec import data, deps, models
     from aerec.tune import tune as run_tune
     from aerec.tune import write_toml
 
     cls = models.get(model)
+    deps.check(cls)  # before the data set loads; aerec.tune checks for Optuna itself
     protocol = protocol or ("ratings-kfold" if cls.task == "rating" else "strong")
     result = run_tune(model, data.load(dataset), protocol, trials, seed=seed, folds=folds,
                       fixed=cfgmod.parse_set(list(sets)), timeout=timeout)

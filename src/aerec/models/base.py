@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from aerec import config as cfgmod
+from aerec import deps
 from aerec.errors import DataError
 
 
@@ -58,6 +59,8 @@ class Recommender:
     # models do not (their values are counts, weights or positions).
     accepts_negative: ClassVar[bool | None] = None
     multi_process: ClassVar[bool] = False  # trains under torchrun (see aerec.distributed)
+    # optional libraries as (module, extra); checked up front by the commands (aerec.deps)
+    requires: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, config: Any = None, **kwargs):
         if config is not None and not isinstance(config, (dict, self.Config)):
@@ -71,6 +74,7 @@ class Recommender:
 
     # public API ------------------------------------------------------------------------------
     def fit(self, train, valid=None, **trainer_options):
+        deps.check(type(self))
         train = as_csr(train, "train")
         if train.nnz == 0:
             raise DataError("train matrix is empty")

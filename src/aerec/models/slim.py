@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -114,6 +115,7 @@ class SLIM(Recommender):
 
     name = "slim"
     Config = SLIMConfig
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("sklearn", "peers"),)
     test_overrides = {"l1": 0.1, "l2": 1.0, "topk": 0}
 
     def _fit(self, train: sp.csr_matrix, valid, **_) -> None:

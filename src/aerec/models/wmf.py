@@ -7,11 +7,12 @@ closed-form fold-in, so any history row (a training user or not) is scored the s
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 
+from aerec import deps
 from aerec.errors import ConfigError, DataError
 from aerec.models.base import BaseConfig, Recommender
 
@@ -36,11 +37,7 @@ class WMFConfig(BaseConfig):
 
 
 def _implicit_als():
-    try:
-        from implicit.cpu.als import AlternatingLeastSquares
-    except ImportError:
-        raise ConfigError("wmf needs the 'implicit' library: pip install 'aerec[peers]'") from None
-    return AlternatingLeastSquares
+    return deps.require("implicit.cpu.als", "peers", "model 'wmf'").AlternatingLeastSquares
 
 
 def _check_values(x: sp.csr_matrix, name: str) -> None:
@@ -112,11 +109,11 @@ class WMF(Recommender):
 
     name = "wmf"
     Config = WMFConfig
+    requires: ClassVar[tuple[tuple[str, str], ...]] = (("implicit", "peers"), ("threadpoolctl", "peers"))
     test_overrides = {"factors": 6, "regularization": 1.0, "alpha": 10.0, "iterations": 15, "num_threads": 1}
 
     def _fit(self, train: sp.csr_matrix, valid, **_) -> None:
-        from threadpoolctl import threadpool_limits
-
+        threadpool_limits = deps.require("threadpoolctl", "peers", "model 'wmf'").threadpool_limits
         _check_values(train, "train")
         c = self.config
         als_cls = _implicit_als()
