@@ -130,7 +130,9 @@ def save(model, path, *, item_ids=None, user_ids=None, history=None, item_titles
     if item_ids is None:
         raise DataError("save() needs item_ids: the original id of each item column")
     item_ids = np.asarray(item_ids)
-    if item_ids.ndim != 1 or len(item_ids) != model.n_items:
+    if item_ids.ndim != 1:
+        raise DataError("item ids must be a flat list of integers or strings")
+    if len(item_ids) != model.n_items:
         raise DataError(f"{len(item_ids)} item ids for a model of {model.n_items} items")
     ids_json = _jsonable_ids(item_ids)
     if item_titles is None:
@@ -144,7 +146,9 @@ def save(model, path, *, item_ids=None, user_ids=None, history=None, item_titles
     users_json = None
     if history is not None:
         history = sp.csr_matrix(history, dtype=np.float32)
-        if np.asarray(user_ids).ndim != 1 or history.shape != (len(user_ids), model.n_items):
+        if np.asarray(user_ids).ndim != 1:
+            raise DataError("user ids must be a flat list of integers or strings")
+        if history.shape != (len(user_ids), model.n_items):
             raise DataError(f"history has shape {history.shape}, expected {(len(user_ids), model.n_items)}")
         users_json = _jsonable_ids(user_ids, "user ids")
     try:
