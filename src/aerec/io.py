@@ -44,6 +44,10 @@ class UnknownUserError(DataError):
     """A user id that the model has no stored history for (the HTTP service answers 404)."""
 
 
+class RatingsError(DataError):
+    """Ratings the model cannot take: for an implicit model, out of range or not finite (HTTP 422)."""
+
+
 # saving -------------------------------------------------------------------------------------
 
 
@@ -584,6 +588,39 @@ def liked_value(model) -> float:
     return float(hist.data.max()) if hist is not None and hist.nnz else 1.0
 
 
+def rating_range(model) -> tuple[float, float] | None:
+    """(lowest, highest) rating a rating model was trained on (stored with it), else None."""
+    if model.task != "rating":
+        return None
+    stats = getattr(getattr(model, "net", None), "stats", None)
+    if stats is not None:
+        return float(stats[0]), float(stats[1])
+    hist = getattr(model, "histories", None)
+    return (float(hist.data.min()), float(hist.data.max())) if hist is not None and hist.nnz else None
+
+
+def check_ratings(model, ratings) -> np.ndarray:
+    """A new user's ratings as float32, refused (RatingsError) unless the model is a rating
+    model and every value is finite in float32 and within the model's rating range."""
+    if model.task != "rating":
+        raise RatingsError(f"{model.name} learns from implicit feedback and takes no ratings; give item ids only")
+    try:
+        wide = np.asarray([float(r) for r in ratings], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise RatingsError("ratings must be numbers") from None
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = wide.astype(np.float32)  # the model's dtype: 1e308 becomes inf here
+    if not np.isfinite(values).all():
+        raise RatingsError("ratings must be finite numbers (as 32-bit floats)")
+    scale = rating_range(model)
+    if scale is not None and len(values):
+        lo, hi = scale
+        bad = values[(values < np.float32(lo)) | (values > np.float32(hi))]
+        if len(bad):
+            raise RatingsError(f"ratings must lie within the model's rating range {lo:g}..{hi:g}, got {float(bad[0]):g}")
+    return values
+
+
 def recommend_items(model, item_ids, k: int = 10, exclude=(), ratings=None) -> Recommendations:
     """Top-k for a new user given by original item ids (folded in); the given items are excluded.
 
@@ -595,9 +632,9 @@ def recommend_items(model, item_ids, k: int = 10, exclude=(), ratings=None) -> R
         raise DataError("k must be at least 1")
     vocab = _vocab(model)
     item_ids = list(item_ids)
-    values = [liked_value(model)] * len(item_ids) if ratings is None else [float(r) for r in ratings]
-    if len(values) != len(item_ids):
-        raise DataError(f"{len(values)} ratings for {len(item_ids)} items")
+    if ratings is not None and len(ratings) != len(item_ids):
+        raise DataError(f"{len(ratings)} ratings for {len(item_ids)} items")
+    values = [liked_value(model)] * len(item_ids) if ratings is None else check_ratings(model, ratings).tolist()
     cols, unknown = {}, []
     for iid, v in zip(item_ids, values):
         j = vocab.get(str(iid))

@@ -1,8 +1,9 @@
 """The HTTP service: FastAPI over an ``Engine`` and a ``MicroBatcher``.
 
-Endpoints: ``POST /recommend``, ``GET /health``, ``GET /model``, ``GET /items/{id}``, and the
+Endpoints: ``POST /recommend``, ``GET|HEAD /health``, ``GET /model``, ``GET /items/{id}``, and the
 OpenAPI docs (``/docs``, ``/openapi.json``). Requests are validated strictly (unknown fields,
-wrong types and out-of-range k are 422), bodies over ``max_body`` bytes are refused with 413
+wrong types and out-of-range k are 422, and so are ratings an implicit model cannot take or that
+lie outside a rating model's range or are not finite as float32), bodies over ``max_body`` bytes are refused with 413
 before they are parsed, an unknown user is 404, and unknown items are listed in the answer.
 Every id is looked up in in-memory dicts: no request reads a file.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Request
@@ -115,17 +117,33 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": payload})
 
 
+def _no_paths(obj):
+    """obj with every string that looks like a file path cut to its last part: GET /model must
+    not reveal where the training data or the model live on this machine."""
+    if isinstance(obj, dict):
+        return {k: _no_paths(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_no_paths(v) for v in obj]
+    if isinstance(obj, str) and ("/" in obj or "\\" in obj):
+        return re.split(r"[\\/]+", obj.rstrip("/\\"))[-1] or "(path)"
+    return obj
+
+
 def model_info(engine: Engine, model_dir=None) -> dict:
-    """What GET /model answers; config.json is read once here, at start-up."""
+    """What GET /model answers; config.json is read once here, at start-up. No local paths."""
     m = engine.model
     saved = {}
     if model_dir is not None:
         with contextlib.suppress(OSError, ValueError):
             saved = json.loads((model_dir / io.CONFIG).read_text())
-    return {"model": m.name, "task": m.task, "n_items": engine.n_items,
-            "n_users": len(engine.user_index), "has_titles": engine.titles is not None,
-            "config": m.config_dict(), "meta": dict(getattr(m, "meta", None) or {}),
-            "aerec_version": saved.get("aerec_version"), "created": saved.get("created")}
+    if not isinstance(saved, dict):
+        saved = {}
+    scale = io.rating_range(m)
+    return _no_paths({"model": m.name, "task": m.task, "n_items": engine.n_items,
+                      "n_users": len(engine.user_index), "has_titles": engine.titles is not None,
+                      "rating_range": None if scale is None else list(scale),
+                      "config": m.config_dict(), "meta": dict(getattr(m, "meta", None) or {}),
+                      "aerec_version": saved.get("aerec_version"), "created": saved.get("created")})
 
 
 def create_app(model, *, model_dir=None, max_batch: int = 64, batch_wait_ms: float = 2.0,
@@ -166,6 +184,8 @@ def create_app(model, *, model_dir=None, max_batch: int = 64, batch_wait_ms: flo
                 query = engine.prepare_items(req.items, req.k, req.exclude, req.ratings)
         except io.UnknownUserError as e:
             raise HTTPException(404, str(e)) from None
+        except io.RatingsError as e:  # a request the model cannot take, like a schema error
+            raise HTTPException(422, str(e)) from None
         except AerecError as e:
             raise HTTPException(400, str(e)) from None
         try:
@@ -180,6 +200,8 @@ def create_app(model, *, model_dir=None, max_batch: int = 64, batch_wait_ms: flo
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": model.name, "requests": batcher.requests, "batches": batcher.batches}
+
+    app.head("/health", include_in_schema=False)(health)  # load balancers probe with HEAD
 
     @app.get("/model")
     async def model_meta():
