@@ -32,6 +32,7 @@ MAX_K = 1000
 MAX_ITEMS = 5000  # per list in a request; the body limit usually binds first
 MAX_BODY = 64 * 1024
 MAX_ID_CHARS = 256
+MAX_HEADER_BYTES = 16 * 1024
 
 Id = StrictInt | Annotated[str, StringConstraints(strict=True, max_length=MAX_ID_CHARS)]
 Rating = Annotated[float, Field(allow_inf_nan=False)]
@@ -74,8 +75,9 @@ class ItemResponse(BaseModel):
 
 
 class BodyLimit:
-    """Refuse request bodies over max_bytes with 413 before anything parses them. The body is
-    read here (at most max_bytes + one chunk) and replayed to the app."""
+    """Refuse request bodies over max_bytes with 413 before anything parses them, and headers
+    over MAX_HEADER_BYTES with 431. The body is read here (at most max_bytes + one chunk) and
+    replayed to the app."""
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -83,7 +85,10 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
+        headers = scope.get("headers") or []
+        if sum(len(k) + len(v) + 4 for k, v in headers) > MAX_HEADER_BYTES:  # h11 bounds only split headers
+            return await self._refuse(send, 431)
+        length = dict(headers).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             return await self._refuse(send, 413 if length.isdigit() else 400)
         chunks, size, more = [], 0, True
@@ -109,7 +114,8 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
     async def _refuse(self, send, status: int):
-        detail = f"request body over {self.max_bytes} bytes" if status == 413 else "bad Content-Length header"
+        detail = {413: f"request body over {self.max_bytes} bytes", 431: f"request headers over {MAX_HEADER_BYTES} bytes"
+                  }.get(status, "bad Content-Length header")
         payload = json.dumps({"detail": detail}).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),

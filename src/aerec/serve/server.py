@@ -12,7 +12,8 @@ h11 protocol) adds:
   connections can never lock out a real request; only when every connection awaits its answer
   do further requests get 503.
 
-Headers are limited to ``MAX_HEADER_BYTES`` (h11's incomplete-event limit: bigger is 400) and
+Headers are limited to ``MAX_HEADER_BYTES`` (h11's incomplete-event limit, 400, for headers that
+arrive in pieces; ``app.BodyLimit``, 431, for the rest) and
 bodies to ``max_body`` (``app.BodyLimit``: 413); idle keep-alive connections close after
 ``keep_alive`` seconds.
 """
@@ -23,10 +24,11 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from aerec.serve.app import MAX_HEADER_BYTES
+
 READ_TIMEOUT = 10.0
 KEEP_ALIVE = 5.0
 MAX_CONNECTIONS = 512
-MAX_HEADER_BYTES = 16 * 1024
 
 
 class GuardedH11(H11Protocol):
