@@ -6,11 +6,14 @@ A model directory holds:
 - ``items.json``: item ids (column order) and titles where the data set has them;
 - ``users.json`` + ``history.npz``: ids and training histories (CSR arrays) of the known users,
   so a known user can be served from its stored history;
-- ``manifest.json``: SHA-256 and size of every other file, checked on load.
+- ``manifest.json``: SHA-256 and size of every other file; ``load`` reads no file it does not list;
+- ``manifest.hmac``: only with $AEREC_MODEL_KEY set, an HMAC-SHA256 of the manifest under that key.
 
 Loading never unpickles: weights go through safetensors, the npz is read with
-``allow_pickle=False`` and everything else is JSON. A save is written into a temporary folder
-beside the target and renamed into place, so readers never see a half-written model.
+``allow_pickle=False`` and everything else is JSON. The checksums detect corruption, not a
+malicious author, so the content is checked too (schemas, index ranges, finite weights); the
+HMAC adds authenticity for those who need it. A save is written into a temporary folder beside
+the target and renamed into place, so readers never see a half-written model.
 """
 
 from __future__ import annotations
