@@ -602,6 +602,15 @@ def rating_range(model) -> tuple[float, float] | None:
     return (float(hist.data.min()), float(hist.data.max())) if hist is not None and hist.nnz else None
 
 
+def ratings_list(ratings) -> list:
+    if isinstance(ratings, str | bytes | dict):
+        raise RatingsError("ratings must be a list of numbers")
+    try:
+        return list(ratings)
+    except TypeError:
+        raise RatingsError("ratings must be a list of numbers") from None
+
+
 def check_ratings(model, ratings) -> np.ndarray:
     """A new user's ratings as float32, refused (RatingsError) unless the model is a rating
     model and every value is finite in float32 and within the model's rating range."""
@@ -635,6 +644,7 @@ def recommend_items(model, item_ids, k: int = 10, exclude=(), ratings=None) -> R
         raise DataError("k must be at least 1")
     vocab = _vocab(model)
     item_ids = list(item_ids)
+    ratings = None if ratings is None else ratings_list(ratings)
     if ratings is not None and len(ratings) != len(item_ids):
         raise DataError(f"{len(ratings)} ratings for {len(item_ids)} items")
     values = [liked_value(model)] * len(item_ids) if ratings is None else check_ratings(model, ratings).tolist()

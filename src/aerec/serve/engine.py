@@ -59,6 +59,7 @@ class Engine:
         """A new user given by original item ids (folded in); the given items are excluded."""
         _check_k(k)
         item_ids = list(item_ids)
+        ratings = None if ratings is None else io.ratings_list(ratings)
         if ratings is not None and len(ratings) != len(item_ids):
             raise DataError(f"{len(ratings)} ratings for {len(item_ids)} items")
         # checked per request, in the model's dtype: one bad value must not reach a shared batch
