@@ -120,7 +120,7 @@ def test_save_replaces_a_model_atomically(pop, dae, block_case, tmp_path, monkey
         raise OSError("disk full")
 
     monkeypatch.setattr(io.fsutil, "sha256_file", boom)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ModelFileError, match="disk full"):
         save(pop, block_case, target)
     monkeypatch.undo()
     # the failed save left the previous model whole and no temporary folders behind

@@ -178,3 +178,26 @@ def test_library_and_service_score_known_users_alike(cdae_dir):
     assert not np.allclose(learned, folded)  # the two paths differ, so the check above means something
     top = [model.item_ids[j] for j in np.argsort(-np.where(row.toarray()[0] > 0, -np.inf, learned), kind="stable")[:5]]
     assert [str(x) for x in lib.item_ids] == [str(x) for x in top]
+
+
+@pytest.mark.parametrize("ratings", ["-1e30,5", "5,1e30", "0,5", "1e308,5", "5,nan", "inf,5"])
+def test_ratings_outside_the_models_range_are_exit_2(autorec_dir, tmp_path, capsys, ratings):
+    code, out, err = run(capsys, "recommend", autorec_dir, "--items", "100,101", "--ratings", ratings)
+    assert code == 2 and out == "" and "rating" in err and len(err.strip().splitlines()) == 1, err
+    f = tmp_path / "rated.txt"
+    f.write_text("".join(f"{i} {r}\n" for i, r in zip((100, 101), ratings.split(","))))
+    code, _, err = run(capsys, "recommend", autorec_dir, "--items-file", f)
+    assert code == 2 and "rating" in err, err
+    from aerec.io import RatingsError
+
+    with pytest.raises(RatingsError):
+        io.load(autorec_dir).recommend_items([100, 101], k=3, ratings=[float(r) for r in ratings.split(",")])
+
+
+def test_implicit_models_refuse_ratings(dae_dir, tmp_path, capsys):
+    code, _, err = run(capsys, "recommend", dae_dir, "--items", "100,101", "--ratings", "1,1")
+    assert code == 2 and "takes no ratings" in err and len(err.strip().splitlines()) == 1
+    f = tmp_path / "rated.txt"
+    f.write_text("100 1\n101 1\n")
+    code, _, err = run(capsys, "recommend", dae_dir, "--items-file", f)
+    assert code == 2 and "takes no ratings" in err

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import json
 import pathlib
 import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("fastapi")
 import httpx  # noqa: E402
@@ -19,6 +22,11 @@ from aerec import io, models  # noqa: E402
 from aerec.cli import main  # noqa: E402
 from aerec.serve.app import create_app  # noqa: E402
 from aerec.serve.engine import Engine  # noqa: E402
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=10)
 
 
 def saved(name, case, tmp_path_factory, **cfg):
@@ -192,3 +200,108 @@ def test_serve_without_fastapi_names_the_extra(dae_dir, monkeypatch, capsys):
     assert main(["serve", str(dae_dir)]) == 2
     err = capsys.readouterr().err.strip()
     assert "pip install 'aerec[serve]'" in err and len(err.splitlines()) == 1
+
+
+# hardening (issue 15) ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def autorec_dir(rating_case, tmp_path_factory):
+    d = rating_case.data
+    model = models.create("autorec", variant="user", hidden=8, epochs=3, lam=1.0, lr=0.03, patience=0).fit(rating_case.train)
+    path = tmp_path_factory.mktemp("autorec") / "model"
+    io.save(model, path, item_ids=d.item_ids, user_ids=d.user_ids, history=rating_case.train)
+    return path
+
+
+def _post_all(app, bodies):
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            return await asyncio.gather(*(c.post("/recommend", json=b) for b in bodies))
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("which", ["dae_dir", "autorec_dir"])
+def test_one_poisoned_request_never_fails_the_others(which, request):
+    """Valid requests in flight with one whose rating is finite as float64 but inf as float32:
+    every valid one succeeds; the poison alone is refused."""
+    model = io.load(request.getfixturevalue(which))
+    valid = {"items": [model.item_ids[0].item(), model.item_ids[3].item()], "k": 3}
+    poison = {"items": [model.item_ids[0].item()], "ratings": [1e308], "k": 3}
+    bodies = [valid] * 30 + [poison] + [valid] * 30
+    responses = _post_all(create_app(model, batch_wait_ms=50, max_batch=64), bodies)
+    codes = [r.status_code for r in responses]
+    assert codes[30] == 422 and codes[:30] + codes[31:] == [200] * 60, codes
+    assert all(r.json() == responses[0].json() for r in responses[:30] + responses[31:])
+
+
+def test_a_query_that_fails_scoring_fails_alone(dae, monkeypatch):
+    """The batcher answers each query of a failed batch alone: only the failing one gets 500."""
+    real = dae.score
+    bad_col = int(Engine(dae).item_index["105"])
+
+    def fragile(history):
+        if (history[:, bad_col].toarray() != 0).any():
+            raise RuntimeError("cannot score this row")
+        return real(history)
+
+    monkeypatch.setattr(dae, "score", fragile)
+    app = create_app(dae, batch_wait_ms=50, max_batch=64)
+    bodies = [{"items": [100, 101], "k": 3}] * 20 + [{"items": [105], "k": 3}] + [{"items": [102], "k": 3}] * 20
+    codes = [r.status_code for r in _post_all(app, bodies)]
+    assert codes[20] == 500 and codes[:20] + codes[21:] == [200] * 40, codes
+    assert app.state.batcher.batches < len(bodies)  # they were batched, and the batch failed
+
+
+@pytest.mark.parametrize("ratings", [[-1e30], [1e30], [0.0], [5.5], [1e308], [-1e308]])
+def test_ratings_outside_the_rating_range_are_422(autorec_dir, ratings):
+    model = io.load(autorec_dir)
+    lo, hi = io.rating_range(model)
+    assert (lo, hi) == (1.0, 5.0)
+    with TestClient(create_app(model)) as c:
+        item = model.item_ids[0].item()
+        r = c.post("/recommend", json={"items": [item], "ratings": ratings, "k": 3})
+        assert r.status_code == 422 and "rating" in r.json()["detail"], r.text
+        assert c.post("/recommend", json={"items": [item], "ratings": [hi], "k": 3}).status_code == 200
+        assert c.post("/recommend", json={"items": [item], "ratings": [lo], "k": 3}).status_code == 200
+        assert c.get("/model").json()["rating_range"] == [1.0, 5.0]
+
+
+def test_implicit_models_refuse_ratings(client):
+    r = client.post("/recommend", json={"items": [100], "ratings": [1.0], "k": 3})
+    assert r.status_code == 422 and "takes no ratings" in r.json()["detail"]
+    assert client.post("/recommend", json={"items": [100], "k": 3}).status_code == 200
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(
+    st.dictionaries(st.sampled_from(["user", "items", "ratings", "k", "exclude", "extra"]), json_values, max_size=5),
+    st.fixed_dictionaries({"items": st.lists(st.integers(90, 130) | st.text(max_size=4), max_size=6)},
+                          optional={"ratings": st.lists(st.floats() | st.integers(-10**400, 10**400), max_size=6),
+                                    "k": st.integers(-5, 2000), "exclude": st.lists(st.integers(90, 130), max_size=4)}),
+    json_values))
+def test_fuzzed_bodies_get_an_answer_never_a_500(client, body):
+    try:
+        content = json.dumps(body, allow_nan=True).encode()
+    except (ValueError, OverflowError):
+        return
+    r = client.post("/recommend", content=content, headers={"content-type": "application/json"})
+    assert r.status_code in (200, 404, 413, 422), (r.status_code, r.text, content[:200])
+    if r.status_code == 200:
+        got = r.json()
+        assert all(np.isfinite(got["scores"]))
+
+
+def test_model_endpoint_shows_no_local_paths(dae, tmp_path):
+    dae.meta = {"dataset": "/home/alice/secret/ratings.csv", "protocol": "strong", "seed": 0}
+    io.save(dae, tmp_path / "m")
+    model = io.load(tmp_path / "m")
+    with TestClient(create_app(model, model_dir=tmp_path / "m")) as c:
+        text = c.get("/model").text
+    assert "ratings.csv" in text and "/home/alice" not in text and str(tmp_path) not in text
+
+
+def test_head_health_is_200(client):
+    r = client.head("/health")
+    assert r.status_code == 200 and r.content == b""

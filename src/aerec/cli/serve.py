@@ -30,10 +30,13 @@ def _is_loopback(host: str) -> bool:
 @click.option("--max-body", type=click.IntRange(1024, 16 * 1024 * 1024), default=64 * 1024, show_default=True,
               help="Largest request body in bytes (bigger ones get 413).")
 @click.option("--limit-concurrency", type=click.IntRange(1, None), default=512, show_default=True,
-              help="Open connections beyond this get 503 instead of queueing without bound.")
+              help="Most open connections. A new one beyond closes the oldest connection that has not "
+                   "sent a complete request; if every connection awaits an answer, it gets 503.")
+@click.option("--read-timeout", type=click.FloatRange(0.1, 600), default=10.0, show_default=True,
+              help="Seconds a client has to send a request's headers and body; slower ones are dropped.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True)
-def serve(model_dir, host, port, max_batch, batch_wait_ms, max_body, limit_concurrency, log_level):
+def serve(model_dir, host, port, max_batch, batch_wait_ms, max_body, limit_concurrency, read_timeout, log_level):
     """Serve recommendations from MODEL_DIR (a model directory, or a run directory: its full
     model, else fold 0's) over HTTP: POST /recommend, GET /health, /model, /items/{id}, /docs."""
     try:
@@ -44,6 +47,7 @@ def serve(model_dir, host, port, max_batch, batch_wait_ms, max_body, limit_concu
     from aerec import serve as serving
     from aerec import ui
     from aerec.serve.app import create_app
+    from aerec.serve.server import server_config
 
     path = serving.resolve_model_dir(model_dir)
     model = serving.load_model(path, announce=False)
@@ -51,8 +55,9 @@ def serve(model_dir, host, port, max_batch, batch_wait_ms, max_body, limit_concu
     if not _is_loopback(host):
         click.echo(f"warning: listening on {host}, beyond this machine; the service has no authentication", err=True)
     ui.info(f"serving {model.name} ({model.n_items} items) from {path} on http://{host}:{port} (docs at /docs)")
-    uvicorn.run(app, host=host, port=port, log_level=log_level, limit_concurrency=limit_concurrency,
-                timeout_keep_alive=5, access_log=log_level == "debug")
+    config = server_config(app, host=host, port=port, read_timeout=read_timeout, max_connections=limit_concurrency,
+                           log_level=log_level, access_log=log_level == "debug")
+    uvicorn.Server(config).run()
 
 
 commands = [serve]

@@ -1,8 +1,9 @@
 """The HTTP service: FastAPI over an ``Engine`` and a ``MicroBatcher``.
 
-Endpoints: ``POST /recommend``, ``GET /health``, ``GET /model``, ``GET /items/{id}``, and the
+Endpoints: ``POST /recommend``, ``GET|HEAD /health``, ``GET /model``, ``GET /items/{id}``, and the
 OpenAPI docs (``/docs``, ``/openapi.json``). Requests are validated strictly (unknown fields,
-wrong types and out-of-range k are 422), bodies over ``max_body`` bytes are refused with 413
+wrong types and out-of-range k are 422, and so are ratings an implicit model cannot take or that
+lie outside a rating model's range or are not finite as float32), bodies over ``max_body`` bytes are refused with 413
 before they are parsed, an unknown user is 404, and unknown items are listed in the answer.
 Every id is looked up in in-memory dicts: no request reads a file.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Request
@@ -30,6 +32,7 @@ MAX_K = 1000
 MAX_ITEMS = 5000  # per list in a request; the body limit usually binds first
 MAX_BODY = 64 * 1024
 MAX_ID_CHARS = 256
+MAX_HEADER_BYTES = 16 * 1024
 
 Id = StrictInt | Annotated[str, StringConstraints(strict=True, max_length=MAX_ID_CHARS)]
 Rating = Annotated[float, Field(allow_inf_nan=False)]
@@ -72,8 +75,9 @@ class ItemResponse(BaseModel):
 
 
 class BodyLimit:
-    """Refuse request bodies over max_bytes with 413 before anything parses them. The body is
-    read here (at most max_bytes + one chunk) and replayed to the app."""
+    """Refuse request bodies over max_bytes with 413 before anything parses them, and headers
+    over MAX_HEADER_BYTES with 431. The body is read here (at most max_bytes + one chunk) and
+    replayed to the app."""
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -81,7 +85,10 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
+        headers = scope.get("headers") or []
+        if sum(len(k) + len(v) + 4 for k, v in headers) > MAX_HEADER_BYTES:  # h11 bounds only split headers
+            return await self._refuse(send, 431)
+        length = dict(headers).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             return await self._refuse(send, 413 if length.isdigit() else 400)
         chunks, size, more = [], 0, True
@@ -107,7 +114,8 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
     async def _refuse(self, send, status: int):
-        detail = f"request body over {self.max_bytes} bytes" if status == 413 else "bad Content-Length header"
+        detail = {413: f"request body over {self.max_bytes} bytes", 431: f"request headers over {MAX_HEADER_BYTES} bytes"
+                  }.get(status, "bad Content-Length header")
         payload = json.dumps({"detail": detail}).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
@@ -115,17 +123,33 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": payload})
 
 
+def _no_paths(obj):
+    """obj with every string that looks like a file path cut to its last part: GET /model must
+    not reveal where the training data or the model live on this machine."""
+    if isinstance(obj, dict):
+        return {k: _no_paths(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_no_paths(v) for v in obj]
+    if isinstance(obj, str) and ("/" in obj or "\\" in obj):
+        return re.split(r"[\\/]+", obj.rstrip("/\\"))[-1] or "(path)"
+    return obj
+
+
 def model_info(engine: Engine, model_dir=None) -> dict:
-    """What GET /model answers; config.json is read once here, at start-up."""
+    """What GET /model answers; config.json is read once here, at start-up. No local paths."""
     m = engine.model
     saved = {}
     if model_dir is not None:
         with contextlib.suppress(OSError, ValueError):
             saved = json.loads((model_dir / io.CONFIG).read_text())
-    return {"model": m.name, "task": m.task, "n_items": engine.n_items,
-            "n_users": len(engine.user_index), "has_titles": engine.titles is not None,
-            "config": m.config_dict(), "meta": dict(getattr(m, "meta", None) or {}),
-            "aerec_version": saved.get("aerec_version"), "created": saved.get("created")}
+    if not isinstance(saved, dict):
+        saved = {}
+    scale = io.rating_range(m)
+    return _no_paths({"model": m.name, "task": m.task, "n_items": engine.n_items,
+                      "n_users": len(engine.user_index), "has_titles": engine.titles is not None,
+                      "rating_range": None if scale is None else list(scale),
+                      "config": m.config_dict(), "meta": dict(getattr(m, "meta", None) or {}),
+                      "aerec_version": saved.get("aerec_version"), "created": saved.get("created")})
 
 
 def create_app(model, *, model_dir=None, max_batch: int = 64, batch_wait_ms: float = 2.0,
@@ -166,6 +190,8 @@ def create_app(model, *, model_dir=None, max_batch: int = 64, batch_wait_ms: flo
                 query = engine.prepare_items(req.items, req.k, req.exclude, req.ratings)
         except io.UnknownUserError as e:
             raise HTTPException(404, str(e)) from None
+        except io.RatingsError as e:  # a request the model cannot take, like a schema error
+            raise HTTPException(422, str(e)) from None
         except AerecError as e:
             raise HTTPException(400, str(e)) from None
         try:
@@ -180,6 +206,8 @@ def create_app(model, *, model_dir=None, max_batch: int = 64, batch_wait_ms: flo
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": model.name, "requests": batcher.requests, "batches": batcher.batches}
+
+    app.head("/health", include_in_schema=False)(health)  # load balancers probe with HEAD
 
     @app.get("/model")
     async def model_meta():

@@ -5,7 +5,8 @@ already queued, then waits up to ``max_wait`` seconds for more, up to ``max_rows
 scores the batch on one worker thread (so the event loop keeps accepting requests while torch
 runs, and torch never runs two batches at once). Under load, requests that arrive while a batch
 is being scored form the next batch, so batching grows with the load on its own; an idle
-service adds at most ``max_wait`` to a request.
+service adds at most ``max_wait`` to a request. If a batch fails, its queries are scored again
+one by one, so a query that cannot be answered fails alone and the rest of its batch succeeds.
 """
 
 from __future__ import annotations
@@ -63,11 +64,17 @@ class MicroBatcher:
             live = [(q, f) for q, f in batch if not f.done()]  # a client that went away is skipped
             if not live:
                 continue
+            queries = [q for q, _ in live]
             try:
-                results = await self._loop.run_in_executor(self._executor, self.engine.run, [q for q, _ in live])
-            except Exception as e:  # scoring failed: every waiting request gets the error, the worker lives on
-                log.exception("scoring a batch of %d failed", len(live))
-                results = [e] * len(live)
+                results = await self._loop.run_in_executor(self._executor, self.engine.run, queries)
+            except Exception as e:  # the worker lives on; only the queries that fail alone get an error
+                if len(live) == 1:
+                    log.error("scoring a query failed: %s: %s", type(e).__name__, e)
+                    results = [e]
+                else:
+                    log.warning("a batch of %d failed (%s: %s); scoring its queries one by one",
+                                len(live), type(e).__name__, e)
+                    results = await self._loop.run_in_executor(self._executor, self._one_by_one, queries)
             self.batches += 1
             self.requests += len(live)
             for (_, fut), r in zip(live, results):
@@ -77,6 +84,16 @@ class MicroBatcher:
                     fut.set_exception(r)
                 else:
                     fut.set_result(r)
+
+    def _one_by_one(self, queries: list) -> list:
+        """Each query alone (after its batch failed): a result or the exception it raises."""
+        out = []
+        for q in queries:
+            try:
+                out.append(self.engine.run([q])[0])
+            except Exception as e:
+                out.append(e)
+        return out
 
     async def aclose(self) -> None:
         if self._task is not None and not self._task.done():

@@ -59,11 +59,11 @@ class Engine:
         """A new user given by original item ids (folded in); the given items are excluded."""
         _check_k(k)
         item_ids = list(item_ids)
-        values = [self.liked] * len(item_ids) if ratings is None else [float(r) for r in ratings]
-        if len(values) != len(item_ids):
-            raise DataError(f"{len(values)} ratings for {len(item_ids)} items")
-        if not all(np.isfinite(values)):
-            raise DataError("ratings must be finite numbers")
+        ratings = None if ratings is None else io.ratings_list(ratings)
+        if ratings is not None and len(ratings) != len(item_ids):
+            raise DataError(f"{len(ratings)} ratings for {len(item_ids)} items")
+        # checked per request, in the model's dtype: one bad value must not reach a shared batch
+        values = [self.liked] * len(item_ids) if ratings is None else io.check_ratings(self.model, ratings).tolist()
         cols, unknown = {}, []
         for iid, v in zip(item_ids, values):
             j = self.item_index.get(str(iid))
