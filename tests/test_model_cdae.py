@@ -123,3 +123,24 @@ def test_config():
     for bad in ({"lr": 0}, {"dropout": 1.0}, {"loss": "hinge"}, {"negatives": 0}, {"hidden": 0}, {"epochs": 0}):
         with pytest.raises(ConfigError):
             CDAE(**bad)
+
+
+def test_adagrad_step_divides_by_one_plus_root_accumulator():
+    """The authors' AdaGrad: theta -= lr * g / (beta + sqrt(acc)), acc = 1e-4 + sum g^2, beta = 1."""
+    m = CDAE(hidden=2)
+    m.n_users, m.n_items = 3, 4
+    m.init_network()
+    opt = m.optimizers["main"]
+    b = m.net.out_bias
+    before = b.detach().clone()
+    g = torch.tensor([0.5, -2.0, 0.0, 3.0])
+    for p in m.net.parameters():
+        p.grad = None
+    b.grad = g.clone()
+    opt.step()
+    want = before - 0.1 * g / (1.0 + torch.sqrt(1e-4 + g * g))
+    assert torch.allclose(b.detach(), want, atol=1e-7)
+    b.grad = g.clone()  # the second step sees the accumulated squares
+    opt.step()
+    want = want - 0.1 * g / (1.0 + torch.sqrt(1e-4 + 2 * g * g))
+    assert torch.allclose(b.detach(), want, atol=1e-7)

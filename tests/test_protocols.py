@@ -99,7 +99,7 @@ def test_strong_no_leak(kwargs):
                 assert ins[u] | outs[u] == full
                 assert not (ins[u] & outs[u])  # no target item in its own input
                 n = len(full)
-                assert len(outs[u]) == (int(0.2 * n) if n >= 5 else 0)
+                assert len(outs[u]) == (n - int(0.8 * n) if n >= 5 else 0)  # the SVAE reference's count
     if "n_folds" in kwargs:  # k folds over users: every user is tested exactly once
         assert sorted(test_seen) == sorted(hist)
     else:
@@ -272,9 +272,24 @@ def test_temporal_user_target_is_latest():
         outs = rows_as_sets(fold.test_out, fold.test_user_ids, fold.item_ids)
         for u in fold.test_user_ids:
             n = len(ins[u]) + len(outs[u])
-            assert len(outs[u]) == (int(0.2 * n) if n >= 5 else 0)
+            assert len(outs[u]) == (n - int(0.8 * n) if n >= 5 else 0)  # the SVAE reference's count
             if outs[u] and ins[u]:
                 assert max(ts[(u, i)] for i in ins[u]) < min(ts[(u, i)] for i in outs[u])
+
+
+def test_temporal_user_target_count_is_the_references():
+    # users of 7 items: reference target 7 - int(0.8 * 7) = 2 latest items, not int(0.2 * 7) = 1
+    users = [u for u in range(6) for _ in range(7)]
+    items = [i for _ in range(6) for i in range(7)]
+    data = make(users, items, None, np.arange(len(users))[::-1])  # later item index = earlier time
+    fold = next(Temporal(mode="user", n_heldout=2, n_valid=2, threshold=None, seed=0).split(data))
+    for m_in, m_out, ids in ((fold.valid_in, fold.valid_out, fold.valid_user_ids),
+                             (fold.test_in, fold.test_out, fold.test_user_ids)):
+        outs = rows_as_sets(m_out, ids, fold.item_ids)
+        ins = rows_as_sets(m_in, ids, fold.item_ids)
+        assert len(outs) == 2
+        for u in ids:
+            assert outs[u] == {0, 1} and len(ins[u]) == 5  # the two latest
 
 
 def test_temporal_needs_timestamps():

@@ -218,7 +218,10 @@ def _fit(spec: RunSpec, train, valid, workdir: Path, resume: bool, label: str, p
 
 def _epochs(model) -> dict:
     run = int(getattr(model, "epochs_run", 0) or 0)
-    return {"run": run, "best": int(getattr(model, "best_epoch", run) or run)}
+    out = {"run": run, "best": int(getattr(model, "best_epoch", run) or run)}
+    if getattr(model, "epoch_limit", None) is not None:  # the ceiling the run could have reached
+        out["ceiling"] = int(model.epoch_limit)
+    return out
 
 
 def _train_fold(spec, data, fold, fdir: Path, ks, resume: bool, progress: bool, n_folds: int) -> dict:

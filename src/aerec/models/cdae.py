@@ -16,8 +16,10 @@ Systems", WSDM 2016). Reference: the authors' C++ code (libcf, ``model/recsys/cd
   + ||V_u||^2 + ||b||^2)``, i.e. only the rows the step touches (all output rows for the full
   losses). The code's lazy per-row SGD penalty is the gradient of exactly this term;
 - init as in the code: weights and user vectors uniform(+-4*sqrt(6/(n_items+hidden))), biases 0;
-- AdaGrad, lr 0.1, initial accumulator 1e-4 (the code's), or Adam (``optimizer="adam"``, lr 1e-3
-  unless ``lr`` is set).
+- AdaGrad, lr 0.1, initial accumulator 1e-4 (the code's), step ``lr * g / (adagrad_beta +
+  sqrt(accumulated g^2))`` with ``adagrad_beta = 1`` as in every script of the authors (torch's
+  ``eps`` set to beta; torch's own default 1e-10 would take far larger first steps), or Adam
+  (``optimizer="adam"``, lr 1e-3 unless ``lr`` is set).
 
 Data: the author code trains on binarized data with every user (the users it scores are its
 training users, each with a learned V_u). Under strong generalization the scored users are held
@@ -67,6 +69,7 @@ class CDAEConfig(NeuralConfig):
     l2: float = 0.01
     optimizer: Literal["adagrad", "adam"] = "adagrad"
     lr: float | None = None  # None: 0.1 for adagrad, 1e-3 for adam
+    adagrad_beta: float = 1.0  # AdaGrad step lr * g / (beta + sqrt(sum g^2)); the authors' beta is 1
     tied: bool = False
     batch_size: int = 64
     epochs: int = 100
@@ -83,6 +86,8 @@ class CDAEConfig(NeuralConfig):
             raise ConfigError("'negatives' must be at least 1")
         if self.l2 < 0:
             raise ConfigError("'l2' must be non-negative")
+        if self.adagrad_beta <= 0:
+            raise ConfigError("'adagrad_beta' must be positive")
 
     @property
     def learning_rate(self) -> float:
@@ -169,7 +174,9 @@ class CDAE(TorchRecommender):
             # the sparse user-table gradient: say explicitly that torch's default (no invariant
             # checks) is wanted, which silences its warning on every run
             torch.sparse.check_sparse_tensor_invariants.disable()
-            return {"main": torch.optim.Adagrad(self.net.parameters(), lr=lr, initial_accumulator_value=1e-4)}
+            # torch divides by sqrt(acc) + eps: eps = beta gives the authors' (beta + sqrt(acc))
+            return {"main": torch.optim.Adagrad(self.net.parameters(), lr=lr, initial_accumulator_value=1e-4,
+                                                eps=self.config.adagrad_beta)}
         return {"main": adam(self.net.parameters(), lr=lr)}
 
     def _loss(self, batch: SparseBatch, users: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:

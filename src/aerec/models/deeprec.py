@@ -15,6 +15,7 @@ from torch import nn
 from aerec.errors import ConfigError
 from aerec.models.autorec import RatingAutoencoder, RatingConfig
 from aerec.models.layers import SparseBatch, SparseLinear
+from aerec.models.schedules import DEEPREC_REF, Schedule, steps_per_epoch
 
 ACTS = {"selu": F.selu, "relu": F.relu, "relu6": F.relu6, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
         "elu": F.elu, "lrelu": F.leaky_relu, "swish": lambda x: x * torch.sigmoid(x), "identity": lambda x: x}
@@ -34,6 +35,9 @@ class DeepRecConfig(RatingConfig):
     # SGD only, as the reference: lr halves at these epochs (0-based epoch index, not shifted).
     lr_milestones: tuple[int, ...] = (24, 36, 48, 66, 72)
     lr_gamma: float = 0.5
+    # "reference": milestones are epochs, literally; "scaled": they are epochs of Netflix's size
+    # (3,730 batches of 128), i.e. the lr halves after the same number of batches as the reference
+    schedule: Schedule = "reference"
     epochs: int = 100
     batch_size: int = 128
     lr: float = 0.005
@@ -47,6 +51,8 @@ class DeepRecConfig(RatingConfig):
             raise ConfigError("'dropout' must be in [0, 1)")
         if self.refeed < 0:
             raise ConfigError("'refeed' must be 0 (off) or positive")
+        if self.schedule not in ("reference", "scaled"):
+            raise ConfigError(f"'schedule' must be 'reference' or 'scaled', got {self.schedule!r}")
         if not 0 <= self.momentum < 1 or self.weight_decay < 0 or not 0 < self.lr_gamma <= 1:
             raise ConfigError("'momentum' must be in [0, 1), 'weight_decay' >= 0, 'lr_gamma' in (0, 1]")
 
@@ -158,10 +164,22 @@ class DeepRec(RatingAutoencoder):
         pred = self._decode_at(codes[batch.rows], batch.indices)
         return (pred - batch.values).pow(2).sum() / max(len(batch.values), 1), codes
 
+    def lr_at(self, epoch: int, steps_per_epoch_: int) -> float:
+        """SGD lr for 0-based ``epoch``: halved once per milestone passed. ``scaled`` compares
+        batches taken (epoch x ours) with the milestone's batches on Netflix (m x 3,730)."""
+        c = self.config
+        if c.schedule == "scaled":
+            done = epoch * steps_per_epoch_
+            passed = sum(1 for m in c.lr_milestones if m * DEEPREC_REF.steps_per_epoch <= done)
+        else:
+            passed = sum(1 for m in c.lr_milestones if m <= epoch)
+        return c.lr * c.lr_gamma ** passed
+
     def _train_epoch(self, train: sp.csr_matrix, epoch: int, rng: np.random.Generator) -> float:
         c = self.config
         if c.optimizer == "sgd":
-            lr = c.lr * c.lr_gamma ** sum(1 for m in c.lr_milestones if m <= epoch)
+            active = int((np.diff(self._inputs.indptr) > 0).sum())
+            lr = self.lr_at(epoch, steps_per_epoch(active, c.batch_size))
             for g in self.optimizers["main"].param_groups:
                 g["lr"] = lr
         total, n = 0.0, 0

@@ -15,6 +15,7 @@ from aerec.models.layers import SparseBatch, SparseLinear, multinomial_nll
 from aerec.models.multdae import mlp, reference_init
 from aerec.models.neural import NeuralConfig, TorchRecommender
 from aerec.models.ranking_losses import lambdarank_loss, warp_loss
+from aerec.models.schedules import MULTVAE_REF, RefShape, Schedule, steps_per_epoch
 
 
 @dataclasses.dataclass
@@ -30,6 +31,12 @@ class MultVAEConfig(NeuralConfig):
     loss: Literal["multinomial", "warp", "lambdarank"] = "multinomial"
     n_negatives: int = 100  # negatives drawn per positive by the warp / lambdarank losses
     margin: float = 1.0  # WARP hinge margin
+    # "reference": beta counts gradient steps literally (total_anneal_steps); "scaled": beta follows
+    # progress through training, equal to the reference's on ML-20M (see models/schedules.py)
+    schedule: Schedule = "reference"
+    # scaled only: beta reaches anneal_cap after this fraction of the planned training steps;
+    # None = the reference's fraction (40,000 of ML-20M's 46,800 steps, 0.855, for the defaults)
+    anneal_steps_frac: float | None = None
 
     def validate(self):
         super().validate()
@@ -45,6 +52,10 @@ class MultVAEConfig(NeuralConfig):
             raise ConfigError("'lam' must be non-negative")
         if self.n_negatives < 1 or self.margin < 0:
             raise ConfigError("'n_negatives' must be at least 1 and 'margin' non-negative")
+        if self.schedule not in ("reference", "scaled"):
+            raise ConfigError(f"'schedule' must be 'reference' or 'scaled', got {self.schedule!r}")
+        if self.anneal_steps_frac is not None and self.anneal_steps_frac <= 0:
+            raise ConfigError("'anneal_steps_frac' must be positive (or none: the reference's fraction)")
 
 
 class VAENet(nn.Module):
@@ -103,6 +114,23 @@ def annealed_beta(step: int, cap: float, total_steps: int, beta: float | None = 
     return cap
 
 
+def scaled_beta(step: int, cap: float, total_steps: int, planned_steps: int, ref: RefShape,
+                frac: float | None = None, beta: float | None = None) -> float:
+    """KL weight by progress ``step / planned_steps`` through training (``schedule = "scaled"``).
+
+    With ``frac`` None the reference's slope is kept per unit of progress: beta =
+    min(cap, step / (total_steps * planned_steps / ref.total_steps)), which on the reference shape
+    (planned_steps == ref.total_steps) is exactly ``annealed_beta``. With ``frac`` set, beta rises
+    linearly to ``cap`` at progress ``frac``."""
+    if beta is not None:
+        return beta
+    if frac is not None:
+        return min(cap, cap * step / (frac * planned_steps))
+    if total_steps <= 0:
+        return cap
+    return min(cap, step * ref.total_steps / (total_steps * planned_steps))  # ints: one rounding
+
+
 class MultVAE(TorchRecommender):
     """Mult-VAE (Liang et al., "Variational Autoencoders for Collaborative Filtering", WWW 2018).
 
@@ -138,10 +166,18 @@ class MultVAE(TorchRecommender):
     test_overrides = {"epochs": 20, "hidden": (32,), "latent": 8, "batch_size": 16, "lr": 1e-2}
 
     update_count: int = 0
+    ref_shape: RefShape = MULTVAE_REF  # the data shape the reference's step counts were set for
 
     def init_network(self) -> None:
         super().init_network()
         self.update_count = 0  # gradient steps so far; drives the KL annealing
+
+    def anneal_epochs(self) -> int:
+        """Epochs over which beta anneals (RaCT: only its actor phase)."""
+        return self.config.epochs
+
+    def planned_anneal_steps(self) -> int:
+        return steps_per_epoch(self.n_users, self.config.batch_size) * self.anneal_epochs()
 
     def _build(self) -> nn.Module:
         c = self.config
@@ -149,6 +185,9 @@ class MultVAE(TorchRecommender):
 
     def current_beta(self) -> float:
         c = self.config
+        if c.schedule == "scaled":
+            return scaled_beta(self.update_count, c.anneal_cap, c.total_anneal_steps, self.planned_anneal_steps(),
+                               self.ref_shape, c.anneal_steps_frac, c.beta)
         return annealed_beta(self.update_count, c.anneal_cap, c.total_anneal_steps, c.beta)
 
     def _train_epoch(self, train: sp.csr_matrix, epoch: int, rng: np.random.Generator) -> float:

@@ -97,6 +97,14 @@ class TorchRecommender(Recommender):
     def _forward(self, batch: SparseBatch) -> torch.Tensor:
         raise NotImplementedError
 
+    def epoch_ceiling(self) -> int:
+        """Most epochs the Trainer runs (a schedule may raise it above ``epochs``; issue 13)."""
+        return self.config.epochs
+
+    def stop_patience(self) -> int:
+        """Early-stopping patience the Trainer uses (0: never stops early)."""
+        return self.config.patience
+
     def extra_state(self) -> dict:
         return {}
 

@@ -13,6 +13,7 @@ from aerec.errors import ConfigError
 from aerec.models.layers import SparseBatch, multinomial_nll
 from aerec.models.multvae import MultVAE, MultVAEConfig, VAENet, gaussian_kl
 from aerec.models.neural import adam
+from aerec.models.schedules import RACT_REF, step_ratio
 
 
 @dataclasses.dataclass
@@ -151,11 +152,24 @@ class RaCT(MultVAE):
         c = self.config
         return RaCTNet(self.n_items, tuple(c.hidden), c.latent, c.dropout, tuple(c.critic_hidden))
 
+    ref_shape = RACT_REF
+
+    def anneal_epochs(self) -> int:
+        return self.config.actor_epochs  # beta anneals in the actor phase only
+
+    def phase_lr_scale(self) -> float:
+        """``scaled``: the critic and actor-critic learning rates times (reference steps per epoch /
+        ours), so each phase moves the weights as far as the reference's 50 x 234 Adam steps do
+        (an Adam step has size ~lr whatever the data); 1.0 exactly on ML-20M's shape."""
+        if self.config.schedule != "scaled":
+            return 1.0
+        return step_ratio(self.ref_shape, self.n_users, self.config.batch_size)
+
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         c = self.config
-        actor = self.net.actor_parameters()
-        return {"main": adam(actor, c.lr), "critic": adam(self.net.critic.parameters(), c.lr_critic),
-                "ac": adam(actor, c.lr_ac)}
+        actor, scale = self.net.actor_parameters(), self.phase_lr_scale()
+        return {"main": adam(actor, c.lr), "critic": adam(self.net.critic.parameters(), c.lr_critic * scale),
+                "ac": adam(actor, c.lr_ac * scale)}
 
     def phase(self, epoch: int) -> str:
         c = self.config

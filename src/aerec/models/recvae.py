@@ -14,8 +14,10 @@ from torch import nn
 from aerec.errors import ConfigError
 from aerec.models.layers import SparseBatch, SparseLinear, multinomial_nll
 from aerec.models.neural import NeuralConfig, TorchRecommender, adam
+from aerec.models.schedules import RECVAE_REF, Schedule, step_ratio
 
 LOG_2PI = math.log(2 * math.pi)
+SCALED_PATIENCE = 20  # early stopping under schedule="scaled" when patience is left at 0
 
 
 @dataclasses.dataclass
@@ -33,6 +35,10 @@ class RecVAEConfig(NeuralConfig):
     dec_epochs: int = 1
     mixture_weights: tuple[float, ...] = (3 / 20, 3 / 4, 1 / 10)  # N(0,1), old posterior, N(0,e^10)
     wide_logvar: float = 10.0
+    # "reference": at most `epochs` (50) epochs; "scaled": at most the reference's gradient-step
+    # budget (50 epochs of ML-20M's 234 batches) in epochs of this data, with early stopping
+    # (patience 0 then means SCALED_PATIENCE)
+    schedule: Schedule = "reference"
 
     def validate(self):
         super().validate()
@@ -49,6 +55,8 @@ class RecVAEConfig(NeuralConfig):
             raise ConfigError("'mixture_weights' must be 3 positive numbers summing to 1")
         if self.ln_eps <= 0:
             raise ConfigError("'ln_eps' must be positive")
+        if self.schedule not in ("reference", "scaled"):
+            raise ConfigError(f"'schedule' must be 'reference' or 'scaled', got {self.schedule!r}")
 
 
 def linear_default_init(layer: SparseLinear) -> None:
@@ -162,6 +170,18 @@ class RecVAE(TorchRecommender):
 
     def _build(self) -> nn.Module:
         return RecVAENet(self.n_items, self.config)
+
+    def epoch_ceiling(self) -> int:
+        """``scaled``: epochs x (234 / our batches per epoch), never below ``epochs``; exactly
+        ``epochs`` on ML-20M's shape."""
+        c = self.config
+        if c.schedule != "scaled":
+            return c.epochs
+        return max(c.epochs, math.ceil(c.epochs * step_ratio(RECVAE_REF, self.n_users, c.batch_size)))
+
+    def stop_patience(self) -> int:
+        c = self.config
+        return c.patience or (SCALED_PATIENCE if c.schedule == "scaled" else 0)
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         lr = self.config.lr

@@ -9,6 +9,7 @@ items are ordered by their stored values (ascending), ties by column index. Give
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from aerec.errors import ConfigError, DataError
 from aerec.models.layers import SparseBatch
 from aerec.models.multvae import annealed_beta, gaussian_kl
 from aerec.models.neural import NeuralConfig, TorchRecommender
+from aerec.models.schedules import SVAE_REF, Schedule
 
 
 @dataclasses.dataclass
@@ -40,6 +42,9 @@ class SVAEConfig(NeuralConfig):
     beta: float | None = None  # a constant KL weight instead of the schedule
     max_len: int = 1000  # only each user's latest max_len items are used
     eval_block: int = 256  # users per scoring block: [block, max_len, embed] is built
+    # "reference": beta = min(cap, batches so far / total_anneal_steps), Adam at `lr`, as before;
+    # "scaled": the reference's batch-1 schedule by progress (see SVAE.current_beta / scaled_lr)
+    schedule: Schedule = "reference"
 
     def validate(self):
         super().validate()
@@ -49,6 +54,21 @@ class SVAEConfig(NeuralConfig):
             raise ConfigError("'weight_decay', 'anneal_cap' and 'beta' must be non-negative")
         if self.total_anneal_steps < 0:
             raise ConfigError("'total_anneal_steps' must be 0 (no annealing) or positive")
+        if self.schedule not in ("reference", "scaled"):
+            raise ConfigError(f"'schedule' must be 'reference' or 'scaled', got {self.schedule!r}")
+
+
+def svae_scaled_beta(users_before: int, n_users: int, cap: float, total_steps: int,
+                     ref_users: int = SVAE_REF.rows) -> float:
+    """The reference's per-epoch beta by progress through the epoch.
+
+    The notebook takes one step per user and restarts its counter every epoch, so after u of its
+    4,534 ML-1M users beta = min(cap, u / total_steps). By progress p = u / n_users through the
+    epoch that is min(cap, p * 4,534 / total_steps), whatever the batch; with n_users = 4,534 and
+    batch 1 it is the reference's value exactly (integer arithmetic, one rounding)."""
+    if total_steps <= 0:
+        return cap
+    return min(cap, users_before * ref_users / (n_users * total_steps))
 
 
 # sequences -------------------------------------------------------------------------------------
@@ -194,12 +214,24 @@ class SVAE(TorchRecommender):
         c = self.config
         return SVAENet(self.n_items, c.embed, c.rnn, c.hidden, c.latent)
 
+    def scaled_lr(self) -> float:
+        """``scaled``: lr x sqrt(batch_size / 1), the square-root rule for Adam (Malladi et al.,
+        NeurIPS 2022), so batches of B users follow the reference's batch-1 trajectory in
+        distribution over an epoch; lr itself at batch 1."""
+        c = self.config
+        if c.schedule != "scaled":
+            return c.lr
+        return c.lr * math.sqrt(c.batch_size / SVAE_REF.batch_size)
+
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"main": torch.optim.Adam(self.net.parameters(), lr=self.config.lr,
+        return {"main": torch.optim.Adam(self.net.parameters(), lr=self.scaled_lr(),
                                          weight_decay=self.config.weight_decay)}
 
-    def current_beta(self) -> float:
+    def current_beta(self, users_before: int = 0) -> float:
+        """beta for the next step; ``users_before``: users already trained on in this epoch."""
         c = self.config
+        if c.schedule == "scaled" and c.beta is None:
+            return svae_scaled_beta(users_before, max(self.n_users, 1), c.anneal_cap, c.total_anneal_steps)
         return annealed_beta(self.update_count, c.anneal_cap, c.total_anneal_steps, c.beta)
 
     def batch_loss(self, batch: SparseBatch, beta: float, rng: np.random.Generator | None = None):
@@ -228,8 +260,10 @@ class SVAE(TorchRecommender):
     def _train_epoch(self, train: sp.csr_matrix, epoch: int, rng: np.random.Generator) -> float:
         opt = self.optimizers["main"]
         total, n = 0.0, 0
-        for _, batch in self.batches(train, rng):
-            loss, users = self.batch_loss(batch, self.current_beta(), rng)
+        for i, (_, batch) in enumerate(self.batches(train, rng)):
+            # users before this batch in the epoch (global batches, also under multi-process)
+            beta = self.current_beta(min(i * self.config.batch_size, self.n_users))
+            loss, users = self.batch_loss(batch, beta, rng)
             if users == 0:
                 continue
             opt.zero_grad(set_to_none=True)

@@ -86,13 +86,14 @@ class Trainer:
         if state["epoch"] == 0:
             torch.manual_seed(cfg.seed + 1)
 
-        bar = ui.progress(total=cfg.epochs, initial=state["epoch"], desc=self.label or model.name,
+        ceiling, patience = model.epoch_ceiling(), model.stop_patience()
+        bar = ui.progress(total=ceiling, initial=state["epoch"], desc=self.label or model.name,
                           disable=ui.quiet() or not self.progress)
         # multi-process: sliced batches from a memory-mapped matrix, gradients all-reduced per step
         session = distributed.TrainSession(ctx, model, train, rng) if ctx is not None else None
         try:
-            for epoch in range(state["epoch"], cfg.epochs):
-                if state["bad_epochs"] and cfg.patience and state["bad_epochs"] >= cfg.patience:
+            for epoch in range(state["epoch"], ceiling):
+                if state["bad_epochs"] and patience and state["bad_epochs"] >= patience:
                     break
                 t0 = time.perf_counter()
                 model.net.train()
@@ -128,7 +129,7 @@ class Trainer:
                 if not math.isfinite(loss):
                     ui.info(f"{model.name}: loss became {loss} at epoch {epoch + 1}; stopping")
                     break
-                if cfg.patience and state["bad_epochs"] >= cfg.patience:
+                if patience and state["bad_epochs"] >= patience:
                     break
         finally:
             bar.close()
@@ -139,6 +140,7 @@ class Trainer:
         model.history = state["history"]
         model.best_epoch = state["best_epoch"] if state["best_epoch"] > 0 else state["epoch"]
         model.epochs_run = state["epoch"]
+        model.epoch_limit = ceiling
         return state["history"]
 
     # checkpoints -----------------------------------------------------------------------------

@@ -12,8 +12,8 @@ these are the same people at later times.
 
 ``mode="user"``: held-out users as in strong generalization (same options: ``n_folds`` or
 ``n_heldout``, ``n_valid``/``valid_frac``, ``min_items``), but each held-out user's target is
-their *latest* ``int(target_frac * n)`` items by time, the input the earlier ones: the split
-for sequential models. Ties in time are broken at random with the seed.
+their *latest* ``n - int((1 - target_frac) * n)`` items by time (the SVAE reference's count), the
+input the earlier ones: the split for sequential models. Ties in time are broken at random with the seed.
 """
 
 from __future__ import annotations
@@ -27,14 +27,26 @@ from aerec import config as cfgmod
 from aerec.data.interactions import Interactions
 from aerec.errors import ConfigError, DataError
 from aerec.protocols.base import Protocol, RankingFold, check_fraction, csr
-from aerec.protocols.strong import StrongGeneralization, prepare_implicit
+from aerec.protocols.strong import StrongGeneralization, prepare_implicit, rank_within_group
 
 
 class _LatestTarget(StrongGeneralization):
-    """Strong generalization whose fold-in target is the latest items by time."""
+    """Strong generalization whose fold-in target is the latest items by time.
+
+    A user with n items gets n - floor((1 - target_frac) * n) of them as target, as the SVAE
+    reference (its input is the first int(0.8 n) items, the rest is the target): for n = 7 that is
+    2 items where int(0.2 n) would give 1."""
 
     def target_keys(self, data, idx, rng):
         return (-data.timestamp[idx], rng.random(len(idx)))
+
+    def _pick_target(self, data, idx, rows, n_rows, rng) -> np.ndarray:
+        n_u = np.bincount(rows, minlength=n_rows)
+        n_target = np.where(n_u >= self.min_items, n_u - np.floor((1.0 - self.target_frac) * n_u), 0).astype(np.int64)
+        order, rank = rank_within_group(rows, *self.target_keys(data, idx, rng))
+        target = np.zeros(len(idx), dtype=bool)
+        target[order] = rank < n_target[rows[order]]
+        return target
 
 
 @dataclass(frozen=True)

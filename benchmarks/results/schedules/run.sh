@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Reference vs scaled schedules, 5 folds, seed 0 (issue 13). Usage: run.sh OUTROOT [MODEL...]
+# Each run dir keeps config, history and metrics; copy.sh keeps only the small files in git.
+set -u
+OUT=${1:?out root}; shift
+MODELS=${*:-"multvae recvae deeprec ract svae lambdanet"}
+# EXTRA: more --set options for every run (none in the committed runs: each model its defaults)
+AEREC=${AEREC:-aerec}
+for m in $MODELS; do
+  case $m in
+    deeprec) P="-p ratings-kfold" ;;
+    svae) P="-p temporal --protocol-set mode=user" ;;
+    *) P="-p strong" ;;
+  esac
+  for s in reference scaled; do
+    d=$OUT/$m-$s
+    [ -f "$d/metrics.json" ] && continue
+    echo "$(date -u +%H:%M:%S) $m $s" >&2
+    nice $AEREC train $m -d ${DATASET:-ml-100k} $P --folds 5 --seed 0 --set schedule=$s ${EXTRA:-} --out "$d" --resume --json > "$d.json" 2> "$d.log" || echo "FAILED $m $s" >&2
+  done
+done
