@@ -10,8 +10,9 @@ def _split(text: str | None) -> list[str] | None:
 
 
 @click.command("bench")
-@click.option("--suite", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
-              help="quick: cut budgets (minutes); paper: reference hyperparameters and full epochs.")
+@click.option("--suite", type=click.Choice(["quick", "paper", "tuned"]), default="quick", show_default=True,
+              help="quick: cut budgets (minutes); paper: reference hyperparameters and full epochs; "
+                   "tuned: each model searched inside every fold with the same budget, beside its paper row.")
 @click.option("--datasets", default="ml-100k", show_default=True, help="Comma-separated data set names or paths.")
 @click.option("--models", default=None, help="Comma-separated model names (default: every model of the suite).")
 @click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True)
@@ -21,7 +22,19 @@ def _split(text: str | None) -> list[str] | None:
               help="Protocol for the top-N models: strong generalization, or RecBole's weak 8:1:1 recipe.")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output directory (resumable).")
 @click.option("--json", "as_json", is_flag=True, help="Print results.json to stdout.")
-def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, as_json):
+@click.option("--trials", type=click.IntRange(1, 10_000), default=8, show_default=True,
+              help="tuned: finished trials per fold and model (earlier runs count: resume).")
+@click.option("--tune-timeout", type=float, default=None,
+              help="tuned: seconds of trial time per fold and model; a running trial stops at the cap.")
+@click.option("--reference", default="run", show_default=True,
+              help="tuned: where the reference rows come from: run (paper-suite cells, run here if absent), "
+                   "none, or a finished --suite paper directory.")
+@click.option("--storage", default=None, help="tuned: Optuna storage URL shared by all studies (default: SQLite "
+                                              "files under OUT/studies).")
+@click.option("--space-file", type=click.Path(dir_okay=False), default=None,
+              help="tuned: TOML with [space.MODEL] tables overriding the models' search spaces.")
+def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, as_json, trials, tune_timeout,
+          reference, storage, space_file):
     """Run every model on every data set with its proper protocol and write tables and plots.
 
     Finished (model, data set, fold) cells are cached under OUT, so a rerun resumes.
@@ -31,6 +44,17 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, as_
     from aerec.bench import run_bench
     from aerec.bench.report import markdown
 
+    if suite == "tuned":
+        from aerec.bench.tuned import run_tuned, space_file_overrides
+
+        result = run_tuned(out, datasets=_split(datasets), models=_split(models), folds=folds, seed=seed, jobs=jobs,
+                           trials=trials, timeout=tune_timeout, reference=reference, storage=storage,
+                           space_overrides=space_file_overrides(space_file) if space_file else None)
+        if as_json:
+            click.echo(json.dumps(result["comparison"], indent=2))
+        else:
+            click.echo(f"report: {out}/results.md (also comparison.json, tuning-users.json, trials.json, run.json)")
+        return
     result = run_bench(out, suite=suite, datasets=_split(datasets), models=_split(models), folds=folds,
                        seed=seed, jobs=jobs, ranking_protocol=ranking_protocol)
     if as_json:

@@ -44,6 +44,7 @@ class Recommender:
     name: ClassVar[str] = "base"
     task: ClassVar[str] = "ranking"  # or "rating"
     Config: ClassVar[type] = BaseConfig
+    space: ClassVar[dict] = {}  # hyperparameter search space (aerec.models.space), beside Config
 
     def __init__(self, config: Any = None, **kwargs):
         if config is not None and not isinstance(config, (dict, self.Config)):
