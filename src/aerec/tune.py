@@ -10,8 +10,9 @@ reported over all folds would leak: fold 0's validation users are fold 1's test 
 - Pruning: neural models report the validation score after every epoch; a MedianPruner stops
   trials below the median of earlier trials at the same epoch.
 - Budget: ``trials`` finished trials in the study (earlier runs count, so a rerun resumes), and
-  optionally ``timeout`` seconds of trial time in total; a trial still running when the time is
-  up stops at the end of that epoch and keeps its best epoch.
+  optionally ``timeout`` seconds of trial time in total, on the wall clock or (``clock="cpu"``)
+  in this process's CPU seconds, which a machine shared with other work does not shrink; a trial
+  still running when the time is up stops at the end of that epoch and keeps its best epoch.
 - Storage: an Optuna storage URL (SQLite file by default in the caller's directory; any
   database URL for a study shared by several processes or machines). Each trial draws from a
   sampler seeded by (seed, fold, trial number), so a resumed study draws as a fresh one would.
@@ -108,14 +109,21 @@ def _seconds(t) -> float:
     return (t.datetime_complete - t.datetime_start).total_seconds()
 
 
+def _spent(t) -> float:
+    return float(t.user_attrs.get("budget_seconds", _seconds(t)))
+
+
 def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None, trials: int = 20,
               timeout: float | None = None, seed: int = 0, storage: str | None = None,
-              name: str | None = None, label: str = "", keep_model: bool = True) -> dict:
+              name: str | None = None, label: str = "", keep_model: bool = True, clock: str = "wall") -> dict:
     """Search on one fold's training + validation parts; returns the best setting, the trial log
     and (keep_model) the best trial's fitted model, retrained when it came from an earlier run."""
     optuna = _optuna()
     from aerec.models.training import monitor_for, validation_score
 
+    if clock not in ("wall", "cpu"):
+        raise ConfigError("the tuning clock must be 'wall' or 'cpu'")
+    now = time.monotonic if clock == "wall" else time.process_time
     fixed = dict(fixed or {})
     space = search_space(cls) if space is None else space
     if not space:
@@ -142,7 +150,7 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
                         raise optuna.TrialPruned()
                 if stop_epoch is not None and record["epoch"] >= stop_epoch:
                     return "stop"
-                if deadline is not None and time.monotonic() > deadline:
+                if deadline is not None and now() > deadline:
                     if trial is not None:
                         trial.set_user_attr("stopped_at_epoch", record["epoch"])
                     return "stop"
@@ -158,7 +166,11 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
         params = spacemod.sample(trial, space, cls, fixed)
         trial.set_user_attr("config", cfgmod.to_dict(cfgmod.build(cls.Config, {**fixed, **params, "seed": seed})))
         trial.set_user_attr("params", json.loads(json.dumps(params)))
-        model, value = fit(params, trial, deadline)
+        t0 = now()
+        try:
+            model, value = fit(params, trial, deadline)
+        finally:  # pruned and failed trials spend the budget too
+            trial.set_user_attr("budget_seconds", now() - t0)
         trial.set_user_attr("epochs", int(getattr(model, "epochs_run", 0) or 0))
         trial.set_user_attr("best_epoch", int(getattr(model, "best_epoch", 0) or 0))
         if keep_model:
@@ -173,12 +185,12 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
     base_seed = int(seed) * 1_000_003 + int(getattr(fold, "index", 0)) * 10_007
     while True:
         done = _finished(study, optuna)
-        spent = sum(_seconds(t) for t in done)
+        spent = sum(_spent(t) for t in done)
         if len(done) >= trials or (timeout is not None and spent >= timeout):
             break
         n = len(study.trials)
         study.sampler = optuna.samplers.TPESampler(seed=base_seed + n, n_startup_trials=max(2, trials // 2))
-        deadline = None if timeout is None else time.monotonic() + (timeout - spent)
+        deadline = None if timeout is None else now() + (timeout - spent)
         t0 = time.perf_counter()
         study.optimize(lambda t, d=deadline: objective(t, d), n_trials=1, catch=(AerecError, ValueError, RuntimeError))
         last = study.trials[-1]
@@ -193,7 +205,8 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
     result = {"best_value": float(best.value), "best_trial": best.number, "config": best.user_attrs["config"],
               "params": best.user_attrs.get("params", {}), "trials": len(_finished(study, optuna)),
               "complete": len(complete), "pruned": sum(t["state"] == "pruned" for t in log),
-              "seconds": sum(t["seconds"] for t in log), "log": log, "metric": metric, "higher_is_better": higher,
+              "seconds": sum(t["seconds"] for t in log), "budget_seconds": sum(t["budget_seconds"] for t in log),
+              "clock": clock, "log": log, "metric": metric, "higher_is_better": higher,
               "study": study.study_name, "space": space, "model": None, "retrained": False}
     if keep_model:
         if kept.get("number") == best.number:
@@ -212,7 +225,8 @@ def trial_log(study, optuna) -> list[dict]:
         out.append({"number": t.number, "state": t.state.name.lower(),
                     "value": None if value is None or not np.isfinite(value) else float(value),
                     "params": t.user_attrs.get("params", {}), "epochs": t.user_attrs.get("epochs"),
-                    "stopped_at_epoch": t.user_attrs.get("stopped_at_epoch"), "seconds": _seconds(t)})
+                    "stopped_at_epoch": t.user_attrs.get("stopped_at_epoch"), "seconds": _seconds(t),
+                    "budget_seconds": _spent(t)})
     return out
 
 

@@ -43,7 +43,8 @@ def base_config(cls, name: str) -> dict:
 
 def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int = 0, jobs: int = 1,
               trials: int = 8, timeout: float | None = None, loader=None, overrides: dict | None = None,
-              space_overrides: dict | None = None, storage: str | None = None, reference: str = "run") -> dict:
+              space_overrides: dict | None = None, storage: str | None = None, reference: str = "run",
+              clock: str = "wall") -> dict:
     """Run (or resume) the tuned suite and write its report.
 
     overrides: {model: fixed settings} for both the reference and the tuned cells (tests use it
@@ -89,9 +90,11 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
                     space = {k: v for k, v in space.items() if k not in fixed}
                     ref_cfg = {**paper.get(m, {}), **(overrides or {}).get(m, {})}
                     spec = {"base": fixed, "space": space, "trials": trials, "timeout": timeout}
+                    if timeout is not None and clock != "wall":  # only when set, so wall-clock keys stay
+                        spec["clock"] = clock
                     specs[m] = spec
                     for f in range(proto.n_folds):
-                        order = (chosen.index(m), proto_name, f)
+                        order = (f, chosen.index(m), proto_name)  # fold-major: a cut-short run still covers every model
                         ref = Cell(m, dataset, proto_name, f, proto.n_folds, seed, ref_cfg, dict(opts))
                         tuned = Cell(m, dataset, proto_name, f, proto.n_folds, seed, {"tuned": spec}, dict(opts))
                         want = [] if reference == "none" else [("reference", ref)]
@@ -111,22 +114,22 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
                                 folds_list = proto.folds(data)
                             fold = cls.prepare_fold(folds_list[f], data)
                             name = f"{m}-{dataset}-{proto_name}"
-                            store = (storage or _default_storage(out, cell)) if kind == "tuned" else None
+                            store = _storage_for(storage, out, cell) if kind == "tuned" else None
                             jobs_todo.append((order, kind, cell, fold, task, store, name))
     jobs_todo.sort(key=lambda j: (j[0], j[1] != "tuned"))
     ui.info(f"bench tuned: {len(cells)} cells cached, {len(jobs_todo)} to run -> {out}  "
-            f"(budget per fold and model: {trials} trials" + (f" or {timeout:g} s of trial time" if timeout else "")
+            f"(budget per fold and model: {trials} trials" + (f" or {timeout:g} s of trial time ({clock} clock)" if timeout else "")
             + ")")
     if jobs > 1 and len(jobs_todo) > 1:
         cells += _run_parallel(jobs_todo, out, jobs)
     else:
         for job in jobs_todo:
             cells.append(_finish(out, job, _run_job(job)))
-    result = write_report(out, cells, specs, ref_dir, trials, timeout)
+    result = write_report(out, cells, specs, ref_dir, trials, timeout, clock)
     fsutil.write_json(out / "run.json", {
         "command": _command(), "suite": "tuned", "datasets": list(datasets), "models": chosen, "folds": folds,
         "seed": seed, "jobs": jobs, "reference": reference,
-        "budget": {"trials_per_fold": trials, "trial_seconds_per_fold": timeout,
+        "budget": {"trials_per_fold": trials, "trial_seconds_per_fold": timeout, "clock": clock,
                    "pruner": "MedianPruner(n_startup_trials=2, n_warmup_steps=3) on per-epoch validation scores",
                    "sampler": "TPE, seeded per (seed, fold, trial number); first max(2, trials // 2) trials random",
                    "early_stopping_patience": PATIENCE, "storage": _safe(storage) or "OUT/studies/*.db (SQLite)"},
@@ -147,6 +150,14 @@ def _command() -> list[str]:
     from aerec.bench import _command as cmd
 
     return cmd()
+
+
+def _storage_for(storage: str | None, out: Path, cell: Cell) -> str | None:
+    """The study's storage URL: the shared one, "memory" (no study-level resume), or a SQLite
+    file per study under OUT/studies (one file each: parallel workers never wait on a lock)."""
+    if storage == "memory":
+        return None
+    return storage or _default_storage(out, cell)
 
 
 def _default_storage(out: Path, cell: Cell) -> str:
@@ -189,7 +200,8 @@ def tune_cell(cell: Cell, fold, task: str, storage: str) -> dict:
     name = study_name(cell.model, f"{cell.dataset}-{cell.protocol}", cell.fold,
                       {"spec": spec, "seed": cell.seed, "n_folds": cell.n_folds, "options": cell.protocol_options})
     res = run_study(cls, fold, fixed=spec["base"], space=spec["space"], trials=spec["trials"],
-                    timeout=spec["timeout"], seed=cell.seed, storage=storage, name=name, label=cell.label())
+                    timeout=spec["timeout"], seed=cell.seed, storage=storage, name=name, label=cell.label(),
+                    clock=spec.get("clock", "wall"))
     model = res.pop("model")
     metrics, per_user, eval_s = evaluate(cell, model, fold, task)
     users = tuning_users(fold)
@@ -203,7 +215,8 @@ def tune_cell(cell: Cell, fold, task: str, storage: str) -> dict:
         "train_seconds": res["seconds"], "eval_seconds": eval_s, "history": getattr(model, "history", []) or [],
         "per_user": per_user,
         "tuning": {k: res[k] for k in ("best_value", "best_trial", "params", "trials", "complete", "pruned",
-                                       "seconds", "log", "metric", "study", "retrained")} | {"users": users},
+                                       "seconds", "budget_seconds", "clock", "log", "metric", "study",
+                                       "retrained")} | {"users": users},
     }
 
 
@@ -316,24 +329,27 @@ def comparison_markdown(rows: list[dict]) -> str:
         metric = members[0]["metric"]
         title = report.PROTOCOL_TITLES.get(protocol, protocol)
         lines += [f"### {dataset}, {title}: reference settings vs tuned ({metric.upper() if metric == 'rmse' else metric})\n",
-                  "| model | reference | tuned | folds paired | difference | p | paired over | trials/fold (pruned) | tuning s/fold |",
+                  "| model | reference | tuned | folds paired | difference | p | paired over | trials/fold (pruned) | tuning wall s/fold |",
                   "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
         lower = metric == "rmse"
         for r in sorted(members, key=lambda r: r.get("tuned", r.get("reference", 0)), reverse=not lower):
             folds = f"{len(r['folds'])}" if "p" in r else (f"{len(r['tuned_folds'])} tuned" if r.get("tuned_folds") else "—")
             trials = f"{r['trials']:.1f} ({r['pruned']:.1f})" if "trials" in r else "no space"
-            lines.append(f"| {r['model']} | {_f(r.get('reference'))} | {_f(r.get('tuned'))} | {folds} | "
+            paired = "p" in r  # both columns over the same folds when a pairing exists
+            ref = r["paired_reference"] if paired else r.get("reference")
+            tuned = r["paired_tuned"] if paired else r.get("tuned")
+            lines.append(f"| {r['model']} | {_f(ref)} | {_f(tuned)} | {folds} | "
                          f"{_f(r.get('difference'), '+.4f')} | {_f(r.get('p'), '.3g')} | {r.get('pairing', '—')} | "
                          f"{trials} | {_f(r.get('tuning_seconds'), '.0f')} |")
         lines.append("")
     lines.append("Reference: each model's reference settings (the paper suite). Tuned: the best of the fold's own "
-                 "study, tested on that fold's test users. Means over the folds each side has; difference and p "
-                 "(two-sided paired t-test) over the folds both have, paired across users when both sides kept "
+                 "study, tested on that fold's test users. Both columns are means over the folds both sides have "
+                 "(each side's own folds where there is no pair); difference and p (two-sided paired t-test), paired across users when both sides kept "
                  "per-user values, else across folds.\n")
     return "\n".join(lines)
 
 
-def write_report(out: Path, cells: list[dict], specs: dict, ref_dir, trials: int, timeout) -> dict:
+def write_report(out: Path, cells: list[dict], specs: dict, ref_dir, trials: int, timeout, clock: str = "wall") -> dict:
     from aerec.models import space as spacemod
 
     rows = comparison(cells, _reference_rows(ref_dir))
@@ -341,7 +357,7 @@ def write_report(out: Path, cells: list[dict], specs: dict, ref_dir, trials: int
     agg = report.aggregate(tuned)
     report.mark_significance(agg, tuned)
     budget = (f"**Budget, the same for every model:** per fold, {trials} finished trials"
-              + (f" or {timeout:g} s of trial time, whichever comes first (a trial running at the cap stops "
+              + (f" or {timeout:g} {'CPU seconds (this process)' if clock == 'cpu' else 's'} of trial time, whichever comes first (a trial running at the cap stops "
                  "after that epoch and keeps its best epoch)" if timeout else "")
               + f". Neural trials stop early after {PATIENCE} epochs without a better validation score "
               "(RaCT: none, its phases are fixed) and a MedianPruner stops trials below the median at the same "

@@ -26,6 +26,8 @@ def _split(text: str | None) -> list[str] | None:
               help="tuned: finished trials per fold and model (earlier runs count: resume).")
 @click.option("--tune-timeout", type=float, default=None,
               help="tuned: seconds of trial time per fold and model; a running trial stops at the cap.")
+@click.option("--tune-clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
+              help="tuned: measure --tune-timeout on the wall clock or in CPU seconds (fair on a shared machine).")
 @click.option("--reference", default="run", show_default=True,
               help="tuned: where the reference rows come from: run (paper-suite cells, run here if absent), "
                    "none, or a finished --suite paper directory.")
@@ -34,7 +36,7 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--space-file", type=click.Path(dir_okay=False), default=None,
               help="tuned: TOML with [space.MODEL] tables overriding the models' search spaces.")
 def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, as_json, trials, tune_timeout,
-          reference, storage, space_file):
+          tune_clock, reference, storage, space_file):
     """Run every model on every data set with its proper protocol and write tables and plots.
 
     Finished (model, data set, fold) cells are cached under OUT, so a rerun resumes.
@@ -48,7 +50,7 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, as_
         from aerec.bench.tuned import run_tuned, space_file_overrides
 
         result = run_tuned(out, datasets=_split(datasets), models=_split(models), folds=folds, seed=seed, jobs=jobs,
-                           trials=trials, timeout=tune_timeout, reference=reference, storage=storage,
+                           trials=trials, timeout=tune_timeout, clock=tune_clock, reference=reference, storage=storage,
                            space_overrides=space_file_overrides(space_file) if space_file else None)
         if as_json:
             click.echo(json.dumps(result["comparison"], indent=2))
