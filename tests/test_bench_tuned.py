@@ -120,3 +120,16 @@ def test_reference_rows_can_come_from_a_finished_paper_run(tmp_path, finished):
     assert row["reference_source"] == "results.json" and row["pairing"] == "folds"
     assert row["reference"] == pytest.approx(0.2) and row["n_pairs"] == 3
     assert grid.Cell  # the suite keeps using the shared cell cache
+
+
+def test_cli_runs_the_tuned_suite(tmp_path, capsys):
+    from conftest import block_interactions, write_csv
+
+    from aerec.cli import main
+
+    csv = write_csv(block_interactions(), tmp_path / "d.csv")
+    args = ["bench", "--suite", "tuned", "--datasets", csv, "--models", "ease", "--folds", "3", "--trials", "1",
+            "--reference", "none", "--storage", "memory", "--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    assert "reference settings vs tuned" in (tmp_path / "o" / "results.md").read_text()
+    assert main(args[:-2] + ["--reference", str(tmp_path / "missing"), "--out", str(tmp_path / "p")]) == 2

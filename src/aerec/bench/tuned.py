@@ -79,6 +79,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     for dataset in datasets:
         data = loader(dataset)
         fingerprints[dataset] = fingerprint(data)
+        label = Path(dataset).stem if ("/" in dataset or "." in dataset) else dataset  # a file: its stem
         for task in ("rating", "ranking"):
             for (proto_name, opts), names in plan(chosen, task, "strong").items():
                 proto = protocols.get(proto_name, folds=folds, seed=seed, **dict(opts))
@@ -95,8 +96,8 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
                     specs[m] = spec
                     for f in range(proto.n_folds):
                         order = (f, chosen.index(m), proto_name)  # fold-major: a cut-short run still covers every model
-                        ref = Cell(m, dataset, proto_name, f, proto.n_folds, seed, ref_cfg, dict(opts))
-                        tuned = Cell(m, dataset, proto_name, f, proto.n_folds, seed, {"tuned": spec}, dict(opts))
+                        ref = Cell(m, label, proto_name, f, proto.n_folds, seed, ref_cfg, dict(opts))
+                        tuned = Cell(m, label, proto_name, f, proto.n_folds, seed, {"tuned": spec}, dict(opts))
                         want = [] if reference == "none" else [("reference", ref)]
                         if space:
                             want.append(("tuned", tuned))
