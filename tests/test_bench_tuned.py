@@ -133,3 +133,14 @@ def test_cli_runs_the_tuned_suite(tmp_path, capsys):
     assert main(args) == 0
     assert "reference settings vs tuned" in (tmp_path / "o" / "results.md").read_text()
     assert main(args[:-2] + ["--reference", str(tmp_path / "missing"), "--out", str(tmp_path / "p")]) == 2
+
+
+def test_report_only_runs_nothing_and_says_what_is_missing(tmp_path, monkeypatch):
+    boom = lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran"))  # noqa: E731
+    monkeypatch.setattr(tuned_mod, "tune_cell", boom)
+    monkeypatch.setattr(tuned_mod, "run_cell", boom)
+    run_tuned(tmp_path / "b", datasets=["tiny"], models=["ease"], folds=3, trials=2, loader=lambda n: DATA,
+              storage="memory", report_only=True)
+    md = (tmp_path / "b" / "results.md").read_text()
+    assert "**Unfinished:** 6 cells" in md
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["unfinished_cells"] == 6

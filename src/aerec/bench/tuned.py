@@ -44,12 +44,14 @@ def base_config(cls, name: str) -> dict:
 def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int = 0, jobs: int = 1,
               trials: int = 8, timeout: float | None = None, loader=None, overrides: dict | None = None,
               space_overrides: dict | None = None, storage: str | None = None, reference: str = "run",
-              clock: str = "wall") -> dict:
+              clock: str = "wall", report_only: bool = False) -> dict:
     """Run (or resume) the tuned suite and write its report.
 
     overrides: {model: fixed settings} for both the reference and the tuned cells (tests use it
     to shrink networks); space_overrides: {model: {field: spec or None}}; reference: "run" (run
     the paper suite's cells here when absent), "none", or a finished `--suite paper` directory.
+    report_only: run nothing; write the report from the cells finished so far (another process
+    may still be running the same command).
     """
     from aerec import models as registry
     from aerec import protocols
@@ -74,7 +76,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     if loader is None:
         from aerec.data import load as loader
     started = time.time()
-    jobs_todo, cells, fingerprints = [], [], {}
+    jobs_todo, cells, fingerprints, missing = [], [], {}, 0
     specs = {}
     for dataset in datasets:
         data = loader(dataset)
@@ -111,6 +113,9 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
                                 hit["variant"] = kind
                                 cells.append(hit)
                                 continue
+                            if report_only:
+                                missing += 1
+                                continue
                             if folds_list is None:
                                 folds_list = proto.folds(data)
                             fold = cls.prepare_fold(folds_list[f], data)
@@ -118,7 +123,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
                             store = _storage_for(storage, out, cell) if kind == "tuned" else None
                             jobs_todo.append((order, kind, cell, fold, task, store, name))
     jobs_todo.sort(key=lambda j: (j[0], j[1] != "tuned"))
-    ui.info(f"bench tuned: {len(cells)} cells cached, {len(jobs_todo)} to run -> {out}  "
+    ui.info(f"bench tuned: {len(cells)} cells cached, {len(jobs_todo) + missing} to run -> {out}  "
             f"(budget per fold and model: {trials} trials" + (f" or {timeout:g} s of trial time ({clock} clock)" if timeout else "")
             + ")")
     if jobs > 1 and len(jobs_todo) > 1:
@@ -126,10 +131,10 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     else:
         for job in jobs_todo:
             cells.append(_finish(out, job, _run_job(job)))
-    result = write_report(out, cells, specs, ref_dir, trials, timeout, clock)
+    result = write_report(out, cells, specs, ref_dir, trials, timeout, clock, missing=missing)
     fsutil.write_json(out / "run.json", {
         "command": _command(), "suite": "tuned", "datasets": list(datasets), "models": chosen, "folds": folds,
-        "seed": seed, "jobs": jobs, "reference": reference,
+        "seed": seed, "jobs": jobs, "reference": reference, "unfinished_cells": missing,
         "budget": {"trials_per_fold": trials, "trial_seconds_per_fold": timeout, "clock": clock,
                    "pruner": "MedianPruner(n_startup_trials=2, n_warmup_steps=3) on per-epoch validation scores",
                    "sampler": "TPE, seeded per (seed, fold, trial number); first max(2, trials // 2) trials random",
@@ -150,7 +155,7 @@ def _safe(url):
 def _command() -> list[str]:
     from aerec.bench import _command as cmd
 
-    return cmd()
+    return [a for a in cmd() if a != "--report-only"]  # the command that makes (or completes) the run
 
 
 def _storage_for(storage: str | None, out: Path, cell: Cell) -> str | None:
@@ -350,7 +355,8 @@ def comparison_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_report(out: Path, cells: list[dict], specs: dict, ref_dir, trials: int, timeout, clock: str = "wall") -> dict:
+def write_report(out: Path, cells: list[dict], specs: dict, ref_dir, trials: int, timeout, clock: str = "wall",
+                 missing: int = 0) -> dict:
     from aerec.models import space as spacemod
 
     rows = comparison(cells, _reference_rows(ref_dir))
@@ -369,7 +375,10 @@ def write_report(out: Path, cells: list[dict], specs: dict, ref_dir, trials: int
         if s["space"]:
             spaces.append(f"- **{m}** (fixed: {json.dumps(s['base']) if s['base'] else 'reference defaults'}): "
                           + "; ".join(spacemod.describe(s["space"])))
-    header = (f"# aerec bench: suite `tuned`\n\nCommand: `{' '.join(_command())}`\n\n{budget}\n"
+    partial = (f"**Unfinished:** {missing} cells (model, fold, reference or tuned) have not run yet; rows "
+               "below cover the folds finished so far. Rerun the command without --report-only to complete "
+               "them (finished cells and trials are kept).\n\n") if missing else ""
+    header = (f"# aerec bench: suite `tuned`\n\nCommand: `{' '.join(_command())}`\n\n{partial}{budget}\n"
               + comparison_markdown(rows) + "\n## Tuned results in full\n")
     footer = "\n".join(spaces) + "\n\n" + _best_settings(tuned)
     report.write_tables(agg, out, header, footer=footer)

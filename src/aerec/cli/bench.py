@@ -33,10 +33,12 @@ def _split(text: str | None) -> list[str] | None:
                    "none, or a finished --suite paper directory.")
 @click.option("--storage", default=None, help="tuned: Optuna storage URL shared by all studies (default: SQLite "
                                               "files under OUT/studies).")
+@click.option("--report-only", is_flag=True,
+              help="tuned: run nothing; write the report from the cells finished so far.")
 @click.option("--space-file", type=click.Path(dir_okay=False), default=None,
               help="tuned: TOML with [space.MODEL] tables overriding the models' search spaces.")
 def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, as_json, trials, tune_timeout,
-          tune_clock, reference, storage, space_file):
+          tune_clock, reference, storage, report_only, space_file):
     """Run every model on every data set with its proper protocol and write tables and plots.
 
     Finished (model, data set, fold) cells are cached under OUT, so a rerun resumes.
@@ -50,7 +52,7 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, as_
         from aerec.bench.tuned import run_tuned, space_file_overrides
 
         result = run_tuned(out, datasets=_split(datasets), models=_split(models), folds=folds, seed=seed, jobs=jobs,
-                           trials=trials, timeout=tune_timeout, clock=tune_clock, reference=reference, storage=storage,
+                           trials=trials, timeout=tune_timeout, clock=tune_clock, reference=reference, report_only=report_only, storage=storage,
                            space_overrides=space_file_overrides(space_file) if space_file else None)
         if as_json:
             click.echo(json.dumps(result["comparison"], indent=2))
