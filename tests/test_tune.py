@@ -41,3 +41,155 @@ def test_tune_never_reads_test_data_and_writes_loadable_toml(tmp_path, monkeypat
     parsed = cfgmod.load_toml(path)
     assert parsed["model"]["l2"] == pytest.approx(result["config"]["l2"])
     models.create("ease", parsed["model"])  # the written config is valid for the model
+
+
+# search spaces ----------------------------------------------------------------------------------
+
+import json  # noqa: E402
+
+import optuna  # noqa: E402
+
+from aerec.errors import ConfigError  # noqa: E402
+from aerec.models import space as spacemod  # noqa: E402
+
+
+def _draw(cls, space, fixed=None, n=12, seed=0):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        params = spacemod.sample(trial, space, cls, fixed)
+        study.tell(trial, 0.0)
+        out.append(params)
+    return out
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_every_declared_space_is_valid_and_its_draws_build_configs(name):
+    cls = models.get(name)
+    space = spacemod.model_space(cls)
+    for params in _draw(cls, space, n=3):
+        cfgmod.build(cls.Config, params)  # raises on a value the config refuses
+
+
+def test_issue_coverage_of_the_spaces():
+    want = {"multvae": {"hidden", "latent", "dropout", "lam", "anneal_cap", "total_anneal_steps", "lr"},
+            "multdae": {"hidden", "dropout", "lam", "lr"},
+            "recvae": {"gamma", "beta", "dropout", "hidden", "latent", "lr", "epochs"},
+            "cdae": {"dropout", "negatives", "hidden", "lr", "l2"},
+            "ract": {"lr_critic", "lr_ac", "actor_epochs", "critic_epochs", "ac_epochs"},
+            "warp": {"margin", "n_negatives", "lr"}, "lambdanet": {"n_negatives", "lr"},
+            "ease": {"l2"}, "slim": {"l1", "l2"}, "wmf": {"factors", "regularization", "alpha"},
+            "autorec": {"hidden", "lam", "lr"}, "deeprec": {"layers", "dropout", "lr"},
+            "svae": {"embed", "hidden", "batch_size", "lr"}}
+    for name, keys in want.items():
+        assert keys <= set(models.get(name).space), name
+    # SLIM has its own ranges, not EASE's
+    assert models.get("slim").space["l2"] != models.get("ease").space["l2"]
+
+
+def test_conditional_parameter_follows_when():
+    cls = models.get("recvae")
+    draws = _draw(cls, spacemod.model_space(cls), n=30)
+    assert any(d["beta"] is None for d in draws) and any(d["beta"] is not None for d in draws)
+    for d in draws:
+        assert ("gamma" in d) == (d["beta"] is None)
+    # a condition on a fixed (not searched) setting
+    space = {"gamma": {"type": "float", "low": 1e-3, "high": 1e-2, "when": {"beta": None}}}
+    assert all("gamma" not in d for d in _draw(cls, space, fixed={"beta": "0.2"}, n=3))
+    assert all("gamma" in d for d in _draw(cls, space, n=3))
+
+
+def test_list_choices_and_derived_sum():
+    cls = models.get("ract")
+    draws = _draw(cls, spacemod.model_space(cls), n=5)
+    for d in draws:
+        assert d["epochs"] == d["actor_epochs"] + d["critic_epochs"] + d["ac_epochs"]
+    cls = models.get("multvae")
+    draws = _draw(cls, {"hidden": {"type": "categorical", "choices": [[600], [600, 300]]}}, n=12)
+    assert {json.dumps(d["hidden"]) for d in draws} == {"[600]", "[600, 300]"}
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"nope": {"type": "float", "low": 0, "high": 1}}, "not a config field"),
+    ({"lr": {"type": "float", "low": 1.0, "high": 0.1}}, "above 'high'"),
+    ({"lr": {"type": "float", "low": 0.0, "high": 0.1, "log": True}}, "log scale"),
+    ({"lr": {"type": "gaussian"}}, "needs a 'type'"),
+    ({"latent": {"type": "int", "low": 1.5, "high": 9}}, "integers"),
+    ({"hidden": {"type": "categorical", "choices": []}}, "non-empty"),
+    ({"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "when": {"bogus": 1}}}, "'when'"),
+    ({"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "step": 2}}, "unknown spec key"),
+])
+def test_bad_spaces_are_refused(space, message):
+    with pytest.raises(ConfigError, match=message):
+        spacemod.validate(space, models.get("multvae"))
+
+
+def test_command_line_and_toml_overrides():
+    cls = models.get("multvae")
+    o = spacemod.parse_overrides(["lr=1e-4:1e-2:log", "latent=32:400", "hidden=[600]|[300]", "dropout=off"], cls)
+    assert o["lr"] == {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}
+    assert o["latent"] == {"type": "int", "low": 32, "high": 400, "log": False}
+    assert o["hidden"] == {"type": "categorical", "choices": [[600], [300]]}
+    merged = spacemod.apply_overrides(spacemod.model_space(cls), o, cls)
+    assert "dropout" not in merged and merged["latent"]["high"] == 400
+    t = spacemod.table_overrides({"lam": "0.001:1:log", "anneal_cap": False,
+                                  "lr": {"type": "float", "low": 0.001, "high": 0.01}}, cls)
+    merged = spacemod.apply_overrides(spacemod.model_space(cls), t, cls)
+    assert "anneal_cap" not in merged and merged["lam"]["low"] == 0.001 and merged["lr"]["low"] == 0.001
+    for bad in (["lr=fast"], ["nope=1:2"], ["lr"]):
+        with pytest.raises(ConfigError):
+            spacemod.parse_overrides(bad, cls)
+
+
+# storage, resume, users --------------------------------------------------------------------------
+
+
+def test_killed_study_resumes_from_its_storage(tmp_path):
+    data = synth(150, 60, 3000, seed=1)
+    first = tune("ease", data, "strong", trials=2, seed=0, folds=3, directory=tmp_path / "study")
+    assert first["trials"] == 2 and (tmp_path / "study" / "study.db").exists()
+    again = tune("ease", data, "strong", trials=3, seed=0, folds=3, directory=tmp_path / "study")
+    assert again["trials"] == 3 and again["study"] == first["study"]
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study' / 'study.db'}")
+    study = optuna.load_study(study_name=first["study"], storage=storage)
+    assert len(study.trials) == 3  # the re-run added one trial, it did not start over
+    # the first two trials are the same ones as before
+    assert [t["params"] for t in again["log"][:2]] == [t["params"] for t in first["log"]]
+
+
+def test_tune_records_disjoint_tuning_and_test_users():
+    data = synth(150, 60, 3000, seed=1)
+    res = tune("ease", data, "strong", trials=1, seed=0, folds=3, fold=2)
+    u = res["tuning_users"]
+    assert u["fold"] == 2 and u["disjoint"] and u["fit_users"] + u["score_users"] + u["test_users"] <= 150
+    assert len({u["fit_users_sha256"], u["score_users_sha256"], u["test_users_sha256"]}) == 3
+
+
+def test_neural_trials_report_epochs_and_stop_at_the_time_cap():
+    data = synth(120, 50, 2500, seed=2)
+    fixed = {"epochs": 30, "hidden": "16", "latent": 4, "batch_size": 32}
+    res = tune("multvae", data, "strong", trials=5, seed=0, folds=3, fixed=fixed, timeout=1e-9,
+               space_overrides={"hidden": None, "latent": None})
+    # the cap is spent inside the first trial: it stops after one epoch and no further trial starts
+    assert res["trials"] == 1 and res["log"][0]["stopped_at_epoch"] == 1 and res["log"][0]["epochs"] == 1
+
+
+def test_cli_tune_uses_space_flags_and_resumes(tmp_path, capsys):
+    from conftest import block_interactions, write_csv
+
+    from aerec.cli import main
+
+    csv = write_csv(block_interactions(), tmp_path / "d.csv")
+    args = ["tune", "ease", "--dataset", csv, "--folds", "3", "--space", "l2=1:100:log", "--dir", str(tmp_path / "s"),
+            "--out", str(tmp_path / "best.toml"), "--json"]
+    assert main(args + ["--trials", "2"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(args + ["--trials", "3"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["trials"] == 3 and res["study"] == first["study"] and 1 <= res["config"]["l2"] <= 100
+    assert (tmp_path / "s" / "tuning.json").exists()
+    text = (tmp_path / "best.toml").read_text()
+    assert "test users were never read" in text
+    models.create("ease", cfgmod.load_toml(tmp_path / "best.toml")["model"])
+    assert main(["tune", "ease", "--dataset", csv, "--space", "l2=fast", "--dir", str(tmp_path / "x")]) == 2

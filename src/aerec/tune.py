@@ -1,85 +1,300 @@
-"""Hyperparameter search with Optuna (optional `tune` extra), on validation data only.
+"""Hyperparameter search with Optuna (optional `tune` extra), inside one fold, never on its test users.
 
-Each trial fits the model on fold 0's training part and scores it on that fold's validation part
-(valid_in/valid_out for top-N, the validation ratings for rating models). Test data are never
-touched. The best settings are written as TOML that `aerec train --config` accepts.
+A study for fold f fits every trial on fold f's training part and scores it on fold f's own
+validation part (valid_in/valid_out for top-N, the validation ratings for rating models). Fold
+f's test part is never read, so the setting it picks may be reported on fold f's test users:
+that is what `aerec bench --suite tuned` does for every fold. (A setting tuned on fold 0 and then
+reported over all folds would leak: fold 0's validation users are fold 1's test users.)
+
+- Search space: the model's own ``space`` (aerec.models.space), optionally overridden.
+- Pruning: neural models report the validation score after every epoch; a MedianPruner stops
+  trials below the median of earlier trials at the same epoch.
+- Budget: ``trials`` finished trials in the study (earlier runs count, so a rerun resumes), and
+  optionally ``timeout`` seconds of trial time in total, on the wall clock or (``clock="cpu"``)
+  in this process's CPU seconds, which a machine shared with other work does not shrink; a trial
+  still running when the time is up stops at the end of that epoch and keeps its best epoch.
+- Storage: an Optuna storage URL (SQLite file by default in the caller's directory; any
+  database URL for a study shared by several processes or machines). Each trial draws from a
+  sampler seeded by (seed, fold, trial number), so a resumed study draws as a fresh one would.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import typing
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
 
 from aerec import config as cfgmod
 from aerec import fsutil, ui
-from aerec.errors import AerecError
-
-# field name -> (low, high, log scale); only fields that the model's Config has are searched
-SPACE: dict[str, tuple[float, float, bool]] = {
-    "lr": (1e-4, 1e-2, True),
-    "dropout": (0.0, 0.8, False),
-    "anneal_cap": (0.05, 1.0, False),
-    "lam": (1e-3, 1e3, True),
-    "l2": (1.0, 1e4, True),
-    "gamma": (1e-3, 5e-2, True),
-    "weight_decay": (1e-7, 1e-2, True),
-    "regularization": (1e-3, 1e2, True),  # WMF's ALS ridge
-    "alpha": (1.0, 100.0, True),  # WMF's confidence weight
-}
-SPACE_INT: dict[str, tuple[int, int]] = {"latent": (32, 400), "hidden_size": (50, 1000), "factors": (16, 256)}
+from aerec.errors import AerecError, ConfigError
+from aerec.models import space as spacemod
 
 
-def search_space(model_cls) -> dict:
-    hints = typing.get_type_hints(model_cls.Config)
-    fields = {f.name for f in dataclasses.fields(model_cls.Config)}
-    space = {k: v for k, v in SPACE.items() if k in fields and hints[k] in (float, float | None)}
-    space.update({k: v for k, v in SPACE_INT.items() if k in fields and hints[k] is int})
-    return space
-
-
-def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, folds: int = 5,
-         fixed: dict | None = None, timeout: float | None = None) -> dict:
+def _optuna():
     try:
         import optuna
     except ImportError:
-        raise AerecError("aerec tune needs Optuna: pip install 'aerec[tune]'") from None
-    from aerec import models, protocols
+        raise AerecError("tuning needs Optuna: pip install 'aerec[tune]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def search_space(model_cls, overrides: dict | None = None) -> dict:
+    """The model's declared space with overrides ({field: spec, or None to drop}) applied."""
+    base = spacemod.model_space(model_cls)
+    return spacemod.apply_overrides(base, overrides, model_cls) if overrides else base
+
+
+# which users tuning saw -------------------------------------------------------------------------
+
+
+def _digest(values) -> str:
+    return hashlib.sha256("\n".join(sorted(map(str, values))).encode()).hexdigest()
+
+
+def _pairs(m, user_ids, item_ids) -> set:
+    m = m.tocoo()
+    return {f"{user_ids[r]}\t{item_ids[c]}" for r, c in zip(m.row.tolist(), m.col.tolist())}
+
+
+def tuning_users(fold) -> dict:
+    """Counts and SHA-256 digests of what tuning read (fit + score) and of the fold's test part.
+
+    Ranking folds: user id sets (fitting = training users, scoring = validation users). Rating
+    folds hold the same users in every part, so there the unit is the (user, item) rating pair.
+    ``disjoint`` is True when no test user (pair) is among the tuning ones.
+    """
+    if getattr(fold, "kind", "ranking") == "rating":
+        uid, iid = np.asarray(fold.user_ids), np.asarray(fold.item_ids)
+        fit, score, test = (_pairs(m, uid, iid) for m in (fold.train, fold.valid, fold.test))
+        unit = "ratings"
+    else:
+        fit, score, test = (set(map(str, np.asarray(ids).tolist()))
+                            for ids in (fold.train_user_ids, fold.valid_user_ids, fold.test_user_ids))
+        unit = "users"
+    return {"fold": int(fold.index), "unit": unit,
+            f"fit_{unit}": len(fit), f"fit_{unit}_sha256": _digest(fit),
+            f"score_{unit}": len(score), f"score_{unit}_sha256": _digest(score),
+            f"test_{unit}": len(test), f"test_{unit}_sha256": _digest(test),
+            "disjoint": not (test & (fit | score))}
+
+
+# one study --------------------------------------------------------------------------------------
+
+
+def study_name(model: str, tag: str, fold: int, payload: dict) -> str:
+    """Study names carry a hash of everything that shapes the search, so a changed space or
+    budget base starts a new study instead of mixing trials."""
+    blob = json.dumps(payload, sort_keys=True, default=str)
+    return f"{model}-{tag}-fold{fold}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def sqlite_url(path: str | Path) -> str:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path.resolve()}"
+
+
+def _finished(study, optuna) -> list:
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    return [t for t in study.trials if t.state in done]
+
+
+def _seconds(t) -> float:
+    if t.datetime_start is None or t.datetime_complete is None:
+        return 0.0
+    return (t.datetime_complete - t.datetime_start).total_seconds()
+
+
+def _spent(t) -> float:
+    return float(t.user_attrs.get("budget_seconds", _seconds(t)))
+
+
+def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None, trials: int = 20,
+              timeout: float | None = None, seed: int = 0, storage: str | None = None,
+              name: str | None = None, label: str = "", keep_model: bool = True, clock: str = "wall") -> dict:
+    """Search on one fold's training + validation parts; returns the best setting, the trial log
+    and (keep_model) the best trial's fitted model, retrained when it came from an earlier run."""
+    optuna = _optuna()
     from aerec.models.training import monitor_for, validation_score
+
+    if clock not in ("wall", "cpu"):
+        raise ConfigError("the tuning clock must be 'wall' or 'cpu'")
+    now = time.monotonic if clock == "wall" else time.process_time
+    fixed = dict(fixed or {})
+    space = search_space(cls) if space is None else space
+    if not space:
+        raise ConfigError(f"model '{cls.name}' has no search space")
+    if trials < 1:
+        raise ConfigError("trials must be at least 1")
+    rating = cls.task == "rating"
+    valid = fold.valid if rating else (fold.valid_in, fold.valid_out)
+    if (valid.nnz if rating else valid[1].nnz) == 0:
+        raise ConfigError("tuning needs validation data, and this fold has none")
+    metric, higher = monitor_for(cls)
+    neural = hasattr(cls, "init_network")
+    kept: dict = {}
+
+    def fit(params: dict, trial=None, deadline=None, stop_epoch=None):
+        model = cls({**fixed, **params, "seed": seed})
+        opts = {}
+        if neural:
+            def on_epoch(record):
+                value = record.get(f"valid_{metric}")
+                if trial is not None and value is not None and np.isfinite(value):
+                    trial.report(value, record["epoch"])
+                    if trial.should_prune():
+                        raise optuna.TrialPruned()
+                if stop_epoch is not None and record["epoch"] >= stop_epoch:
+                    return "stop"
+                if deadline is not None and now() > deadline:
+                    if trial is not None:
+                        trial.set_user_attr("stopped_at_epoch", record["epoch"])
+                    return "stop"
+                return None
+
+            opts = {"progress": False, "on_epoch_end": on_epoch}
+        model.fit(fold.train, valid, **opts)
+        scores = [h[f"valid_{metric}"] for h in getattr(model, "history", []) or [] if f"valid_{metric}" in h]
+        value = (max(scores) if higher else min(scores)) if scores else validation_score(model, valid)
+        return model, float(value)
+
+    def objective(trial, deadline):
+        params = spacemod.sample(trial, space, cls, fixed)
+        trial.set_user_attr("config", cfgmod.to_dict(cfgmod.build(cls.Config, {**fixed, **params, "seed": seed})))
+        trial.set_user_attr("params", json.loads(json.dumps(params)))
+        t0 = now()
+        try:
+            model, value = fit(params, trial, deadline)
+        finally:  # pruned and failed trials spend the budget too
+            trial.set_user_attr("budget_seconds", now() - t0)
+        trial.set_user_attr("epochs", int(getattr(model, "epochs_run", 0) or 0))
+        trial.set_user_attr("best_epoch", int(getattr(model, "best_epoch", 0) or 0))
+        if keep_model:
+            best = kept.get("value")
+            if np.isfinite(value) and (best is None or (value > best if higher else value < best)):
+                kept.update(value=value, number=trial.number, model=model)
+        return value
+
+    study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
+                                direction="maximize" if higher else "minimize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3))
+    base_seed = int(seed) * 1_000_003 + int(getattr(fold, "index", 0)) * 10_007
+    while True:
+        done = _finished(study, optuna)
+        spent = sum(_spent(t) for t in done)
+        if len(done) >= trials or (timeout is not None and spent >= timeout):
+            break
+        n = len(study.trials)
+        study.sampler = optuna.samplers.TPESampler(seed=base_seed + n, n_startup_trials=max(2, trials // 2))
+        deadline = None if timeout is None else now() + (timeout - spent)
+        t0 = time.perf_counter()
+        study.optimize(lambda t, d=deadline: objective(t, d), n_trials=1, catch=(AerecError, ValueError, RuntimeError))
+        last = study.trials[-1]
+        shown = f"{last.value:.4f}" if last.value is not None else "-"
+        ui.info(f"  {label or cls.name} trial {last.number + 1}: {last.state.name.lower()} {metric} {shown} "
+                f"({time.perf_counter() - t0:.1f}s)")
+    log = trial_log(study, optuna)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not complete:
+        raise AerecError(f"{label or cls.name}: no trial finished (see the trial log); widen the budget")
+    best = study.best_trial
+    result = {"best_value": float(best.value), "best_trial": best.number, "config": best.user_attrs["config"],
+              "params": best.user_attrs.get("params", {}), "trials": len(_finished(study, optuna)),
+              "complete": len(complete), "pruned": sum(t["state"] == "pruned" for t in log),
+              "seconds": sum(t["seconds"] for t in log), "budget_seconds": sum(t["budget_seconds"] for t in log),
+              "clock": clock, "log": log, "metric": metric, "higher_is_better": higher,
+              "study": study.study_name, "space": space, "model": None, "retrained": False}
+    if keep_model:
+        if kept.get("number") == best.number:
+            result["model"] = kept["model"]
+        else:  # the best trial ran in an earlier process: train its setting again (same seed)
+            result["model"], _ = fit(best.user_attrs.get("params", {}), stop_epoch=best.user_attrs.get("stopped_at_epoch"))
+            result["retrained"] = True
+    return result
+
+
+def trial_log(study, optuna) -> list[dict]:
+    out = []
+    for t in study.trials:
+        inter = t.intermediate_values
+        value = t.value if t.value is not None else (inter[max(inter)] if inter else None)
+        out.append({"number": t.number, "state": t.state.name.lower(),
+                    "value": None if value is None or not np.isfinite(value) else float(value),
+                    "params": t.user_attrs.get("params", {}), "epochs": t.user_attrs.get("epochs"),
+                    "stopped_at_epoch": t.user_attrs.get("stopped_at_epoch"), "seconds": _seconds(t),
+                    "budget_seconds": _spent(t)})
+    return out
+
+
+# `aerec tune` -----------------------------------------------------------------------------------
+
+
+def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, folds: int = 5,
+         fixed: dict | None = None, timeout: float | None = None, fold: int = 0,
+         space_overrides: dict | None = None, storage: str | None = None, directory=None,
+         dataset_label: str | None = None) -> dict:
+    """Tune on fold `fold`'s training and validation parts (never its test part).
+
+    Storage: `storage` (a URL) if given, else DIRECTORY/study.db when `directory` is given, else
+    in memory. The returned setting is leak-free for fold `fold`'s test users only.
+    """
+    _optuna()
+    from aerec import models, protocols
 
     cls = models.get(model_name)
     proto = protocols.get(protocol_name, folds=folds, seed=seed)
     if proto.task != cls.task:
-        raise AerecError(f"model '{model_name}' is a {cls.task} model; protocol '{protocol_name}' is for {proto.task}")
-    fold = next(iter(proto.split(data)))
-    valid = fold.valid if cls.task == "rating" else (fold.valid_in, fold.valid_out)
-    space = search_space(cls)
-    if not space:
-        raise AerecError(f"model '{model_name}' has no tunable settings")
-    _, higher = monitor_for(cls)
+        raise ConfigError(f"model '{model_name}' is a {cls.task} model; protocol '{protocol_name}' is for {proto.task}")
+    if not 0 <= fold < proto.n_folds:
+        raise ConfigError(f"--fold must be in 0..{proto.n_folds - 1}")
+    the_fold = next(f for f in proto.split(data) if f.index == fold)
+    the_fold = cls.prepare_fold(the_fold, data)
+    space = search_space(cls, space_overrides)
+    fixed = {k: v for k, v in (fixed or {}).items()}
+    for k in fixed:
+        if k in space:
+            space.pop(k)  # a fixed setting is not searched
+    if storage is None and directory is not None:
+        storage = sqlite_url(Path(directory) / "study.db")
+    name = study_name(model_name, dataset_label or getattr(data, "name", "data"), fold,
+                      {"protocol": protocol_name, "folds": proto.n_folds, "seed": seed, "fixed": fixed, "space": space})
+    res = run_study(cls, the_fold, fixed=fixed, space=space, trials=trials, timeout=timeout, seed=seed,
+                    storage=storage, name=name, label=model_name, keep_model=False)
+    users = tuning_users(the_fold)
+    out = {"model": model_name, "best_value": res["best_value"], "trials": res["trials"],
+           "complete": res["complete"], "pruned": res["pruned"], "config": res["config"], "fold": fold,
+           "folds": proto.n_folds, "protocol": protocol_name, "seed": seed, "metric": res["metric"],
+           "study": res["study"], "storage": _safe_url(storage), "space": spacemod.describe(space),
+           "tuning_users": users, "log": res["log"]}
+    if directory is not None:
+        fsutil.write_json(Path(directory) / "tuning.json", out)
+    return out
 
-    def objective(trial):
-        params = {}
-        for k, spec in space.items():
-            if len(spec) == 3:
-                params[k] = trial.suggest_float(k, spec[0], spec[1], log=spec[2])
-            else:
-                params[k] = trial.suggest_int(k, spec[0], spec[1])
-        model = cls({**(fixed or {}), **params, "seed": seed})
-        model.fit(fold.train, valid, **({"progress": False} if hasattr(model, "init_network") else {}))
-        return validation_score(model, valid)
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize" if higher else "minimize",
-                                sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(objective, n_trials=trials, timeout=timeout, show_progress_bar=not ui.quiet())
-    best = {**(fixed or {}), **study.best_params, "seed": seed}
-    cfg = cfgmod.to_dict(cfgmod.build(cls.Config, best))
-    return {"model": model_name, "best_value": study.best_value, "trials": len(study.trials), "config": cfg}
+def _safe_url(url: str | None) -> str | None:
+    """A storage URL without its password, for reports."""
+    if url is None:
+        return None
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
 
 
 def write_toml(result: dict, path, dataset: str, protocol: str) -> None:
-    text = (f"# aerec tune {result['model']}: best validation score {result['best_value']:.5f} "
-            f"over {result['trials']} trials\n"
-            + cfgmod.dumps_toml({"run": {"model": result["model"], "dataset": dataset, "protocol": protocol},
-                                 "model": result["config"]}))
+    users = result.get("tuning_users") or {}
+    unit = users.get("unit", "users")
+    lines = [f"# aerec tune {result['model']}: best validation score {result['best_value']:.5f} "
+             f"over {result['trials']} trials"]
+    if users:
+        lines += [f"# tuned on fold {result.get('fold', 0)} only: fit on {users.get(f'fit_{unit}')} {unit}, scored on "
+                  f"{users.get(f'score_{unit}')} validation {unit}; its {users.get(f'test_{unit}')} test {unit} were never read.",
+                  f"# Report this setting on fold {result.get('fold', 0)}'s test part only (other folds' test {unit} "
+                  "were seen in tuning); `aerec bench --suite tuned` tunes every fold on its own."]
+    text = "\n".join(lines) + "\n" + cfgmod.dumps_toml(
+        {"run": {"model": result["model"], "dataset": dataset, "protocol": protocol}, "model": result["config"]})
     fsutil.write_text(path, text)

@@ -11,8 +11,9 @@ def _split(text: str | None) -> list[str] | None:
 
 
 @click.command("bench")
-@click.option("--suite", type=click.Choice(["quick", "paper"]), default="quick", show_default=True,
-              help="quick: cut budgets (minutes); paper: reference hyperparameters and full epochs.")
+@click.option("--suite", type=click.Choice(["quick", "paper", "tuned"]), default="quick", show_default=True,
+              help="quick: cut budgets (minutes); paper: reference hyperparameters and full epochs; "
+                   "tuned: each model searched inside every fold with the same budget, beside its paper row.")
 @click.option("--datasets", default="ml-100k", show_default=True, help="Comma-separated data set names or paths.")
 @click.option("--models", default=None, help="Comma-separated model names (default: every model of the suite).")
 @click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True)
@@ -25,7 +26,23 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--smoke", is_flag=True, help="Installation check: every model of the suite on 3 folds with "
               "1-3 epochs each (replaces --folds); the numbers mean nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print results.json to stdout.")
-def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, overwrite, smoke, as_json):
+@click.option("--trials", type=click.IntRange(1, 10_000), default=8, show_default=True,
+              help="tuned: finished trials per fold and model (earlier runs count: resume).")
+@click.option("--tune-timeout", type=float, default=None,
+              help="tuned: seconds of trial time per fold and model; a running trial stops at the cap.")
+@click.option("--tune-clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
+              help="tuned: measure --tune-timeout on the wall clock or in CPU seconds (fair on a shared machine).")
+@click.option("--reference", default="run", show_default=True,
+              help="tuned: where the reference rows come from: run (paper-suite cells, run here if absent), "
+                   "none, or a finished --suite paper directory.")
+@click.option("--storage", default=None, help="tuned: Optuna storage URL shared by all studies (default: SQLite "
+                                              "files under OUT/studies).")
+@click.option("--report-only", is_flag=True,
+              help="tuned: run nothing; write the report from the cells finished so far.")
+@click.option("--space-file", type=click.Path(dir_okay=False), default=None,
+              help="tuned: TOML with [space.MODEL] tables overriding the models' search spaces.")
+def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, overwrite, smoke, as_json, trials,
+          tune_timeout, tune_clock, reference, storage, report_only, space_file):
     """Run every model on every data set with its proper protocol and write tables and plots.
 
     Finished (model, data set, fold) cells are cached under OUT, so a rerun resumes.
@@ -35,6 +52,17 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, ove
     from aerec.bench import run_bench
     from aerec.bench.report import markdown
 
+    if suite == "tuned":
+        from aerec.bench.tuned import run_tuned, space_file_overrides
+
+        result = run_tuned(out, datasets=_split(datasets), models=_split(models), folds=folds, seed=seed, jobs=jobs,
+                           trials=trials, timeout=tune_timeout, clock=tune_clock, reference=reference, report_only=report_only, storage=storage,
+                           space_overrides=space_file_overrides(space_file) if space_file else None)
+        if as_json:
+            click.echo(json.dumps(result["comparison"], indent=2))
+        else:
+            click.echo(f"report: {out}/results.md (also comparison.json, tuning-users.json, trials.json, run.json)")
+        return
     result = run_bench(out, suite=suite, datasets=_split(datasets), models=_split(models), folds=folds,
                        seed=seed, jobs=jobs, ranking_protocol=ranking_protocol, overwrite=overwrite, smoke=smoke)
     if as_json:

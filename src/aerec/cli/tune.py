@@ -1,42 +1,82 @@
-"""`aerec tune`: hyperparameter search on validation folds (Optuna, optional extra)."""
+"""`aerec tune`: hyperparameter search inside one fold (Optuna, optional extra), resumable."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+
+def space_file_overrides(path, cls, model: str) -> dict:
+    """[space] (for MODEL) or [space.MODEL] tables of a TOML file -> overrides."""
+    from aerec import config as cfgmod
+    from aerec.errors import ConfigError
+    from aerec.models import space as spacemod
+
+    table = cfgmod.load_toml(path).get("space")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: no [space] table")
+    nested = table.get(model)
+    if isinstance(nested, dict) and not {"type"} & set(nested):
+        table = nested
+    else:
+        table = {k: v for k, v in table.items() if not (isinstance(v, dict) and "type" not in v)}
+    return spacemod.table_overrides(table, cls)
 
 
 @click.command("tune")
 @click.argument("model")
 @click.option("--dataset", required=True, help="Registry name or file path.")
 @click.option("--protocol", default=None, help="Default: strong for top-N models, ratings-kfold for rating models.")
-@click.option("--trials", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@click.option("--trials", type=click.IntRange(1, 10_000), default=20, show_default=True,
+              help="Finished trials the study should hold; trials of an earlier run count (resume).")
 @click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True)
+@click.option("--fold", type=click.IntRange(0, 19), default=0, show_default=True,
+              help="The fold whose training and validation parts are searched (0-based); its test part is never read.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Fixed model settings (e.g. epochs=50).")
-@click.option("--timeout", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--space", "space_items", multiple=True, metavar="KEY=SPEC",
+              help="Override the model's search space: lr=1e-4:1e-2:log, latent=32:400, hidden=[600]|[300], dropout=off.")
+@click.option("--space-file", type=click.Path(dir_okay=False), default=None,
+              help="TOML with a [space] table (or [space.MODEL]) of such specs or spec tables.")
+@click.option("--timeout", type=float, default=None, help="Seconds of trial time in total (over resumed runs).")
+@click.option("--storage", default=None, help="Optuna storage URL for a shared study (default: SQLite in --dir).")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
+              help="Study directory (study.db, tuning.json). Default: runs/tune-MODEL-DATASET-PROTOCOL-foldF-seedS.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="TOML file for the best config.")
 @click.option("--json", "as_json", is_flag=True)
-def tune(model, dataset, protocol, trials, folds, seed, sets, timeout, out, as_json):
-    """Search MODEL's hyperparameters on fold 0's validation part (never test data)."""
+def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items, space_file, timeout, storage,
+         directory, out, as_json):
+    """Search MODEL's own space on one fold's training + validation parts (never its test part).
+
+    Rerunning the same command resumes the study from its storage until it holds --trials.
+    """
     import json
 
     from aerec import config as cfgmod
     from aerec import data, deps, models
+    from aerec.models import space as spacemod
     from aerec.tune import tune as run_tune
     from aerec.tune import write_toml
 
     cls = models.get(model)
     deps.check(cls)  # before the data set loads; aerec.tune checks for Optuna itself
     protocol = protocol or ("ratings-kfold" if cls.task == "rating" else "strong")
+    overrides = space_file_overrides(space_file, cls, model) if space_file else {}
+    overrides.update(spacemod.parse_overrides(space_items, cls))
+    label = Path(dataset).stem if ("/" in dataset or "." in dataset) else dataset
+    directory = directory or str(Path("runs") / f"tune-{model}-{label}-{protocol}-fold{fold}-seed{seed}")
     result = run_tune(model, data.load(dataset), protocol, trials, seed=seed, folds=folds,
-                      fixed=cfgmod.parse_set(list(sets)), timeout=timeout)
+                      fixed=cfgmod.parse_set(list(sets)), timeout=timeout, fold=fold, space_overrides=overrides,
+                      storage=storage, directory=directory, dataset_label=label)
     out = out or f"{model}-tuned.toml"
     write_toml(result, out, dataset, protocol)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
-        click.echo(f"best validation score {result['best_value']:.5f} after {result['trials']} trials; "
-                   f"config written to {out} (use: aerec train {model} --config {out})")
+        click.echo(f"best validation {result['metric']} {result['best_value']:.5f} after {result['trials']} trials "
+                   f"({result['pruned']} pruned) on fold {fold}; config written to {out} "
+                   f"(use: aerec train {model} --config {out}); study in {directory}")
 
 
 commands = [tune]

@@ -61,6 +61,7 @@ class Recommender:
     multi_process: ClassVar[bool] = False  # trains under torchrun (see aerec.distributed)
     # optional libraries as (module, extra); checked up front by the commands (aerec.deps)
     requires: ClassVar[tuple[tuple[str, str], ...]] = ()
+    space: ClassVar[dict] = {}  # hyperparameter search space (aerec.models.space), beside Config
 
     def __init__(self, config: Any = None, **kwargs):
         if config is not None and not isinstance(config, (dict, self.Config)):

@@ -163,6 +163,11 @@ class CDAE(TorchRecommender):
     name = "cdae"
     Config = CDAEConfig
     test_overrides = {"epochs": 20, "hidden": 16, "batch_size": 8}
+    space = {"dropout": {"type": "float", "low": 0.0, "high": 0.8},  # input corruption q
+             "negatives": {"type": "int", "low": 1, "high": 20, "log": True},
+             "hidden": {"type": "int", "low": 20, "high": 200, "log": True},  # factors K
+             "lr": {"type": "float", "low": 1e-3, "high": 1.0, "log": True},
+             "l2": {"type": "float", "low": 1e-4, "high": 1.0, "log": True}}
 
     def _build(self) -> nn.Module:
         return CDAENet(self.n_users, self.n_items, self.config.hidden, self.config.tied,

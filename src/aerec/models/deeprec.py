@@ -100,6 +100,9 @@ class DeepRec(RatingAutoencoder):
     Config = DeepRecConfig
     test_overrides = {"layers": (16, 8), "dropout": 0.0, "epochs": 100, "optimizer": "adam", "lr": 0.01,
                       "batch_size": 64, "last_layer_linear": True, "patience": 0}
+    space = {"layers": {"type": "categorical", "choices": [[512, 512, 1024], [256, 256, 512], [512, 512], [128, 128, 256]]},
+             "dropout": {"type": "float", "low": 0.0, "high": 0.9},
+             "lr": {"type": "float", "low": 1e-3, "high": 0.05, "log": True}}
 
     @property
     def code_dim(self) -> int:

@@ -147,6 +147,7 @@ class EASE(Recommender):
     name = "ease"
     Config = EASEConfig
     test_overrides = {"l2": 10.0}
+    space = {"l2": {"type": "float", "low": 1.0, "high": 1e4, "log": True}}
 
     def _fit(self, train: sp.csr_matrix, valid, **_) -> None:
         check_memory(self.n_items, train.nnz, self.config)

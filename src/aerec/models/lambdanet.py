@@ -39,3 +39,7 @@ class LambdaNet(MultVAE):
     name = "lambdanet"
     Config = LambdaNetConfig
     test_overrides = {"epochs": 20, "hidden": (32,), "latent": 8, "batch_size": 16, "lr": 1e-2, "n_negatives": 8}
+    space = {"n_negatives": {"type": "int", "low": 20, "high": 200, "log": True},
+             "dropout": {"type": "float", "low": 0.0, "high": 0.8},
+             "anneal_cap": {"type": "float", "low": 0.0, "high": 0.5},
+             "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}

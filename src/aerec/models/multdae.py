@@ -96,6 +96,10 @@ class MultDAE(TorchRecommender):
     name = "multdae"
     Config = MultDAEConfig
     test_overrides = {"epochs": 20, "hidden": (32,), "batch_size": 16, "lr": 1e-2}
+    space = {"hidden": {"type": "categorical", "choices": [[100], [200], [400], [600], [600, 200]]},
+             "dropout": {"type": "float", "low": 0.0, "high": 0.8},
+             "lam": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
+             "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
 
     def _build(self) -> nn.Module:
         return DAENet(self.n_items, tuple(self.config.hidden), self.config.dropout)

@@ -164,6 +164,13 @@ class MultVAE(TorchRecommender):
     name = "multvae"
     Config = MultVAEConfig
     test_overrides = {"epochs": 20, "hidden": (32,), "latent": 8, "batch_size": 16, "lr": 1e-2}
+    space = {"hidden": {"type": "categorical", "choices": [[200], [400], [600], [600, 300]]},
+             "latent": {"type": "int", "low": 32, "high": 400, "log": True},
+             "dropout": {"type": "float", "low": 0.0, "high": 0.8},
+             "anneal_cap": {"type": "float", "low": 0.05, "high": 1.0},
+             "total_anneal_steps": {"type": "int", "low": 100, "high": 200_000, "log": True},
+             "lam": {"type": "float", "low": 1e-5, "high": 0.1, "log": True},
+             "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
 
     update_count: int = 0
     ref_shape: RefShape = MULTVAE_REF  # the data shape the reference's step counts were set for

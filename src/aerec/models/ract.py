@@ -147,6 +147,13 @@ class RaCT(MultVAE):
     Config = RaCTConfig
     test_overrides = {"epochs": 30, "actor_epochs": 20, "critic_epochs": 5, "ac_epochs": 5, "hidden": (32,),
                       "latent": 8, "batch_size": 16, "lr": 1e-2, "lr_critic": 1e-3, "lr_ac": 1e-4}
+    space = {"lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},  # the actor's first phase
+             "lr_critic": {"type": "float", "low": 1e-5, "high": 1e-3, "log": True},
+             "lr_ac": {"type": "float", "low": 1e-6, "high": 1e-3, "log": True},
+             "actor_epochs": {"type": "int", "low": 50, "high": 150},
+             "critic_epochs": {"type": "int", "low": 10, "high": 50},
+             "ac_epochs": {"type": "int", "low": 10, "high": 100},
+             "epochs": {"type": "sum", "of": ["actor_epochs", "critic_epochs", "ac_epochs"]}}
 
     def _build(self) -> nn.Module:
         c = self.config

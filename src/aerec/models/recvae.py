@@ -167,6 +167,13 @@ class RecVAE(TorchRecommender):
     name = "recvae"
     Config = RecVAEConfig
     test_overrides = {"epochs": 10, "hidden": 32, "latent": 8, "layers": 2, "batch_size": 16, "lr": 1e-2}
+    space = {"beta": {"type": "categorical", "choices": [None, 0.1, 0.2, 0.5, 1.0]},  # None: gamma * |x_u|
+             "gamma": {"type": "float", "low": 1e-3, "high": 5e-2, "log": True, "when": {"beta": None}},
+             "dropout": {"type": "float", "low": 0.2, "high": 0.8},
+             "hidden": {"type": "int", "low": 200, "high": 1000, "log": True},
+             "latent": {"type": "int", "low": 64, "high": 400, "log": True},
+             "lr": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True},
+             "epochs": {"type": "int", "low": 20, "high": 150}}
 
     def _build(self) -> nn.Module:
         return RecVAENet(self.n_items, self.config)

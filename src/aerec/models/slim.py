@@ -117,6 +117,8 @@ class SLIM(Recommender):
     Config = SLIMConfig
     requires: ClassVar[tuple[tuple[str, str], ...]] = (("sklearn", "peers"),)
     test_overrides = {"l1": 0.1, "l2": 1.0, "topk": 0}
+    space = {"l1": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},
+             "l2": {"type": "float", "low": 1e-2, "high": 1e3, "log": True}}
 
     def _fit(self, train: sp.csr_matrix, valid, **_) -> None:
         c = self.config

@@ -191,6 +191,11 @@ class SVAE(TorchRecommender):
     Config = SVAEConfig
     test_overrides = {"epochs": 30, "embed": 16, "rnn": 16, "hidden": 16, "latent": 8, "batch_size": 8,
                       "lr": 1e-2, "weight_decay": 0.0}
+    space = {"embed": {"type": "int", "low": 32, "high": 256, "log": True},
+             "rnn": {"type": "int", "low": 50, "high": 300, "log": True},
+             "hidden": {"type": "int", "low": 50, "high": 300, "log": True},
+             "batch_size": {"type": "categorical", "choices": [8, 16, 32]},
+             "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
 
     update_count: int = 0
 

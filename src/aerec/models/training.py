@@ -124,8 +124,8 @@ class Trainer:
                     postfix[metric] = f"{record[f'valid_{metric}']:.4f}"
                 bar.set_postfix(postfix)
                 bar.update(1)
-                if self.on_epoch_end:
-                    self.on_epoch_end(record)
+                if self.on_epoch_end and self.on_epoch_end(record) == "stop":
+                    break  # the caller's budget ran out (aerec tune); the best epoch's weights are kept
                 if not math.isfinite(loss):
                     ui.info(f"{model.name}: loss became {loss} at epoch {epoch + 1}; stopping")
                     break

@@ -44,3 +44,8 @@ class WARP(MultVAE):
     name = "warp"
     Config = WARPConfig
     test_overrides = {"epochs": 20, "hidden": (32,), "latent": 8, "batch_size": 16, "lr": 1e-2, "n_negatives": 8}
+    space = {"margin": {"type": "float", "low": 0.1, "high": 2.0},
+             "n_negatives": {"type": "int", "low": 20, "high": 200, "log": True},
+             "dropout": {"type": "float", "low": 0.0, "high": 0.8},
+             "lam": {"type": "float", "low": 1e-4, "high": 0.1, "log": True},
+             "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}

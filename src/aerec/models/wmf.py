@@ -111,6 +111,9 @@ class WMF(Recommender):
     Config = WMFConfig
     requires: ClassVar[tuple[tuple[str, str], ...]] = (("implicit", "peers"), ("threadpoolctl", "peers"))
     test_overrides = {"factors": 6, "regularization": 1.0, "alpha": 10.0, "iterations": 15, "num_threads": 1}
+    space = {"factors": {"type": "int", "low": 16, "high": 256, "log": True},
+             "regularization": {"type": "float", "low": 1e-3, "high": 1e2, "log": True},
+             "alpha": {"type": "float", "low": 1.0, "high": 100.0, "log": True}}
 
     def _fit(self, train: sp.csr_matrix, valid, **_) -> None:
         threadpool_limits = deps.require("threadpoolctl", "peers", "model 'wmf'").threadpool_limits

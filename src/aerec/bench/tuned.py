@@ -1,0 +1,461 @@
+"""`aerec bench --suite tuned`: every model tuned with the same budget inside every fold.
+
+For each (data set, model, fold), an Optuna study searches the model's own space on that fold's
+training part (fitting) and validation users (scoring), with the same budget for every model:
+``trials`` finished trials and at most ``timeout`` seconds of trial time per fold. The best
+trial's model is then tested on the fold's test users, which no trial of that fold ever read, on
+the same folds (seed, protocol) as the paper suite. The report puts each model's reference-
+settings row (the paper suite's cells, run here when absent, or a finished paper run given as
+``reference``) beside its tuned row, with a paired t-test between them.
+
+Resumable at two levels: finished cells are cached as in the other suites, and each study lives
+in an Optuna storage (SQLite per study under OUT/studies by default), so a killed run continues
+its studies where they stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from aerec import fsutil, ui
+from aerec.bench import report
+from aerec.bench.grid import RANKING_KS, Cell, load_cell, run_cell, save_cell
+from aerec.bench.stats import paired_pvalue
+from aerec.bench.suites import suite_models
+from aerec.errors import ConfigError
+
+# Base settings that the search starts from (the rest are each model's reference defaults).
+# Early stopping bounds every neural trial; RaCT's patience would count across its phases.
+PATIENCE = 10
+NO_PATIENCE = ("ract",)
+
+
+def base_config(cls, name: str) -> dict:
+    if hasattr(cls, "init_network") and name not in NO_PATIENCE:
+        return {"patience": PATIENCE}
+    return {}
+
+
+def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int = 0, jobs: int = 1,
+              trials: int = 8, timeout: float | None = None, loader=None, overrides: dict | None = None,
+              space_overrides: dict | None = None, storage: str | None = None, reference: str = "run",
+              clock: str = "wall", report_only: bool = False) -> dict:
+    """Run (or resume) the tuned suite and write its report.
+
+    overrides: {model: fixed settings} for both the reference and the tuned cells (tests use it
+    to shrink networks); space_overrides: {model: {field: spec or None}}; reference: "run" (run
+    the paper suite's cells here when absent), "none", or a finished `--suite paper` directory.
+    report_only: run nothing; write the report from the cells finished so far (another process
+    may still be running the same command).
+    """
+    from aerec import models as registry
+    from aerec import protocols
+    from aerec.bench import fingerprint, machine, plan, versions
+    from aerec.tune import search_space
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paper = suite_models("paper")
+    chosen = list(models) if models else list(paper)
+    for m in chosen:
+        registry.get(m)
+    if trials < 1:
+        raise ConfigError("--trials must be at least 1")
+    if timeout is not None and timeout <= 0:
+        raise ConfigError("--tune-timeout must be positive")
+    ref_dir = None
+    if reference not in ("run", "none"):
+        ref_dir = Path(reference)
+        if not (ref_dir / "results.json").exists() and not (ref_dir / "cells").exists():
+            raise ConfigError(f"--reference {reference}: not a finished `aerec bench --suite paper` directory")
+    if loader is None:
+        from aerec.data import load as loader
+    started = time.time()
+    jobs_todo, cells, fingerprints, missing = [], [], {}, 0
+    specs = {}
+    for dataset in datasets:
+        data = loader(dataset)
+        fingerprints[dataset] = fingerprint(data)
+        label = Path(dataset).stem if ("/" in dataset or "." in dataset) else dataset  # a file: its stem
+        for task in ("rating", "ranking"):
+            for (proto_name, opts), names in plan(chosen, task, "strong").items():
+                proto = protocols.get(proto_name, folds=folds, seed=seed, **dict(opts))
+                folds_list = None
+                for m in names:
+                    cls = registry.get(m)
+                    fixed = {**base_config(cls, m), **(overrides or {}).get(m, {})}
+                    space = search_space(cls, (space_overrides or {}).get(m))
+                    space = {k: v for k, v in space.items() if k not in fixed}
+                    ref_cfg = {**paper.get(m, {}), **(overrides or {}).get(m, {})}
+                    spec = {"base": fixed, "space": space, "trials": trials, "timeout": timeout}
+                    if timeout is not None and clock != "wall":  # only when set, so wall-clock keys stay
+                        spec["clock"] = clock
+                    specs[m] = spec
+                    for f in range(proto.n_folds):
+                        order = (f, chosen.index(m), proto_name)  # fold-major: a cut-short run still covers every model
+                        ref = Cell(m, label, proto_name, f, proto.n_folds, seed, ref_cfg, dict(opts))
+                        tuned = Cell(m, label, proto_name, f, proto.n_folds, seed, {"tuned": spec}, dict(opts))
+                        want = [] if reference == "none" else [("reference", ref)]
+                        if space:
+                            want.append(("tuned", tuned))
+                        for kind, cell in want:
+                            hit = load_cell(cell, out)
+                            if hit is None and kind == "reference" and ref_dir is not None:
+                                hit = load_cell(cell, ref_dir)
+                                if hit is None:
+                                    continue  # taken from the reference run's results.json below
+                            if hit is not None:
+                                hit["variant"] = kind
+                                cells.append(hit)
+                                continue
+                            if report_only:
+                                missing += 1
+                                continue
+                            if folds_list is None:
+                                folds_list = proto.folds(data)
+                            fold = cls.prepare_fold(folds_list[f], data)
+                            name = f"{m}-{dataset}-{proto_name}"
+                            store = _storage_for(storage, out, cell) if kind == "tuned" else None
+                            jobs_todo.append((order, kind, cell, fold, task, store, name))
+    jobs_todo.sort(key=lambda j: (j[0], j[1] != "tuned"))
+    ui.info(f"bench tuned: {len(cells)} cells cached, {len(jobs_todo) + missing} to run -> {out}  "
+            f"(budget per fold and model: {trials} trials" + (f" or {timeout:g} s of trial time ({clock} clock)" if timeout else "")
+            + ")")
+    if jobs > 1 and len(jobs_todo) > 1:
+        cells += _run_parallel(jobs_todo, out, jobs)
+    else:
+        for job in jobs_todo:
+            cells.append(_finish(out, job, _run_job(job)))
+    result = write_report(out, cells, specs, ref_dir, trials, timeout, clock, missing=missing)
+    fsutil.write_json(out / "run.json", {
+        "command": _command(), "suite": "tuned", "datasets": list(datasets), "models": chosen, "folds": folds,
+        "seed": seed, "jobs": jobs, "reference": reference, "unfinished_cells": missing,
+        "budget": {"trials_per_fold": trials, "trial_seconds_per_fold": timeout, "clock": clock,
+                   "pruner": "MedianPruner(n_startup_trials=2, n_warmup_steps=3) on per-epoch validation scores",
+                   "sampler": "TPE, seeded per (seed, fold, trial number); first max(2, trials // 2) trials random",
+                   "early_stopping_patience": PATIENCE, "storage": _safe(storage) or "OUT/studies/*.db (SQLite)"},
+        "search": {m: {"base": s["base"], "space": s["space"]} for m, s in specs.items()},
+        "versions": versions(), "machine": machine(), "data_sha256": fingerprints, "cells": len(cells),
+        "seconds": time.time() - started, "plots": result["plots"],
+    })
+    return result
+
+
+def _safe(url):
+    from aerec.tune import _safe_url
+
+    return _safe_url(url)
+
+
+def _command() -> list[str]:
+    from aerec.bench import _command as cmd
+
+    return [a for a in cmd() if a != "--report-only"]  # the command that makes (or completes) the run
+
+
+def _storage_for(storage: str | None, out: Path, cell: Cell) -> str | None:
+    """The study's storage URL: the shared one, "memory" (no study-level resume), or a SQLite
+    file per study under OUT/studies (one file each: parallel workers never wait on a lock)."""
+    if storage == "memory":
+        return None
+    return storage or _default_storage(out, cell)
+
+
+def _default_storage(out: Path, cell: Cell) -> str:
+    from aerec.tune import sqlite_url
+
+    return sqlite_url(out / "studies" / cell.dataset / cell.model / f"{cell.protocol}-fold-{cell.fold}.db")
+
+
+# one job ---------------------------------------------------------------------------------------
+
+
+def _run_job(job) -> dict:
+    _, kind, cell, fold, task, storage, name = job
+    if kind == "reference":
+        return run_cell(cell, fold, task)
+    return tune_cell(cell, fold, task, storage)
+
+
+def _finish(out: Path, job, result: dict) -> dict:
+    _, kind, cell, *_ = job
+    result["variant"] = kind
+    save_cell(cell, out, result)
+    main = result["metrics"].get("ndcg@100", result["metrics"].get("rmse"))
+    extra = ""
+    if kind == "tuned":
+        t = result["tuning"]
+        extra = f", {t['trials']} trials ({t['pruned']} pruned) in {t['seconds']:.0f}s"
+    ui.info(f"  done {kind} {cell.label()}: {'ndcg@100' if 'ndcg@100' in result['metrics'] else 'rmse'} "
+            f"{main:.4f}{extra}")
+    return result
+
+
+def tune_cell(cell: Cell, fold, task: str, storage: str) -> dict:
+    """Tune on the fold's training + validation parts, then test the best trial's model."""
+    from aerec import models
+    from aerec.tune import run_study, study_name, tuning_users
+
+    cls = models.get(cell.model)
+    spec = cell.config["tuned"]
+    name = study_name(cell.model, f"{cell.dataset}-{cell.protocol}", cell.fold,
+                      {"spec": spec, "seed": cell.seed, "n_folds": cell.n_folds, "options": cell.protocol_options})
+    res = run_study(cls, fold, fixed=spec["base"], space=spec["space"], trials=spec["trials"],
+                    timeout=spec["timeout"], seed=cell.seed, storage=storage, name=name, label=cell.label(),
+                    clock=spec.get("clock", "wall"))
+    model = res.pop("model")
+    metrics, per_user, eval_s = evaluate(cell, model, fold, task)
+    users = tuning_users(fold)
+    if not users["disjoint"]:  # cannot happen with the protocols' splits; refuse to report a leak
+        raise ConfigError(f"{cell.label()}: tuning and test parts overlap")
+    return {
+        "model": cell.model, "dataset": cell.dataset, "protocol": cell.protocol,
+        "protocol_options": cell.protocol_options, "fold": cell.fold, "seed": cell.seed,
+        "config": model.config_dict(), "metrics": metrics,
+        "epochs": int(getattr(model, "epochs_run", 0) or 0), "best_epoch": int(getattr(model, "best_epoch", 0) or 0),
+        "train_seconds": res["seconds"], "eval_seconds": eval_s, "history": getattr(model, "history", []) or [],
+        "per_user": per_user,
+        "tuning": {k: res[k] for k in ("best_value", "best_trial", "params", "trials", "complete", "pruned",
+                                       "seconds", "budget_seconds", "clock", "log", "metric", "study",
+                                       "retrained")} | {"users": users},
+    }
+
+
+def evaluate(cell: Cell, model, fold, task: str):
+    from aerec import evaluation
+    from aerec.bench.grid import WEAK_KS
+
+    t0 = time.perf_counter()
+    if task == "rating":
+        res = evaluation.evaluate_rating(model, fold.test)
+        metrics = {"rmse": float(res["rmse"]), "mae": float(res["mae"])}
+        per_user = {"squared_error": np.asarray(res["squared_error"], dtype=np.float64)}
+    else:
+        ks = WEAK_KS if cell.protocol == "weak" else RANKING_KS
+        raw = evaluation.evaluate_ranking(model, fold.test_in, fold.test_out, ks=ks,
+                                          exclude=getattr(fold, "test_exclude", None))
+        metrics = {k: float(v) for k, v in evaluation.summarize(raw).items()}
+        per_user = {k: np.asarray(v) for k, v in raw.items()}
+    return metrics, per_user, time.perf_counter() - t0
+
+
+def _worker(job):
+    import torch
+
+    threads = job[-1]
+    torch.set_num_threads(threads)
+    ui.set_quiet(True)
+    return job[:-1], _run_job(job[:-1])
+
+
+def _run_parallel(jobs_todo, out: Path, jobs: int) -> list[dict]:
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    done = []
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(_worker, (*job, threads)) for job in jobs_todo]
+        for fut in as_completed(futures):
+            job, result = fut.result()
+            done.append(_finish(out, job, result))
+    return done
+
+
+# report ----------------------------------------------------------------------------------------
+
+
+def _reference_rows(ref_dir: Path | None) -> dict:
+    """(dataset, model, protocol) -> {metric: per-fold values} from a finished paper run."""
+    if ref_dir is None or not (ref_dir / "results.json").exists():
+        return {}
+    rows = json.loads((ref_dir / "results.json").read_text())
+    return {(r["dataset"], r["model"], r["protocol"]): {k: v["per_fold"] for k, v in r["metrics"].items()}
+            for r in rows}
+
+
+def comparison(cells: list[dict], ref_rows: dict) -> list[dict]:
+    """Per (dataset, protocol, model): reference and tuned means over the folds both have, and
+    the paired t-test (across users when both sides kept per-user values, else across folds)."""
+    by = {}
+    for c in cells:
+        by.setdefault((c["dataset"], c["protocol"], c["model"], c.get("variant", "reference")), {})[c["fold"]] = c
+    out = []
+    for dataset, protocol, model in sorted({k[:3] for k in by}):
+        tuned = by.get((dataset, protocol, model, "tuned"), {})
+        ref = by.get((dataset, protocol, model, "reference"), {})
+        metric = "rmse" if any("rmse" in c["metrics"] for c in (*tuned.values(), *ref.values())) else "ndcg@100"
+        row = {"dataset": dataset, "protocol": protocol, "model": model, "metric": metric,
+               "tuned_folds": sorted(tuned), "reference_folds": sorted(ref)}
+        external = ref_rows.get((dataset, model, protocol), {}).get(metric)
+        folds = sorted(set(tuned) & (set(ref) if ref else set(range(len(external or [])))))
+        row["folds"] = folds
+        if tuned:
+            row["tuned"] = float(np.mean([tuned[f]["metrics"][metric] for f in tuned]))
+            t = [c["tuning"] for c in tuned.values()]
+            row["trials"] = float(np.mean([x["trials"] for x in t]))
+            row["pruned"] = float(np.mean([x["pruned"] for x in t]))
+            row["tuning_seconds"] = float(np.mean([x["seconds"] for x in t]))
+            row["best_params"] = {f: tuned[f]["tuning"]["params"] for f in sorted(tuned)}
+        if ref:
+            row["reference"] = float(np.mean([ref[f]["metrics"][metric] for f in ref]))
+            row["reference_source"] = "cells"
+        elif external:
+            row["reference"] = float(np.mean(external))
+            row["reference_source"] = "results.json"
+        if tuned and folds and (ref or external):
+            if ref and metric != "rmse":
+                a = np.concatenate([np.asarray(tuned[f]["per_user"][metric]) for f in folds])
+                b = np.concatenate([np.asarray(ref[f]["per_user"][metric]) for f in folds])
+                row["pairing"] = "users"
+            else:
+                a = np.array([tuned[f]["metrics"][metric] for f in folds])
+                b = np.array([ref[f]["metrics"][metric] if ref else external[f] for f in folds])
+                row["pairing"] = "folds"
+            row["paired_tuned"], row["paired_reference"] = float(a.mean()), float(b.mean())
+            row["difference"] = float(a.mean() - b.mean())
+            row["p"] = paired_pvalue(a, b)
+            row["n_pairs"] = int(len(a))
+        out.append(row)
+    return out
+
+
+def _f(v, fmt=".4f"):
+    return "—" if v is None else format(v, fmt)
+
+
+def comparison_markdown(rows: list[dict]) -> str:
+    lines = []
+    for dataset, protocol in sorted({(r["dataset"], r["protocol"]) for r in rows}):
+        members = [r for r in rows if r["dataset"] == dataset and r["protocol"] == protocol]
+        metric = members[0]["metric"]
+        title = report.PROTOCOL_TITLES.get(protocol, protocol)
+        lines += [f"### {dataset}, {title}: reference settings vs tuned ({metric.upper() if metric == 'rmse' else metric})\n",
+                  "| model | reference | tuned | folds paired | difference | p | paired over | trials/fold (pruned) | tuning wall s/fold |",
+                  "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+        lower = metric == "rmse"
+        for r in sorted(members, key=lambda r: r.get("tuned", r.get("reference", 0)), reverse=not lower):
+            folds = f"{len(r['folds'])}" if "p" in r else (f"{len(r['tuned_folds'])} tuned" if r.get("tuned_folds") else "—")
+            trials = f"{r['trials']:.1f} ({r['pruned']:.1f})" if "trials" in r else "no space"
+            paired = "p" in r  # both columns over the same folds when a pairing exists
+            ref = r["paired_reference"] if paired else r.get("reference")
+            tuned = r["paired_tuned"] if paired else r.get("tuned")
+            lines.append(f"| {r['model']} | {_f(ref)} | {_f(tuned)} | {folds} | "
+                         f"{_f(r.get('difference'), '+.4f')} | {_f(r.get('p'), '.3g')} | {r.get('pairing', '—')} | "
+                         f"{trials} | {_f(r.get('tuning_seconds'), '.0f')} |")
+        lines.append("")
+    lines.append("Reference: each model's reference settings (the paper suite). Tuned: the best of the fold's own "
+                 "study, tested on that fold's test users. Both columns are means over the folds both sides have "
+                 "(each side's own folds where there is no pair); difference and p (two-sided paired t-test), paired across users when both sides kept "
+                 "per-user values, else across folds.\n")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, cells: list[dict], specs: dict, ref_dir, trials: int, timeout, clock: str = "wall",
+                 missing: int = 0) -> dict:
+    from aerec.models import space as spacemod
+
+    rows = comparison(cells, _reference_rows(ref_dir))
+    tuned = [c for c in cells if c.get("variant") == "tuned"]
+    agg = report.aggregate(tuned)
+    report.mark_significance(agg, tuned)
+    budget = (f"**Budget, the same for every model:** per fold, {trials} finished trials"
+              + (f" or {timeout:g} {'CPU seconds (this process)' if clock == 'cpu' else 's'} of trial time, whichever comes first (a trial running at the cap stops "
+                 "after that epoch and keeps its best epoch)" if timeout else "")
+              + f". Neural trials stop early after {PATIENCE} epochs without a better validation score "
+              "(RaCT: none, its phases are fixed) and a MedianPruner stops trials below the median at the same "
+              "epoch. Tuning reads only each fold's training users (fitting) and validation users (scoring); "
+              "`tuning-users.json` records their counts and SHA-256 digests beside the test users'.\n")
+    spaces = ["### Search spaces\n"]
+    for m, s in sorted(specs.items()):
+        if s["space"]:
+            spaces.append(f"- **{m}** (fixed: {json.dumps(s['base']) if s['base'] else 'reference defaults'}): "
+                          + "; ".join(spacemod.describe(s["space"])))
+    partial = (f"**Unfinished:** {missing} cells (model, fold, reference or tuned) have not run yet; rows "
+               "below cover the folds finished so far. Rerun the command without --report-only to complete "
+               "them (finished cells and trials are kept).\n\n") if missing else ""
+    header = (f"# aerec bench: suite `tuned`\n\nCommand: `{' '.join(_command())}`\n\n{partial}{budget}\n"
+              + comparison_markdown(rows) + "\n## Tuned results in full\n")
+    footer = "\n".join(spaces) + "\n\n" + _best_settings(tuned)
+    report.write_tables(agg, out, header, footer=footer)
+    fsutil.write_json(out / "comparison.json", rows)
+    fsutil.write_json(out / "tuning-users.json", [
+        {"dataset": c["dataset"], "model": c["model"], "protocol": c["protocol"], **c["tuning"]["users"]}
+        for c in sorted(tuned, key=lambda c: (c["dataset"], c["model"], c["protocol"], c["fold"]))])
+    fsutil.write_json(out / "trials.json", [
+        {"dataset": c["dataset"], "model": c["model"], "protocol": c["protocol"], "fold": c["fold"],
+         "study": c["tuning"]["study"], "best_trial": c["tuning"]["best_trial"], "log": c["tuning"]["log"]}
+        for c in sorted(tuned, key=lambda c: (c["dataset"], c["model"], c["protocol"], c["fold"]))])
+    pngs = trial_plots(tuned, out)
+    return {"rows": agg, "comparison": rows, "plots": [Path(p).name for p in pngs], "out": str(out)}
+
+
+def _best_settings(tuned: list[dict]) -> str:
+    if not tuned:
+        return ""
+    lines = ["### Best setting per fold\n", "| data | model | fold | validation | test | setting |", "|---|---|---:|---:|---:|---|"]
+    for c in sorted(tuned, key=lambda c: (c["dataset"], c["protocol"], c["model"], c["fold"])):
+        metric = "rmse" if "rmse" in c["metrics"] else "ndcg@100"
+        params = ", ".join(f"{k}={json.dumps(v) if isinstance(v, list) else (f'{v:.4g}' if isinstance(v, float) else v)}"
+                           for k, v in c["tuning"]["params"].items())
+        lines.append(f"| {c['dataset']} | {c['model']} | {c['fold'] + 1} | {c['tuning']['best_value']:.4f} | "
+                     f"{c['metrics'][metric]:.4f} | {params} |")
+    return "\n".join(lines) + "\n"
+
+
+def trial_plots(tuned: list[dict], out: Path) -> list[str]:
+    """Validation score against trial number, one panel per model, one colour per fold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for dataset, protocol in sorted({(c["dataset"], c["protocol"]) for c in tuned}):
+        members = [c for c in tuned if c["dataset"] == dataset and c["protocol"] == protocol]
+        names = sorted({c["model"] for c in members})
+        cols = min(4, len(names))
+        rows = (len(names) + cols - 1) // cols
+        fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+        for ax, name in zip(axes.flat, names):
+            for c in sorted((c for c in members if c["model"] == name), key=lambda c: c["fold"]):
+                log = [t for t in c["tuning"]["log"] if t["value"] is not None]
+                x = np.array([t["number"] + 1 for t in log])
+                y = np.array([t["value"] for t in log])
+                if not len(x):
+                    continue
+                done = np.array([t["state"] == "complete" for t in log])
+                line = ax.plot(x[done], y[done], "o", ms=4, label=f"fold {c['fold'] + 1}")[0]
+                ax.plot(x[~done], y[~done], "x", ms=4, color=line.get_color())
+                if done.any():
+                    best = np.maximum.accumulate(y[done]) if c["tuning"]["metric"] != "rmse" else np.minimum.accumulate(y[done])
+                    ax.plot(x[done], best, "-", lw=1, color=line.get_color())
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("trial", fontsize=8)
+            ax.set_ylabel(f"validation {members[0]['tuning']['metric']}", fontsize=8)
+            ax.tick_params(labelsize=7)
+        for ax in list(axes.flat)[len(names):]:
+            ax.axis("off")
+        axes.flat[0].legend(fontsize=6)
+        fig.suptitle(f"{dataset} ({protocol}): validation score per trial (o finished, x pruned; line: best so far)",
+                     fontsize=9)
+        tag = f"{dataset}-{protocol}" if protocol in report.PROTOCOL_TITLES else dataset
+        written.append(report._save(fig, out / f"trials-{tag}.png"))
+        plt.close(fig)
+    return written
+
+
+def space_file_overrides(path) -> dict:
+    """{model: overrides} from the [space.MODEL] tables of a TOML file."""
+    from aerec import config as cfgmod
+    from aerec import models
+    from aerec.models import space as spacemod
+
+    table = cfgmod.load_toml(path).get("space")
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ConfigError(f"{path}: expected [space.MODEL] tables")
+    return {m: spacemod.table_overrides(t, models.get(m)) for m, t in table.items()}

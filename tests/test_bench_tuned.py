@@ -1,0 +1,146 @@
+"""aerec bench --suite tuned on tiny synthetic data: files, leak-freedom, pairing and resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("optuna")
+
+from aerec import protocols  # noqa: E402
+from aerec.bench import grid  # noqa: E402
+from aerec.bench import tuned as tuned_mod  # noqa: E402
+from aerec.bench.tuned import run_tuned  # noqa: E402
+from aerec.data import synth  # noqa: E402
+
+DATA = synth(120, 60, 2500, seed=3)
+TINY = {"multvae": {"epochs": 3, "hidden": (16,), "latent": 4, "batch_size": 32},
+        "autorec": {"epochs": 3, "hidden": 8}}
+SPACE = {"multvae": {"latent": None, "hidden": None, "total_anneal_steps": None, "lam": None},
+         "autorec": {"hidden": None}}
+
+
+def run(out, **kw):
+    return run_tuned(out, datasets=["tiny"], models=["pop", "ease", "multvae", "autorec"], folds=3, trials=2,
+                     loader=lambda name: DATA, overrides=TINY, space_overrides=SPACE, storage="memory", **kw)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tuned") / "b"
+    return out, run(out)
+
+
+def _digest(values) -> str:
+    return hashlib.sha256("\n".join(sorted(map(str, values))).encode()).hexdigest()
+
+
+def test_tuned_suite_writes_the_side_by_side_report(finished):
+    out, res = finished
+    for name in ("results.md", "results.json", "comparison.json", "tuning-users.json", "trials.json", "run.json",
+                 "trials-tiny.png"):
+        assert (out / name).stat().st_size > 0, name
+    rows = {(r["model"], r["protocol"]): r for r in json.loads((out / "comparison.json").read_text())}
+    for key in (("ease", "strong"), ("multvae", "strong"), ("autorec", "ratings-kfold")):
+        r = rows[key]
+        assert r["folds"] == [0, 1, 2] and r["trials"] == 2 and 0 <= r["p"] <= 1
+        assert r["pairing"] == ("folds" if key[0] == "autorec" else "users")
+        assert r["difference"] == pytest.approx(r["paired_tuned"] - r["paired_reference"])
+    assert "tuned" not in rows[("pop", "strong")] and "reference" in rows[("pop", "strong")]  # pop has no space
+    md = (out / "results.md").read_text()
+    assert "reference settings vs tuned" in md and "| ease |" in md and "2 finished trials" in md
+    budget = json.loads((out / "run.json").read_text())["budget"]
+    assert budget["trials_per_fold"] == 2
+    trials = json.loads((out / "trials.json").read_text())
+    assert all(len(t["log"]) == 2 for t in trials)
+
+
+def test_tuning_users_and_test_users_are_disjoint_in_every_fold(finished):
+    out, _ = finished
+    records = json.loads((out / "tuning-users.json").read_text())
+    assert {(r["model"], r["fold"]) for r in records} == {(m, f) for m in ("ease", "multvae", "autorec") for f in range(3)}
+    strong = {f.index: f for f in protocols.get("strong", folds=3, seed=0).split(DATA)}
+    ratings = {f.index: f for f in protocols.get("ratings-kfold", folds=3, seed=0).split(DATA)}
+    for r in records:
+        assert r["disjoint"] is True
+        if r["unit"] == "users":  # recomputed from the split itself, independently of the suite
+            f = strong[r["fold"]]
+            fit, score, test = (set(map(str, ids)) for ids in (f.train_user_ids, f.valid_user_ids, f.test_user_ids))
+        else:
+            f = ratings[r["fold"]]
+            pairs = []
+            for m in (f.train, f.valid, f.test):
+                c = m.tocoo()
+                pairs.append({f"{f.user_ids[u]}\t{f.item_ids[i]}" for u, i in zip(c.row, c.col)})
+            fit, score, test = pairs
+        assert not test & (fit | score) and test and fit and score
+        unit = r["unit"]
+        assert (r[f"fit_{unit}_sha256"], r[f"score_{unit}_sha256"], r[f"test_{unit}_sha256"]) == \
+            (_digest(fit), _digest(score), _digest(test))
+
+
+def test_a_fold_study_never_scores_that_folds_test_users(tmp_path, monkeypatch):
+    from aerec import evaluation
+
+    seen = []
+    real = evaluation.evaluate_ranking
+    monkeypatch.setattr(evaluation, "evaluate_ranking", lambda m, inp, tgt, **kw: seen.append(inp) or real(m, inp, tgt, **kw))
+    run_tuned(tmp_path / "b", datasets=["tiny"], models=["ease"], folds=3, trials=2, loader=lambda n: DATA,
+              reference="none", storage="memory")
+    folds = list(protocols.get("strong", folds=3, seed=0).split(DATA))
+    same = lambda a, b: a.shape == b.shape and (a != b).nnz == 0  # noqa: E731
+    for f in folds:  # each fold: 2 trials scored on its validation users, then one test evaluation
+        assert sum(same(m, f.valid_in) for m in seen) == 2
+        assert sum(same(m, f.test_in) for m in seen) == 1
+    assert len(seen) == 3 * 3
+
+
+def test_finished_tuned_suite_resumes_without_work(finished, monkeypatch):
+    out, res = finished
+    boom = lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed"))  # noqa: E731
+    monkeypatch.setattr(tuned_mod, "tune_cell", boom)
+    monkeypatch.setattr(tuned_mod, "run_cell", boom)
+    again = run(out)
+    assert [r["model"] for r in again["comparison"]] == [r["model"] for r in res["comparison"]]
+    assert np.allclose([r.get("p", 0) for r in again["comparison"]], [r.get("p", 0) for r in res["comparison"]])
+
+
+def test_reference_rows_can_come_from_a_finished_paper_run(tmp_path, finished):
+    out, _ = finished
+    ref = tmp_path / "paper"
+    ref.mkdir()
+    (ref / "results.json").write_text(json.dumps([{"dataset": "tiny", "model": "ease", "protocol": "strong",
+                                                   "metrics": {"ndcg@100": {"per_fold": [0.1, 0.2, 0.3]}}}]))
+    res = run_tuned(tmp_path / "b", datasets=["tiny"], models=["ease"], folds=3, trials=2, loader=lambda n: DATA,
+                    reference=str(ref), storage="memory")
+    row = res["comparison"][0]
+    assert row["reference_source"] == "results.json" and row["pairing"] == "folds"
+    assert row["reference"] == pytest.approx(0.2) and row["n_pairs"] == 3
+    assert grid.Cell  # the suite keeps using the shared cell cache
+
+
+def test_cli_runs_the_tuned_suite(tmp_path, capsys):
+    from conftest import block_interactions, write_csv
+
+    from aerec.cli import main
+
+    csv = write_csv(block_interactions(), tmp_path / "d.csv")
+    args = ["bench", "--suite", "tuned", "--datasets", csv, "--models", "ease", "--folds", "3", "--trials", "1",
+            "--reference", "none", "--storage", "memory", "--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    assert "reference settings vs tuned" in (tmp_path / "o" / "results.md").read_text()
+    assert main(args[:-2] + ["--reference", str(tmp_path / "missing"), "--out", str(tmp_path / "p")]) == 2
+
+
+def test_report_only_runs_nothing_and_says_what_is_missing(tmp_path, monkeypatch):
+    boom = lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran"))  # noqa: E731
+    monkeypatch.setattr(tuned_mod, "tune_cell", boom)
+    monkeypatch.setattr(tuned_mod, "run_cell", boom)
+    run_tuned(tmp_path / "b", datasets=["tiny"], models=["ease"], folds=3, trials=2, loader=lambda n: DATA,
+              storage="memory", report_only=True)
+    md = (tmp_path / "b" / "results.md").read_text()
+    assert "**Unfinished:** 6 cells" in md
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["unfinished_cells"] == 6
