@@ -22,6 +22,7 @@ REGISTRY: dict[str, str] = {
     "ract": "aerec.models.ract:RaCT",
     "warp": "aerec.models.warp:WARP",
     "lambdanet": "aerec.models.lambdanet:LambdaNet",
+    "macridvae": "aerec.models.macridvae:MacridVAE",
 }
 
 
