@@ -11,7 +11,7 @@ from aerec.errors import ConfigError
 
 RATING_MODELS = ("autorec", "deeprec")
 RANKING_MODELS = ("pop", "ease", "multdae", "multvae", "recvae", "cdae", "ract", "warp", "lambdanet",
-                  "wmf", "slim", "svae", "macridvae")
+                  "wmf", "slim", "svae", "macridvae", "hvamp")
 
 # model -> config overrides
 SUITES: dict[str, dict[str, dict]] = {
@@ -30,6 +30,7 @@ SUITES: dict[str, dict[str, dict]] = {
         "slim": {},
         "svae": {"epochs": 5},
         "macridvae": {"epochs": 60, "patience": 10},
+        "hvamp": {"epochs": 60, "patience": 10, "warmup": 20},
         "autorec": {"epochs": 60, "patience": 10},
         "deeprec": {"epochs": 40, "patience": 10},
     },
@@ -47,6 +48,7 @@ SUITES: dict[str, dict[str, dict]] = {
         "slim": {},
         "svae": {},
         "macridvae": {},
+        "hvamp": {},
         "autorec": {},
         "deeprec": {},
     },

@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "warp": "aerec.models.warp:WARP",
     "lambdanet": "aerec.models.lambdanet:LambdaNet",
     "macridvae": "aerec.models.macridvae:MacridVAE",
+    "hvamp": "aerec.models.hvamp:HVamp",
 }
 
 
