@@ -48,6 +48,18 @@ def test_concept_batch_equals_dense_weighting():
     torch.testing.assert_close(stacked, expected)
 
 
+def test_first_layer_equals_sparse_linear_on_the_concept_batch():
+    m = net().eval()
+    x, _ = block_data(n_users=5, n_blocks=2, block=6)
+    x = sp.vstack([x, sp.csr_matrix((1, x.shape[1]), dtype=np.float32)]).tocsr()  # an empty row too
+    batch = SparseBatch.from_csr(x)
+    cates = m.log_assignments().exp()
+    with torch.no_grad():
+        fast = m.first_layer(batch, cates)
+        slow = m.first(concept_batch(batch, cates).l2_normalized())
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+
+
 def test_shapes_gradients_and_mixture_decoder():
     m = net()
     x, _ = block_data(n_users=5, n_blocks=2, block=6)
@@ -63,8 +75,7 @@ def test_shapes_gradients_and_mixture_decoder():
     with torch.no_grad():
         logits, _ = m(batch)
         log_c = m.log_assignments()
-        xk = concept_batch(batch, log_c.exp()).l2_normalized()
-        mu, _, _ = m._encode_tail(m.first(xk))
+        mu, _, _ = m._encode_tail(m.first(concept_batch(batch, log_c.exp()).l2_normalized()))
         cos = mu.view(3, 5, 4) @ torch.nn.functional.normalize(m.items, dim=1).T  # [K, users, items]
         by_hand = torch.log((log_c.T[:, None, :].exp() * torch.exp(cos / 0.1)).sum(0))
     torch.testing.assert_close(logits, by_hand, atol=1e-4, rtol=1e-4)
