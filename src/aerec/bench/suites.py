@@ -11,7 +11,7 @@ from aerec.errors import ConfigError
 
 RATING_MODELS = ("autorec", "deeprec")
 RANKING_MODELS = ("pop", "ease", "multdae", "multvae", "recvae", "cdae", "ract", "warp", "lambdanet",
-                  "wmf", "slim", "svae")
+                  "wmf", "slim", "svae", "macridvae", "hvamp")
 
 # model -> config overrides
 SUITES: dict[str, dict[str, dict]] = {
@@ -33,6 +33,8 @@ SUITES: dict[str, dict[str, dict]] = {
         "svae": {"epochs": 2},
         "autorec": {"epochs": 40, "patience": 5},
         "deeprec": {"epochs": 15, "patience": 5},
+        "macridvae": {"epochs": 30, "patience": 10},
+        "hvamp": {"epochs": 30, "patience": 10, "warmup": 10},
     },
     "paper": {
         "pop": {},
@@ -47,6 +49,8 @@ SUITES: dict[str, dict[str, dict]] = {
         "wmf": {},
         "slim": {},
         "svae": {},
+        "macridvae": {},
+        "hvamp": {},
         "autorec": {},
         "deeprec": {},
     },

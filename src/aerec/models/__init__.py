@@ -22,6 +22,8 @@ REGISTRY: dict[str, str] = {
     "ract": "aerec.models.ract:RaCT",
     "warp": "aerec.models.warp:WARP",
     "lambdanet": "aerec.models.lambdanet:LambdaNet",
+    "macridvae": "aerec.models.macridvae:MacridVAE",
+    "hvamp": "aerec.models.hvamp:HVamp",
 }
 
 
