@@ -301,3 +301,13 @@ def test_fuzzed_model_json_loads_or_is_refused_in_one_line(dae_dir, copy, target
         Engine(model).recommend_items([100, 101], k=3)
     except AerecError as e:
         assert "\n" not in str(e)
+
+
+def test_a_rating_model_with_an_empty_rating_range_is_refused(rating_case, tmp_path, copy):
+    d = rating_case.data
+    m = models.create("autorec", variant="user", hidden=4, epochs=1).fit(rating_case.train)
+    path = io.save(m, tmp_path / "ar", item_ids=d.item_ids)
+    assert io.rating_range(aerec.load(path)) == (1.0, 5.0)
+    dd = copy(path)
+    _weights(dd, lambda a: {**a, "stats": np.array([5.0, 1.0, 3.0], np.float32)})
+    refused(dd, "weights.safetensors", "'stats'")

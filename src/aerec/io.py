@@ -502,6 +502,9 @@ def load(path, *, device: str | None = None):
     model.n_users, model.n_items = n_users, n_items
     _load_weights(model, meta, path / WEIGHTS)
     model.fitted = True
+    scale = rating_range(model) if getattr(model, "net", None) is not None else None
+    if scale is not None and not scale[0] <= scale[1]:
+        raise ModelFileError(f"{path / WEIGHTS}: tensor 'stats' gives an empty rating range {scale[0]:g}..{scale[1]:g}")
     ipath = path / ITEMS
     items = _read_json(ipath)
     if not isinstance(items, dict):
