@@ -182,6 +182,11 @@ def test_overwrite_replaces_a_finished_run_only_once_the_new_one_is_complete(cap
     assert siblings(out) == ["data.csv", "run"]
 
 
+def test_resume_and_overwrite_together_are_refused(capsys, tmp_path, good_csv):
+    code, _, err = run_cli(capsys, *train_args(good_csv, tmp_path / "run", "--resume", "--overwrite"))
+    assert code == 2 and "choose one" in err and siblings(tmp_path / "run") == ["data.csv"]
+
+
 def test_train_refuses_a_folder_that_holds_no_run(capsys, tmp_path, good_csv):
     out = tmp_path / "mine"
     out.mkdir()

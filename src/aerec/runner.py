@@ -318,6 +318,8 @@ def check_run(out: Path, identity: dict, marker: str, *, resume: bool = False, o
     """
     out = Path(out)
     partial = fsutil.partial_dir(out)
+    if resume and overwrite:
+        raise ConfigError("--resume continues a run and --overwrite replaces it; choose one")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a folder; choose another --out")
     if out.is_dir() and not fsutil.is_empty_dir(out):
