@@ -4,7 +4,9 @@
 set -u
 OUT=${1:?out root}; shift
 MODELS=${*:-"multvae recvae deeprec ract svae lambdanet"}
-# EXTRA: more --set options for every run (none in the committed runs: each model its defaults)
+# EXTRA: more --set options for every run (none in the committed runs: each model its defaults).
+# TIMEOUT: seconds per run (0: none). A run cut short keeps its finished folds (fold-*/metrics.json);
+# the same command again (it passes --resume) completes it.
 AEREC=${AEREC:-aerec}
 for m in $MODELS; do
   case $m in
@@ -16,6 +18,6 @@ for m in $MODELS; do
     d=$OUT/$m-$s
     [ -f "$d/metrics.json" ] && continue
     echo "$(date -u +%H:%M:%S) $m $s" >&2
-    nice $AEREC train $m -d ${DATASET:-ml-100k} $P --folds 5 --seed 0 --set schedule=$s ${EXTRA:-} --out "$d" --resume --json > "$d.json" 2> "$d.log" || echo "FAILED $m $s" >&2
+    timeout ${TIMEOUT:-0} nice $AEREC train $m -d ${DATASET:-ml-100k} $P --folds 5 --seed 0 --set schedule=$s ${EXTRA:-} --out "$d" --resume --json > "$d.json" 2> "$d.log" || echo "FAILED $m $s" >&2
   done
 done
