@@ -162,7 +162,8 @@ class CDAE(TorchRecommender):
 
     name = "cdae"
     Config = CDAEConfig
-    test_overrides = {"epochs": 20, "hidden": 16, "batch_size": 8}
+    # AdaGrad with the authors' beta = 1 takes smaller first steps than torch's eps: lr 0.5 for 20 tiny epochs
+    test_overrides = {"epochs": 20, "hidden": 16, "batch_size": 8, "lr": 0.5}
 
     def _build(self) -> nn.Module:
         return CDAENet(self.n_users, self.n_items, self.config.hidden, self.config.tied,
