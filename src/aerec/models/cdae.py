@@ -162,7 +162,8 @@ class CDAE(TorchRecommender):
 
     name = "cdae"
     Config = CDAEConfig
-    test_overrides = {"epochs": 20, "hidden": 16, "batch_size": 8}
+    # AdaGrad with the authors' beta = 1 takes smaller first steps than torch's eps: lr 0.5 for 20 tiny epochs
+    test_overrides = {"epochs": 20, "hidden": 16, "batch_size": 8, "lr": 0.5}
     space = {"dropout": {"type": "float", "low": 0.0, "high": 0.8},  # input corruption q
              "negatives": {"type": "int", "low": 1, "high": 20, "log": True},
              "hidden": {"type": "int", "low": 20, "high": 200, "log": True},  # factors K

@@ -47,8 +47,8 @@ RACT_REF = RefShape(rows=116_677, batch_size=500, epochs=100)
 # RecVAE run.py: ML-20M (same split), batch 500, 50 epochs.
 RECVAE_REF = RefShape(rows=116_677, batch_size=500, epochs=50)
 # DeepRecommender, Netflix full (NF_TRAIN: 477,412 users), batch 128 -> 3,730 batches per epoch;
-# its lr milestones are epochs of that size.
-DEEPREC_REF = RefShape(rows=477_412, batch_size=128, epochs=12)
+# its lr milestones are epochs of that size (epochs: aerec's budget; only steps per epoch are used).
+DEEPREC_REF = RefShape(rows=477_412, batch_size=128, epochs=100)
 # svae_cf main_svae.ipynb: ML-1M, 4,534 training users, batch 1, 25 epochs (the notebook's
 # "Number of train batches: 4534").
 SVAE_REF = RefShape(rows=4_534, batch_size=1, epochs=25)
