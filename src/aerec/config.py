@@ -134,3 +134,7 @@ def load_toml(path: str | Path) -> dict:
         raise ConfigError(f"{p}: config file not found") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML ({e})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a text file (not valid UTF-8); expected TOML") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read ({e.strerror or e})") from None
