@@ -33,6 +33,7 @@ from aerec.errors import DataError, ModelFileError
 FORMAT_VERSION = 1
 WEIGHTS, CONFIG, ITEMS, USERS, HISTORY, MANIFEST = (
     "weights.safetensors", "config.json", "items.json", "users.json", "history.npz", "manifest.json")
+SEEN = "seen.npz"  # optional: every item each stored user interacted with (low ratings included)
 
 
 class UnknownUserError(DataError):
@@ -72,11 +73,21 @@ def _write_weights(model, path: Path) -> str:
     raise ModelFileError(f"{type(model).__name__} has neither state_tensors() nor state_arrays(); it cannot be saved")
 
 
-def save(model, path, *, item_ids=None, user_ids=None, history=None, item_titles=None, extra_meta=None) -> Path:
+def _write_csr(path: Path, m: sp.csr_matrix) -> None:
+    m.sort_indices()
+    with open(path, "wb") as f:
+        np.savez(f, indptr=m.indptr.astype(np.int64), indices=m.indices.astype(np.int32),
+                 data=m.data.astype(np.float32), shape=np.asarray(m.shape, dtype=np.int64))
+
+
+def save(model, path, *, item_ids=None, user_ids=None, history=None, item_titles=None, extra_meta=None,
+         seen=None) -> Path:
     """Write a fitted model to the directory ``path`` (replaced atomically if it exists).
 
     item_ids: original id of each item column (defaults to ``model.item_ids`` of a loaded model).
     user_ids + history: ids and CSR training rows of the users to serve from stored history.
+    seen: optional CSR of the same shape as history: every item each user interacted with,
+    whatever its rating; recommendations exclude these by default.
     """
     from aerec import __version__
 
@@ -96,6 +107,15 @@ def save(model, path, *, item_ids=None, user_ids=None, history=None, item_titles
         history, user_ids = getattr(model, "histories", None), getattr(model, "user_ids", None)
     if (history is None) != (user_ids is None):
         raise DataError("save() needs user_ids and history together")
+    if seen is None and history is not None and getattr(model, "seen", None) is not None \
+            and getattr(model, "histories", None) is history:
+        seen = model.seen
+    if seen is not None:
+        if history is None:
+            raise DataError("save() takes seen only with user_ids and history")
+        seen = sp.csr_matrix(seen, dtype=np.float32)
+        if seen.shape != (len(user_ids), model.n_items):
+            raise DataError(f"seen has shape {seen.shape}, expected {(len(user_ids), model.n_items)}")
     if history is not None:
         history = sp.csr_matrix(history, dtype=np.float32)
         if history.shape != (len(user_ids), model.n_items):
@@ -123,10 +143,9 @@ def save(model, path, *, item_ids=None, user_ids=None, history=None, item_titles
         (tmp / ITEMS).write_text(json.dumps(items, ensure_ascii=False) + "\n")
         if history is not None:
             (tmp / USERS).write_text(json.dumps({"ids": _jsonable_ids(user_ids)}, ensure_ascii=False) + "\n")
-            history.sort_indices()
-            with open(tmp / HISTORY, "wb") as f:
-                np.savez(f, indptr=history.indptr.astype(np.int64), indices=history.indices.astype(np.int32),
-                         data=history.data.astype(np.float32), shape=np.asarray(history.shape, dtype=np.int64))
+            _write_csr(tmp / HISTORY, history)
+            if seen is not None:
+                _write_csr(tmp / SEEN, seen)
         files = {p.name: {"sha256": fsutil.sha256_file(p), "bytes": p.stat().st_size}
                  for p in sorted(tmp.iterdir())}
         (tmp / MANIFEST).write_text(json.dumps({"format_version": FORMAT_VERSION, "files": files}, indent=2) + "\n")
@@ -244,7 +263,7 @@ def load(path, *, device: str | None = None):
     model.item_titles = np.asarray(items["titles"], dtype=object) if "titles" in items else None
     if len(model.item_ids) != n_items:
         raise ModelFileError(f"{path / ITEMS}: {len(model.item_ids)} ids for a model of {n_items} items")
-    model.user_ids, model.histories = None, None
+    model.user_ids, model.histories, model.seen = None, None, None
     if meta.get("has_history"):
         model.user_ids = np.asarray(_read_json(path / USERS)["ids"])
         try:
@@ -255,6 +274,15 @@ def load(path, *, device: str | None = None):
             raise ModelFileError(f"{path / HISTORY}: cannot be read ({e})") from None
         if shape != (len(model.user_ids), n_items):
             raise ModelFileError(f"{path / HISTORY}: shape {shape} does not match {USERS} and {ITEMS}")
+        if (path / SEEN).exists():  # verify() has checked it when the manifest lists it
+            try:
+                with np.load(path / SEEN, allow_pickle=False) as z:
+                    model.seen = sp.csr_matrix((z["data"], z["indices"], z["indptr"]),
+                                               shape=tuple(int(x) for x in z["shape"]))
+            except (OSError, ValueError, KeyError) as e:
+                raise ModelFileError(f"{path / SEEN}: cannot be read ({e})") from None
+            if model.seen.shape != shape:
+                raise ModelFileError(f"{path / SEEN}: shape {model.seen.shape} does not match {HISTORY}")
     model.meta = dict(meta.get("meta") or {})
     model.model_dir = path
     return model
@@ -349,18 +377,35 @@ def recommend_items(model, item_ids, k: int = 10, exclude=(), ratings=None) -> R
     return _top(model, model.score(row)[0], excl, k, unknown_items=unknown)
 
 
-def recommend_user(model, user_id, k: int = 10, exclude=()) -> Recommendations:
-    """Top-k for a known user from its stored training history; seen items are excluded."""
+def seen_columns(model, u: int) -> set:
+    """Item columns a stored user has interacted with: its training row plus every other item it
+    rated or touched (model.seen, when the model was saved with it)."""
+    cols = set(model.histories[u].indices.tolist())
+    seen = getattr(model, "seen", None)
+    if seen is not None:
+        cols |= set(seen[u].indices.tolist())
+    return cols
+
+
+def recommend_user(model, user_id, k: int = 10, exclude=(), exclude_seen: bool = True) -> Recommendations:
+    """Top-k for a known user from its stored training history.
+
+    exclude_seen (default): every item in the user's stored history is excluded, whatever its
+    rating; False allows re-recommending them (repeat purchases).
+    """
     if k < 1:
         raise DataError("k must be at least 1")
     if getattr(model, "histories", None) is None:
+        if getattr(model, "model_dir", None) is None:
+            raise DataError(f"{model.name} was fitted on a matrix and knows no user ids; fit it on Interactions "
+                            "(aerec.data.from_dataframe) or load a saved model with histories")
         raise DataError(f"{model.name} was saved without user histories; pass the user's items instead")
     users = _index(model.user_ids, model, "users")
     u = users.get(str(user_id))
     if u is None:
         raise UnknownUserError(f"unknown user {user_id!r}: the model has no history for it")
     row = model.histories[u]
-    excl = set(row.indices.tolist())
+    excl = seen_columns(model, u) if exclude_seen else set()
     vocab = _vocab(model)
     excl |= {vocab[str(x)] for x in exclude if str(x) in vocab}
     if row.nnz == 0:

@@ -38,7 +38,7 @@ def search_space(model_cls) -> dict:
 
 
 def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, folds: int = 5,
-         fixed: dict | None = None, timeout: float | None = None) -> dict:
+         fixed: dict | None = None, timeout: float | None = None, protocol_options: dict | None = None) -> dict:
     try:
         import optuna
     except ImportError:
@@ -47,7 +47,7 @@ def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, 
     from aerec.models.training import monitor_for, validation_score
 
     cls = models.get(model_name)
-    proto = protocols.get(protocol_name, folds=folds, seed=seed)
+    proto = protocols.get(protocol_name, folds=folds, **{"seed": seed, **(protocol_options or {})})
     if proto.task != cls.task:
         raise AerecError(f"model '{model_name}' is a {cls.task} model; protocol '{protocol_name}' is for {proto.task}")
     fold = next(iter(proto.split(data)))

@@ -73,12 +73,17 @@ def fingerprint(data) -> str:
 
 def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), models=None, folds: int = 5,
               seed: int = 0, jobs: int = 1, loader=None, overrides: dict | None = None,
-              ranking_protocol: str = "strong") -> dict:
+              ranking_protocol: str = "strong", data_options: dict | None = None,
+              protocol_options: dict | None = None, ks=None) -> dict:
     """Run (or resume) the grid and write every report file. `loader(name)` defaults to aerec.data.load.
 
     ranking_protocol: `strong` (k folds over users) or `weak` (RecBole's 8:1:1 recipe, one fold,
     @10 metrics added); rating models always run rating k-fold CV.
+    data_options: the data section (columns, feedback, threshold; aerec.data.options) for every
+    data set; protocol_options: options of the ranking protocol (e.g. valid_frac); ks: cutoffs.
     """
+    from aerec.data import feedback
+    from aerec.data import options as dataopts
     from aerec import models as registry
     from aerec import protocols
 
@@ -95,18 +100,33 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     started = time.time()
     cells_done, fingerprints = [], {}
     todo = []
+    columns = dataopts.columns_only(data_options or {})
     for dataset in datasets:
-        data = loader(dataset)
+        data = loader(dataset, **columns) if columns else loader(dataset)
         fingerprints[dataset] = fingerprint(data)
+        fb = feedback.of(data, data_options)
         for task in ("rating", "ranking"):
             for (proto_name, opts), names in plan(chosen, task, ranking_protocol).items():
+                if task == "rating" and fb.kind != "explicit":
+                    ui.info(f"{dataset}: rating models ({', '.join(names)}) skipped: {fb.describe()}")
+                    continue
+                user_opts = dict(protocol_options or {}) if task == "ranking" and proto_name == ranking_protocol else {}
                 proto = protocols.get(proto_name, folds=None if proto_name == "weak" else folds, seed=seed,
-                                      **dict(opts))
+                                      **{**dict(opts), **user_opts})
+                resolved, line = feedback.protocol_options(data, fb, proto_name, proto.options(),
+                                                           set(user_opts) | set(dict(opts)))
+                ui.info(line)
+                changed = {k: v for k, v in resolved.items() if proto.options().get(k) != v}
+                opts = tuple(sorted({**dict(opts), **user_opts, **changed}.items()))
+                if changed:
+                    proto = protocols.get(proto_name, folds=None if proto_name == "weak" else folds, seed=seed,
+                                          **dict(opts))
                 folds_list = None  # split lazily: a fully cached grid never splits
                 for f in range(proto.n_folds):
                     for m in names:
                         cfg = {**configs.get(m, {}), **(overrides or {}).get(m, {})}
-                        cell = Cell(m, dataset, proto_name, f, proto.n_folds, seed, cfg, dict(opts))
+                        cell = Cell(m, dataset, proto_name, f, proto.n_folds, seed, cfg, dict(opts),
+                                    tuple(ks) if ks else None)
                         cached = load_cell(cell, out)
                         if cached is not None:
                             cells_done.append(cached)
@@ -131,7 +151,11 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     pngs = report.plots(rows, cells_done, out)
     fsutil.write_json(out / "run.json", {
         "command": _command(), "suite": suite, "datasets": list(datasets), "models": chosen,
-        "folds": folds, "seed": seed, "ranking_protocol": ranking_protocol, "jobs": jobs, "versions": versions(), "machine": machine(),
+        "folds": folds, "seed": seed, "ranking_protocol": ranking_protocol,
+        **({"data_options": data_options} if data_options else {}),
+        **({"protocol_options": protocol_options} if protocol_options else {}),
+        **({"ks": list(ks)} if ks else {}),
+        "jobs": jobs, "versions": versions(), "machine": machine(),
         "data_sha256": fingerprints, "cells": len(cells_done), "seconds": time.time() - started,
         "plots": [Path(p).name for p in pngs],
     })

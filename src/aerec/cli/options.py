@@ -12,10 +12,7 @@ from contextlib import contextmanager
 
 import click
 
-from aerec.errors import ConfigError
 
-# TOML [data] keys, in the order they are written; "header" is the inverse of --no-header
-DATA_KEYS = ("user_col", "item_col", "rating_col", "time_col", "title_col", "sep", "header", "feedback", "threshold")
 DEFAULT_KS = (5, 10, 20, 50, 100)
 
 
@@ -43,20 +40,12 @@ def data_options(f):
 
 def data_mapping(params: dict, section: dict | None = None, where: str = "[data]") -> dict:
     """Keyword arguments for aerec.data.load: the TOML [data] section, overridden by the command line."""
-    section = dict(section or {})
-    unknown = sorted(set(section) - set(DATA_KEYS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(DATA_KEYS)}")
-    if "header" in section and not isinstance(section["header"], bool):
-        raise ConfigError(f"{where}: header must be true or false")
-    out = {k: v for k, v in section.items() if v is not None}
-    for key in DATA_KEYS:
-        if key == "header":
-            if params.get("no_header"):
-                out["header"] = False
-        elif params.get(key) is not None:
-            out[key] = params[key]
-    return out
+    from aerec.data import options
+
+    given = {k: params.get(k) for k in options.KEYS if k != "header"}
+    if params.get("no_header"):
+        given["header"] = False
+    return options.merge(section, given, where)
 
 
 def ks_option(f):

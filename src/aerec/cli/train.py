@@ -6,6 +6,8 @@ import json
 
 import click
 
+from aerec.cli.options import data_mapping, data_options, ks_option, warnings_as_lines
+
 
 @click.command("train")
 @click.argument("model", required=False)
@@ -27,9 +29,11 @@ import click
 @click.option("--amp", is_flag=True, help="bf16 mixed precision in training (CUDA only).")
 @click.option("--nproc", type=click.IntRange(min=1), help="Train with N processes on this machine: runs "
               "torchrun --standalone --nproc_per_node N (gloo on CPU, nccl on GPU). See docs/distributed.md.")
+@data_options
+@ks_option
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json to standard output.")
 def train_cmd(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets, config_file, out, resume, device,
-              amp, nproc, as_json):
+              amp, nproc, as_json, ks, **data_params):
     """Train MODEL on every fold of a protocol and write a run directory.
 
     The run directory gets config.json, config.toml, history.csv, fold-<f>/model and
@@ -41,7 +45,7 @@ def train_cmd(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets
 
     spec = runner.resolve(model, dataset=dataset, protocol=protocol, folds=folds, seed=seed, epochs=epochs,
                           sets=list(sets), config_file=config_file, device=device, amp=amp,
-                          protocol_sets=list(protocol_sets))
+                          protocol_sets=list(protocol_sets), data_options=data_mapping(data_params), ks=ks)
     launching = nproc is not None and nproc > 1 and not distributed.launched()
     if launching or distributed.launched():
         from aerec import models
@@ -59,7 +63,8 @@ def train_cmd(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets
                 f"{spec.model_config.get('batch_size')}")
     ok = False
     try:
-        result = runner.train(spec, out_dir, resume=resume)
+        with warnings_as_lines():
+            result = runner.train(spec, out_dir, resume=resume)
         ok = True
     finally:
         distributed.shutdown(wait=ok)
@@ -85,23 +90,29 @@ def _relaunch_args(params: dict) -> list[str]:
         args += ["--set", value]
     for value in params["protocol_sets"]:
         args += ["--protocol-set", value]
-    for name, flag in (("resume", "--resume"), ("amp", "--amp"), ("as_json", "--json")):
-        if params[name]:
+    for name, flag in (("resume", "--resume"), ("amp", "--amp"), ("as_json", "--json"), ("no_header", "--no-header")):
+        if params.get(name):
             args.append(flag)
+    for name in ("user_col", "item_col", "rating_col", "time_col", "title_col", "sep", "feedback", "threshold"):
+        if params.get(name) is not None:
+            args += ["--" + name.replace("_", "-"), str(params[name])]
+    if params.get("ks"):
+        args += ["--ks", ",".join(map(str, params["ks"]))]
     return args
 
 
 @click.command("evaluate")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@ks_option
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate_cmd(run_dir, as_json):
+def evaluate_cmd(run_dir, as_json, ks):
     """Re-evaluate a saved run: reload each fold model, rebuild the split, compute the metrics.
 
     Writes RUN_DIR/metrics.evaluated.json and says whether it equals the saved metrics.json.
     """
     from aerec import runner
 
-    result = runner.evaluate_run(run_dir)
+    result = runner.evaluate_run(run_dir, ks=ks)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -113,11 +124,11 @@ def evaluate_cmd(run_dir, as_json):
 
 
 def _table(result: dict) -> None:
+    from aerec.metrics import format_grid
+
     folds = result["folds"]
     click.echo(f"{result['model']} on {result['dataset']} ({result['protocol']}, {folds} fold(s), seed {result['seed']})")
-    for name, m in result["metrics"].items():
-        std = "" if m["std"] is None else f" ± {m['std']:.4f}"
-        click.echo(f"  {name:<18} {m['mean']:.4f}{std}")
+    click.echo(format_grid(result["metrics"]))
 
 
 commands = [train_cmd, evaluate_cmd]

@@ -104,9 +104,12 @@ def decide(data: Interactions, feedback: str | None = None, threshold: float | N
                     True, given)
 
 
-def of(data: Interactions) -> Feedback:
-    """The decision for data loaded with feedback/threshold options (kept in its meta), or a guess."""
-    return decide(data, data.meta.get("feedback"), data.meta.get("threshold"))
+def of(data: Interactions, options: dict | None = None) -> Feedback:
+    """The decision from options (a data section: feedback, threshold), else from the data's
+    meta (data.load(..., feedback=...) keeps them there), else a guess."""
+    options = options or {}
+    pick = lambda k: options[k] if options.get(k) is not None else data.meta.get(k)  # noqa: E731
+    return decide(data, pick("feedback"), pick("threshold"))
 
 
 def keep_mask(data: Interactions, threshold: float | None = None, min_rating: float | None = None) -> np.ndarray:
@@ -231,3 +234,21 @@ def training_data(data: Interactions, task: str, fb: Feedback | None = None, *, 
     if not use_values:
         compact = replace(compact, rating=None)
     return Prepared(compact, train, seen, line)
+
+
+def seen_matrix(data: Interactions, user_ids, item_ids) -> sp.csr_matrix:
+    """users x items (given original ids, in their order): 1 where `data` holds any interaction
+    of that user with that item, whatever its value; ids absent from `data` give empty rows."""
+    user_ids, item_ids = np.asarray(user_ids), np.asarray(item_ids)
+    urow = {u: r for r, u in enumerate(user_ids.tolist())}
+    icol = {i: c for c, i in enumerate(item_ids.tolist())}
+    row = np.array([urow.get(u, -1) for u in data.user_ids.tolist()], dtype=np.int64)
+    col = np.array([icol.get(i, -1) for i in data.item_ids.tolist()], dtype=np.int64)
+    r, c = row[data.user], col[data.item]
+    ok = (r >= 0) & (c >= 0)
+    m = sp.csr_matrix((np.ones(int(ok.sum()), dtype=np.float32), (r[ok], c[ok])),
+                      shape=(len(user_ids), len(item_ids)), dtype=np.float32)
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    m.sort_indices()
+    return m

@@ -532,11 +532,12 @@ def read_file(path, *, user_col=None, item_col=None, rating_col=None, time_col=N
     df, unit = read_frame(path, sep=sep, header=header, encoding=encoding)
     if not header and unit == "line":
         df.columns = list(range(df.shape[1]))
-        roles = [user_col, item_col, rating_col, time_col]
-        if all(r is None for r in roles):  # positional default: user, item, rating, timestamp
-            user_col, item_col = 0, 1
-            rating_col = 2 if df.shape[1] > 2 else None
-            time_col = 3 if df.shape[1] > 3 else None
+        # positional defaults: user, item[, rating[, timestamp]] for the roles not named
+        if all(r is None for r in (rating_col, time_col, title_col)):
+            rating_col = 2 if df.shape[1] > 2 and 2 not in (user_col, item_col) else None
+            time_col = 3 if df.shape[1] > 3 and 3 not in (user_col, item_col) else None
+        user_col = 0 if user_col is None else user_col
+        item_col = 1 if item_col is None else item_col
     return from_frame(df, label=label, name=name, user_col=user_col, item_col=item_col, rating_col=rating_col,
                       time_col=time_col, title_col=title_col, unit=unit, source=f"file {label}")
 
@@ -550,7 +551,7 @@ def from_frame(df: pd.DataFrame, *, label: str, name: str, user_col=None, item_c
     rcol = _resolve(columns, rating_col, "rating", label, rating_col is not None)
     tcol = _resolve(columns, time_col, "timestamp", label, time_col is not None)
     ncol = _resolve(columns, title_col, "title", label, True) if title_col is not None else None
-    roles = [c for c in (ucol, icol, rcol, tcol, ncol) if c is not None]
+    roles = [c for c in (ucol, icol, rcol, tcol, None if ncol == icol else ncol) if c is not None]
     if len(set(roles)) < len(roles):
         raise DataError(f"{label}: one column is mapped to two roles (user={ucol}, item={icol}, rating={rcol}, "
                         f"time={tcol}, title={ncol})")

@@ -110,6 +110,7 @@ class WMF(Recommender):
     ``regularization=0.01`` and ``iterations=15`` (implicit's defaults); tune them per data set.
     """
 
+    weighted = True  # implicit counts are kept as r_ui (confidence 1 + alpha * r_ui) where data has them
     name = "wmf"
     Config = WMFConfig
     test_overrides = {"factors": 6, "regularization": 1.0, "alpha": 10.0, "iterations": 15, "num_threads": 1}
