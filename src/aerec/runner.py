@@ -88,8 +88,8 @@ def resolve(model: str | None = None, *, dataset: str | None = None, protocol: s
     data_options: the data section (column mapping, feedback, threshold; see aerec.data.options)
     over the config's [data] section. ks: metric cutoffs over the config's [run] ks.
     """
-    from aerec import models
     from aerec import metrics as metricsmod
+    from aerec import models
     from aerec.data import options as dataopts
 
     file = cfgmod.load_toml(config_file) if config_file else {}
@@ -184,7 +184,6 @@ def _fingerprint(data) -> dict:
 
 def _load_data(dataset: str, options: dict | None = None):
     from aerec import data as datamod
-
     from aerec.data import options as dataopts
 
     return datamod.load(dataset, **dataopts.columns_only(options or {}))

@@ -82,10 +82,10 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     data_options: the data section (columns, feedback, threshold; aerec.data.options) for every
     data set; protocol_options: options of the ranking protocol (e.g. valid_frac); ks: cutoffs.
     """
-    from aerec.data import feedback
-    from aerec.data import options as dataopts
     from aerec import models as registry
     from aerec import protocols
+    from aerec.data import feedback
+    from aerec.data import options as dataopts
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

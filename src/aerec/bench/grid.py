@@ -44,7 +44,10 @@ class Cell:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def path(self, out: Path) -> Path:
-        return out / "cells" / self.dataset / self.model / f"fold-{self.fold}-{self.key()}"
+        label = self.dataset
+        if "/" in label or "\\" in label or label.startswith("."):  # a file path: one safe folder name
+            label = f"{Path(label).name}-{hashlib.sha256(label.encode()).hexdigest()[:8]}"
+        return out / "cells" / label / self.model / f"fold-{self.fold}-{self.key()}"
 
     def label(self) -> str:
         return f"{self.model} {self.dataset} fold {self.fold + 1}/{self.n_folds}"

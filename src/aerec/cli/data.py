@@ -11,7 +11,6 @@ import click
 from aerec.cli.options import data_mapping, data_options, warnings_as_lines
 from aerec.errors import DataError
 
-
 _warnings_as_lines = warnings_as_lines
 
 

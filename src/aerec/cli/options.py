@@ -12,7 +12,6 @@ from contextlib import contextmanager
 
 import click
 
-
 DEFAULT_KS = (5, 10, 20, 50, 100)
 
 
