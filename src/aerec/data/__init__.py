@@ -37,7 +37,7 @@ def fetch(name: str, path=None, *, force: bool = False) -> Interactions:
     if path is None and not force:
         cached = cache.load(spec.name)
         if cached is not None:
-            return cached
+            return sources.titles_as_ids(spec, cached)  # an entry cached before ml-1m was keyed by title
     inter, source = sources.fetch(spec, path)
     cache.save(inter, spec.name, source)
     return inter
