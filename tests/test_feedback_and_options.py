@@ -223,3 +223,25 @@ def test_doctor_lists_extras(capsys):
 def test_errors_are_aerec_errors():
     with pytest.raises(AerecError):
         data.load(12)
+
+
+def test_long_epochs_show_a_bar_of_batches(monkeypatch):
+    from aerec import ui
+
+    calls = []
+    real = ui.progress
+
+    def spy(iterable=None, **kw):
+        calls.append(kw)
+        return real(iterable, **{**kw, "disable": True})
+
+    monkeypatch.setattr(ui, "progress", spy)
+    monkeypatch.setattr(ui, "_quiet", False)
+    monkeypatch.delenv("AEREC_QUIET", raising=False)
+    inter = data.from_dataframe(counts_frame(n_users=20))
+    models.create("multdae", epochs=2, batch_size=8, hidden=(8,)).fit(inter, progress=True)
+    inner = [c for c in calls if c.get("unit") == "batch"]
+    assert len(inner) == 2 and inner[0]["total"] == 3 and inner[0]["delay"] > 0  # shown only when slow
+    calls.clear()
+    models.create("multdae", epochs=1, batch_size=8, hidden=(8,)).fit(inter, progress=False)
+    assert not [c for c in calls if c.get("unit") == "batch"]

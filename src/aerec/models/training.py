@@ -90,6 +90,8 @@ class Trainer:
                           disable=ui.quiet() or not self.progress)
         # multi-process: sliced batches from a memory-mapped matrix, gradients all-reduced per step
         session = distributed.TrainSession(ctx, model, train, rng) if ctx is not None else None
+        inner = ui.batch_bars(self.progress and (ctx is None or ctx.is_writer))
+        inner.__enter__()
         try:
             for epoch in range(state["epoch"], cfg.epochs):
                 if state["bad_epochs"] and cfg.patience and state["bad_epochs"] >= cfg.patience:
@@ -131,6 +133,7 @@ class Trainer:
                 if cfg.patience and state["bad_epochs"] >= cfg.patience:
                     break
         finally:
+            inner.__exit__(None, None, None)
             bar.close()
             if session is not None:
                 session.close()
