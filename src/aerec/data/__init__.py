@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aerec.data import cache, registry, sources
+from aerec.data import cache, feedback, registry, sources
 from aerec.data.interactions import Interactions
 from aerec.data.readers import DataWarning, from_frame, read_file
 from aerec.data.synth import synth
 from aerec.errors import DataError
 
-__all__ = ["Interactions", "DataError", "DataWarning", "load", "fetch", "from_dataframe", "list_datasets",
+__all__ = ["Interactions", "DataError", "DataWarning", "feedback", "load", "fetch", "from_dataframe", "list_datasets",
            "read_file", "synth", "home"]
 
 home = cache.home
