@@ -116,3 +116,31 @@ def test_binary_config_and_missing_export_folder(tmp_path, capsys):
     rc, err = _rc(["data", "synth", "--users", "5", "--items", "5", "--interactions", "10",
                    "--out", str(tmp_path / "missing" / "x.csv")], capsys)
     assert rc == 2 and "missing" in err
+
+
+def test_registered_format_from_a_bomb_zip_or_a_fifo_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("AEREC_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AEREC_MAX_DECOMPRESSED", "100000")
+    z = tmp_path / "ml-100k.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as f:
+        f.writestr("ml-100k/u.data", b"1\t2\t5\t881250949\n" * 20_000)
+    with pytest.raises(DataError, match="compression bomb"):
+        data.fetch("ml-100k", path=z)
+    fifo = tmp_path / "u.data"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="FIFO"):
+        data.fetch("ml-100k", path=fifo)
+
+
+def test_zero_padded_items_recommend_by_their_own_ids(tmp_path, capsys):
+    f = tmp_path / "codes.csv"
+    rows = [f"u{u},{i:05d}" for u in range(30) for i in range(u % 3 * 5, u % 3 * 5 + 5) if (u + i) % 5]
+    f.write_text("user,item\n" + "\n".join(rows) + "\n")
+    assert main(["train", "pop", "-d", str(f), "-p", "full", "--out", str(tmp_path / "r"), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["recommend", str(tmp_path / "r"), "--items", "00005", "-k", "2", "--json"]) == 0
+    import json
+
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["unknown_items"] == [] and rec["fallback"] is None
+    assert all(len(i) == 5 and i.startswith("000") for i in rec["items"])
