@@ -245,3 +245,14 @@ def test_long_epochs_show_a_bar_of_batches(monkeypatch):
     calls.clear()
     models.create("multdae", epochs=1, batch_size=8, hidden=(8,)).fit(inter, progress=False)
     assert not [c for c in calls if c.get("unit") == "batch"]
+
+
+def test_dataframe_fit_saves_and_loads_with_ids_and_seen(tmp_path):
+    df = low_rated_history().assign(user=lambda f: f.user.str.replace("u", "00"))  # "000", "001", ...
+    model = models.create("ease", l2=1.0).fit(df)  # a DataFrame directly: columns guessed
+    before = model.recommend_user("000", k=3).item_ids
+    model.save(tmp_path / "m")
+    loaded = models.create("ease").load(tmp_path / "m")
+    assert loaded.user_ids.tolist()[:2] == ["000", "001"]
+    assert loaded.recommend_user("000", k=3).item_ids == before
+    assert not {"i0", "i1", "i2", "i3"} & set(before)

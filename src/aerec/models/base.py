@@ -60,8 +60,9 @@ class Recommender:
     def fit(self, train, valid=None, **trainer_options):
         """Fit on ``train`` and return self.
 
-        train: a users x items scipy sparse matrix, or ``aerec.data.Interactions`` (from
-        ``aerec.data.load`` or ``aerec.data.from_dataframe``). Interactions are turned into a
+        train: a users x items scipy sparse matrix, ``aerec.data.Interactions`` (from
+        ``aerec.data.load`` or ``aerec.data.from_dataframe``), or a DataFrame whose columns
+        ``from_dataframe`` can guess (user, item[, rating][, timestamp]). Interactions are turned into a
         matrix under their feedback semantics (explicit 1-5 ratings: rating > 3.5 for top-N
         models; implicit: every row, counts as weights for weighted models such as WMF), and the
         model keeps the ids and histories, so ``recommend_user(id)`` and
@@ -73,6 +74,10 @@ class Recommender:
         """
         from aerec.data.interactions import Interactions
 
+        if type(train).__name__ == "DataFrame":  # columns guessed (user, item[, rating, time])
+            from aerec.data import from_dataframe
+
+            train = from_dataframe(train)
         if isinstance(train, Interactions):
             from aerec.data import feedback
 
