@@ -256,3 +256,21 @@ def test_dataframe_fit_saves_and_loads_with_ids_and_seen(tmp_path):
     assert loaded.user_ids.tolist()[:2] == ["000", "001"]
     assert loaded.recommend_user("000", k=3).item_ids == before
     assert not {"i0", "i1", "i2", "i3"} & set(before)
+
+
+def test_fold_matrices_carry_counts_for_weighted_models(counts_csv):
+    from aerec import protocols, runner
+
+    d = data.load(counts_csv)
+    spec = runner.resolve("wmf", dataset=str(counts_csv), protocol="strong", folds=3)
+    runner._apply_feedback(spec, d)
+    fold = next(protocols.get("strong", folds=3, **{k: v for k, v in spec.protocol_options.items()
+                                                   if k != "n_folds"}).split(d))
+    weighted = runner._weigh(spec, d, fold)
+    assert fold.train.data.max() == 1 and weighted.train.nnz == fold.train.nnz
+    lookup = {(u, i): c for u, i, c in pd.read_csv(counts_csv, dtype={"item": str}).itertuples(index=False)}
+    coo = weighted.train.tocoo()
+    assert all(lookup[(fold.train_user_ids[r], fold.item_ids[c])] == v for r, c, v in zip(coo.row, coo.col, coo.data))
+    assert weighted.test_in.data.max() > 1 and weighted.test_out.data.max() == 1  # targets stay binary
+    ease = runner.resolve("ease", dataset=str(counts_csv), protocol="strong", folds=3)
+    assert runner._weigh(ease, d, fold) is fold  # unweighted models see ones

@@ -248,10 +248,25 @@ def _epochs(model) -> dict:
     return {"run": run, "best": int(getattr(model, "best_epoch", run) or run)}
 
 
+def _weigh(spec: RunSpec, data, fold):
+    """Implicit values (counts) as the fold's matrix values for weighted models (WMF's confidence)."""
+    from aerec import models
+    from aerec.data import feedback
+
+    if fold.kind != "ranking" or not getattr(models.get(spec.model), "weighted", False) or data.rating is None:
+        return fold
+    if feedback.of(data, spec.data_options).kind != "implicit":
+        return fold
+    w = lambda m, users: feedback.with_values(data, m, users, fold.item_ids)  # noqa: E731
+    return dataclasses.replace(fold, train=w(fold.train, fold.train_user_ids),
+                               valid_in=w(fold.valid_in, fold.valid_user_ids),
+                               test_in=w(fold.test_in, fold.test_user_ids))
+
+
 def _train_fold(spec, data, fold, fdir: Path, ks, resume: bool, progress: bool, n_folds: int) -> dict:
     from aerec import io, models
 
-    fold = models.get(spec.model).prepare_fold(fold, data)
+    fold = _weigh(spec, data, models.get(spec.model).prepare_fold(fold, data))
     label = f"{spec.model} fold {fold.index + 1}/{n_folds}"
     model, seconds = _fit(spec, fold.train, _valid_of(fold), fdir, resume, label, progress)
     metrics = evaluate_fold(model, fold, ks)
@@ -493,7 +508,7 @@ def evaluate_run(run_dir: str | Path, *, write: bool = True, ks=None) -> dict:
         model = io.load(mdir)
         if [str(x) for x in model.item_ids.tolist()] != [str(x) for x in np.asarray(fold.item_ids).tolist()]:
             raise DataError(f"{mdir}: item vocabulary differs from the rebuilt split of fold {fold.index}")
-        m = evaluate_fold(model, type(model).prepare_fold(fold, data), _ks(spec))
+        m = evaluate_fold(model, _weigh(spec, data, type(model).prepare_fold(fold, data)), _ks(spec))
         records.append({"metrics": m, "epochs": None, "train_seconds": None})
         ui.info(_status(spec, fold.index, protocol.n_folds, m, "re-evaluated"))
     result = _metrics_json(spec, int(protocol.n_folds), records)

@@ -252,3 +252,27 @@ def seen_matrix(data: Interactions, user_ids, item_ids) -> sp.csr_matrix:
     m.data[:] = 1.0
     m.sort_indices()
     return m
+
+
+def with_values(data: Interactions, m: sp.csr_matrix, user_ids, item_ids) -> sp.csr_matrix:
+    """m (rows = user_ids, columns = item_ids) with each stored entry replaced by the value
+    `data` holds for that (user, item): implicit counts as weights for a fold's matrices."""
+    if data.rating is None or m.nnz == 0:
+        return m
+    user_ids, item_ids = np.asarray(user_ids), np.asarray(item_ids)
+    urow = {u: r for r, u in enumerate(user_ids.tolist())}
+    icol = {i: c for c, i in enumerate(item_ids.tolist())}
+    row = np.array([urow.get(u, -1) for u in data.user_ids.tolist()], dtype=np.int64)
+    col = np.array([icol.get(i, -1) for i in data.item_ids.tolist()], dtype=np.int64)
+    r, c = row[data.user], col[data.item]
+    ok = (r >= 0) & (c >= 0)
+    values = sp.csr_matrix((data.rating[ok].astype(np.float32), (r[ok], c[ok])), shape=m.shape, dtype=np.float32)
+    values.sum_duplicates()
+    out = sp.csr_matrix(m, dtype=np.float32, copy=True)
+    out.sort_indices()
+    values.sort_indices()
+    picked = values.multiply(out != 0).tocsr()  # the value of every entry m stores
+    picked.sort_indices()
+    if picked.nnz != out.nnz:  # an entry with no value in data keeps its own
+        picked = (picked + out.multiply(picked == 0)).tocsr()
+    return picked
