@@ -113,9 +113,15 @@ def test_binary_config_and_missing_export_folder(tmp_path, capsys):
     cfg.write_bytes(b"\xff\xfe\x00binary")
     rc, err = _rc(["train", "pop", "-d", "x.csv", "-p", "strong", "--config", str(cfg)], capsys)
     assert rc == 2 and "c.toml" in err
-    rc, err = _rc(["data", "synth", "--users", "5", "--items", "5", "--interactions", "10",
-                   "--out", str(tmp_path / "missing" / "x.csv")], capsys)
-    assert rc == 2 and "missing" in err
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    for cmd in (["data", "synth", "--users", "5", "--items", "5", "--interactions", "10", "--out"],
+                ["split", str(_write(tmp_path / "r.csv", "user,item\n1,2\n")), "-p", "weak", "--out"]):
+        rc, err = _rc([*cmd, str(blocker / "sub" / "x.csv")], capsys)  # a folder that cannot exist
+        assert rc == 2 and err.strip().splitlines()[-1].startswith("error: ") and "afile" in err, err
+    rc, _ = _rc(["data", "synth", "--users", "5", "--items", "5", "--interactions", "10", "--out",
+                 str(tmp_path / "new" / "x.csv")], capsys)
+    assert rc == 0 and (tmp_path / "new" / "x.csv").exists()  # a missing folder is created
 
 
 def test_registered_format_from_a_bomb_zip_or_a_fifo_is_refused(tmp_path, monkeypatch):

@@ -141,6 +141,12 @@ def _main(argv, debug: bool) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
+    except OSError as e:  # the file system refused: a path in a missing or read-only folder, a full disk
+        if debug:
+            raise
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        click.echo(f"error: {where}{e.strerror or e}", err=True)
+        return 2
     except Exception as e:  # internal error: still one line unless debugging
         if debug:
             raise

@@ -146,9 +146,6 @@ def write(inter, out: Path) -> None:
     from aerec.data import cache
 
     ext = out.suffix.lower()
-    parent = out.expanduser().absolute().parent
-    if not parent.is_dir():
-        raise DataError(f"{out}: the folder {parent} does not exist")
     if out.is_dir():
         raise DataError(f"{out}: is a folder; give a file name")
     if ext == ".npz":
