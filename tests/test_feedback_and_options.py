@@ -274,3 +274,9 @@ def test_fold_matrices_carry_counts_for_weighted_models(counts_csv):
     assert weighted.test_in.data.max() > 1 and weighted.test_out.data.max() == 1  # targets stay binary
     ease = runner.resolve("ease", dataset=str(counts_csv), protocol="strong", folds=3)
     assert runner._weigh(ease, d, fold) is fold  # unweighted models see ones
+
+
+def test_bench_refuses_rating_models_on_implicit_data(counts_csv, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "bench", "-d", counts_csv, "--models", "autorec", "--folds", "2",
+                           "--out", tmp_path / "b", "-q")
+    assert code == 2 and "explicit ratings" in err and "--feedback explicit" in err

@@ -101,6 +101,7 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     cells_done, fingerprints = [], {}
     todo = []
     columns = dataopts.columns_only(data_options or {})
+    skipped: list[str] = []
     for dataset in datasets:
         data = loader(dataset, **columns) if columns else loader(dataset)
         fingerprints[dataset] = fingerprint(data)
@@ -109,6 +110,7 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
             for (proto_name, opts), names in plan(chosen, task, ranking_protocol).items():
                 if task == "rating" and fb.kind != "explicit":
                     ui.info(f"{dataset}: rating models ({', '.join(names)}) skipped: {fb.describe()}")
+                    skipped.append(f"{', '.join(names)} on {dataset} ({fb.describe()})")
                     continue
                 user_opts = dict(protocol_options or {}) if task == "ranking" and proto_name == ranking_protocol else {}
                 proto = protocols.get(proto_name, folds=None if proto_name == "weak" else folds, seed=seed,
@@ -134,6 +136,9 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
                         if folds_list is None:
                             folds_list = proto.folds(data)
                         todo.append((cell, registry.get(m).prepare_fold(folds_list[f], data), task))
+    if skipped and not todo and not cells_done:
+        raise ConfigError(f"nothing to run: rating models need explicit ratings, skipped {'; '.join(skipped)}; "
+                          "pass --feedback explicit if the values are ratings")
     ui.info(f"bench: {len(cells_done)} cells cached, {len(todo)} to run -> {out}")
     if jobs > 1 and len(todo) > 1:
         cells_done += _run_parallel(todo, out, jobs)
