@@ -18,23 +18,14 @@ from __future__ import annotations
 
 import io
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from aerec.data.interactions import Interactions
+from aerec.data.notes import DataWarning, warn  # noqa: F401  (re-exported)
 from aerec.errors import DataError
-
-
-class DataWarning(UserWarning):
-    """A data-cleaning policy was applied (e.g. duplicates dropped); the message gives counts."""
-
-
-def warn(message: str) -> None:
-    warnings.warn(message, DataWarning, stacklevel=3)
-
 
 _FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 _INT_RE = r"[+-]?\d+"

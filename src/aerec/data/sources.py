@@ -45,7 +45,7 @@ import numpy as np
 from aerec import fsutil, ui
 from aerec.data import cache, formats
 from aerec.data.interactions import Interactions
-from aerec.data.readers import warn
+from aerec.data.notes import warn
 from aerec.data.registry import Dataset, Wheel
 from aerec.errors import DataError
 
