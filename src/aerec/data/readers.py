@@ -453,9 +453,22 @@ def check_sep(sep: str) -> str:
     return sep
 
 
-def read_frame(path, *, sep: str | None = None, header: bool = True, encoding: str = "utf-8"):
-    """A user's CSV/TSV/Parquet file (plain or .gz/.bz2/.xz/.zip) as a DataFrame of text columns.
+def _probe_columns(head: bytes, sep: str, header: bool, encoding: str) -> list | None:
+    """The column names (or positions) from the first bytes of a file, or None if unsure."""
+    try:
+        engine = "python" if (len(sep) > 1 and sep != r"\s+") else "c"
+        probe = pd.read_csv(io.BytesIO(head), sep=sep, header=0 if header else None, nrows=0 if header else 1,
+                            encoding=encoding, engine=engine, quoting=3 if engine == "python" else 0)
+        return list(probe.columns)
+    except Exception:  # the full read reports the problem properly
+        return None
 
+
+def read_frame(path, *, sep: str | None = None, header: bool = True, encoding: str = "utf-8", text_columns=None):
+    """A user's CSV/TSV/Parquet file (plain or .gz/.bz2/.xz/.zip) as a DataFrame.
+
+    text_columns(columns) -> the columns to read as text (the ids, so "007" stays "007"); the
+    others are parsed as numbers where they are numbers. Without it every column is text.
     Returns (frame, unit) where unit names the index ("line" numbers or Parquet "row"s).
     """
     path = Path(path).expanduser()
@@ -484,9 +497,15 @@ def read_frame(path, *, sep: str | None = None, header: bool = True, encoding: s
             raise DataError(f"{label}: holds NUL bytes; not a text table (a binary file?)")
         first = head.decode(encoding, errors="replace").splitlines()[0] if head else ""
         sep = check_sep(sep) if sep is not None else sniff_sep(inner, first)
+        dtype = str
+        if text_columns is not None:
+            columns = _probe_columns(head, sep, header, encoding)
+            if columns is not None:
+                dtype = dict.fromkeys(c for c in text_columns(columns) if c is not None)
+                dtype = {c: str for c in dtype}
         try:
-            # every column as text: ids keep their exact spelling ("007" stays "007")
-            df = read_table(stream, label, sep=sep, header=header, encoding=encoding, dtype=str)
+            # id columns as text: ids keep their exact spelling ("007" stays "007")
+            df = read_table(stream, label, sep=sep, header=header, encoding=encoding, dtype=dtype)
         except DataError:
             problem = _stream_problem(stream, label, kind)
             if problem is not None:
@@ -520,7 +539,17 @@ def read_file(path, *, user_col=None, item_col=None, rating_col=None, time_col=N
         from aerec.data import cache
 
         return cache.read_npz(path, name=name)
-    df, unit = read_frame(path, sep=sep, header=header, encoding=encoding)
+    def id_columns(columns):
+        try:
+            if not header:
+                return [0 if user_col is None else _position(user_col), 1 if item_col is None else _position(item_col),
+                        None if title_col is None else _position(title_col)]
+            return [_resolve(columns, user_col, "user", label, True), _resolve(columns, item_col, "item", label, True),
+                    None if title_col is None else _resolve(columns, title_col, "title", label, True)]
+        except (DataError, ValueError):
+            return list(columns)  # unsure: read every column as text; from_frame reports the problem
+
+    df, unit = read_frame(path, sep=sep, header=header, encoding=encoding, text_columns=id_columns)
     if not header and unit == "line":
         df.columns = list(range(df.shape[1]))
         # positional defaults: user, item[, rating[, timestamp]] for the roles not named
@@ -531,6 +560,10 @@ def read_file(path, *, user_col=None, item_col=None, rating_col=None, time_col=N
         item_col = 1 if item_col is None else item_col
     return from_frame(df, label=label, name=name, user_col=user_col, item_col=item_col, rating_col=rating_col,
                       time_col=time_col, title_col=title_col, unit=unit, source=f"file {label}")
+
+
+def _position(col):
+    return int(col) if isinstance(col, str) and col.lstrip("-").isdigit() else col
 
 
 def from_frame(df: pd.DataFrame, *, label: str, name: str, user_col=None, item_col=None, rating_col=None,
