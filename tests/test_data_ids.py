@@ -113,6 +113,10 @@ def test_binary_config_and_missing_export_folder(tmp_path, capsys):
     cfg.write_bytes(b"\xff\xfe\x00binary")
     rc, err = _rc(["train", "pop", "-d", "x.csv", "-p", "strong", "--config", str(cfg)], capsys)
     assert rc == 2 and "c.toml" in err
+    fifo = tmp_path / "c.fifo.toml"
+    os.mkfifo(fifo)
+    rc, err = _rc(["train", "pop", "-d", "x.csv", "-p", "strong", "--config", str(fifo)], capsys)
+    assert rc == 2 and "not a regular file" in err
     blocker = tmp_path / "afile"
     blocker.write_text("")
     for cmd in (["data", "synth", "--users", "5", "--items", "5", "--interactions", "10", "--out"],

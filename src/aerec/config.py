@@ -128,6 +128,8 @@ def dumps_toml(sections: dict[str, dict]) -> str:
 
 def load_toml(path: str | Path) -> dict:
     p = Path(path)
+    if p.exists() and not p.is_file():  # a folder, FIFO or device: reading would fail or hang
+        raise ConfigError(f"{p}: not a regular file; expected a TOML config file")
     try:
         return tomllib.loads(p.read_text())
     except FileNotFoundError:
