@@ -49,6 +49,12 @@ def tune(model, dataset, protocol, trials, folds, seed, sets, protocol_sets, con
                       fixed=cfgmod.parse_set(list(sets)), timeout=timeout, protocol_options=opts)
     out = out or f"{model}-tuned.toml"
     write_toml(result, out, dataset, protocol)
+    if mapping:  # so that `aerec train --config OUT` reads the data the same way
+        from pathlib import Path
+
+        from aerec import fsutil
+
+        fsutil.write_text(out, Path(out).read_text() + "\n" + cfgmod.dumps_toml({"data": mapping}))
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
