@@ -6,8 +6,9 @@
     df_data = data.from_dataframe(df, user="uid", item="sku", rating="stars", time="ts")
     fake = data.synth(1000, 500, 20_000, seed=0)
 
-`load` returns `Interactions` (CSR on demand, id vocabularies, timestamps, titles); binarize
-with `Interactions.binarize(threshold=3.5)`.
+`load` returns `Interactions` (CSR on demand, id vocabularies, timestamps, titles). What the
+values mean (explicit ratings or implicit counts, and which rows a top-N model learns from) is
+decided by `aerec.data.feedback` (`feedback.of(inter)`), never silently.
 """
 
 from __future__ import annotations
