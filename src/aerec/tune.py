@@ -236,7 +236,7 @@ def trial_log(study, optuna) -> list[dict]:
 def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, folds: int = 5,
          fixed: dict | None = None, timeout: float | None = None, fold: int = 0,
          space_overrides: dict | None = None, storage: str | None = None, directory=None,
-         dataset_label: str | None = None) -> dict:
+         dataset_label: str | None = None, protocol_options: dict | None = None) -> dict:
     """Tune on fold `fold`'s training and validation parts (never its test part).
 
     Storage: `storage` (a URL) if given, else DIRECTORY/study.db when `directory` is given, else
@@ -246,7 +246,7 @@ def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, 
     from aerec import models, protocols
 
     cls = models.get(model_name)
-    proto = protocols.get(protocol_name, folds=folds, seed=seed)
+    proto = protocols.get(protocol_name, folds=folds, **{"seed": seed, **(protocol_options or {})})
     if proto.task != cls.task:
         raise ConfigError(f"model '{model_name}' is a {cls.task} model; protocol '{protocol_name}' is for {proto.task}")
     if not 0 <= fold < proto.n_folds:

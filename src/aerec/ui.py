@@ -6,6 +6,7 @@ import os
 import sys
 
 _quiet = False
+_batch_bars = False  # set by the trainer while a fit with progress runs
 
 
 def set_quiet(flag: bool) -> None:
@@ -31,3 +32,28 @@ def progress(iterable=None, **kwargs):
 def info(message: str) -> None:
     if not quiet():
         print(message, file=sys.stderr)
+
+
+class batch_bars:
+    """While active (and not quiet), `batches` shows a bar of the batches within an epoch."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+
+    def __enter__(self):
+        global _batch_bars
+        self.before, _batch_bars = _batch_bars, self.enabled
+        return self
+
+    def __exit__(self, *exc):
+        global _batch_bars
+        _batch_bars = self.before
+        return False
+
+
+def batches(iterable, total: int | None = None, desc: str = "batches"):
+    """Batches within one epoch. The bar appears only when the epoch lasts more than 2 seconds
+    (a long SVAE epoch shows its progress; short epochs print nothing extra)."""
+    if not _batch_bars or quiet():
+        return iterable
+    return progress(iterable, total=total, desc=desc, unit="batch", leave=False, delay=2.0)

@@ -73,7 +73,8 @@ def fingerprint(data) -> str:
 
 def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), models=None, folds: int = 5,
               seed: int = 0, jobs: int = 1, loader=None, overrides: dict | None = None,
-              ranking_protocol: str = "strong", overwrite: bool = False, smoke: bool = False) -> dict:
+              ranking_protocol: str = "strong", overwrite: bool = False, smoke: bool = False,
+              data_options: dict | None = None, protocol_options: dict | None = None, ks=None) -> dict:
     """Run (or resume) the grid and write every report file. `loader(name)` defaults to aerec.data.load.
 
     ranking_protocol: `strong` (k folds over users) or `weak` (RecBole's 8:1:1 recipe, one fold,
@@ -82,9 +83,13 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     folder beside out that replaces it only once the new run is complete.
     smoke: every chosen model on `suites.SMOKE_FOLDS` folds with a token budget (an installation
     check; the numbers mean nothing).
+    data_options: the data section (columns, feedback, threshold; aerec.data.options) for every
+    data set; protocol_options: options of the ranking protocol (e.g. valid_frac); ks: cutoffs.
     """
     from aerec import deps, protocols
     from aerec import models as registry
+    from aerec.data import feedback
+    from aerec.data import options as dataopts
 
     final = Path(out)
     configs = suite_models(suite)
@@ -107,20 +112,37 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     started, cpu_started = time.time(), _cpu_seconds()
     cells_done, fingerprints = [], {}
     todo = []
+    columns = dataopts.columns_only(data_options or {})
+    skipped: list[str] = []
     for dataset in datasets:
-        data = loader(dataset)
+        data = loader(dataset, **columns) if columns else loader(dataset)
         fingerprints[dataset] = fingerprint(data)
+        fb = feedback.of(data, data_options)
         for task in ("rating", "ranking"):
             for (proto_name, opts), names in plan(chosen, task, ranking_protocol).items():
+                if task == "rating" and fb.kind != "explicit":
+                    ui.info(f"{dataset}: rating models ({', '.join(names)}) skipped: {fb.describe()}")
+                    skipped.append(f"{', '.join(names)} on {dataset} ({fb.describe()})")
+                    continue
+                user_opts = dict(protocol_options or {}) if task == "ranking" and proto_name == ranking_protocol else {}
                 proto = protocols.get(proto_name, folds=None if proto_name == "weak" else folds, seed=seed,
-                                      **dict(opts))
+                                      **{**dict(opts), **user_opts})
+                resolved, line = feedback.protocol_options(data, fb, proto_name, proto.options(),
+                                                           set(user_opts) | set(dict(opts)))
+                ui.info(line)
+                changed = {k: v for k, v in resolved.items() if proto.options().get(k) != v}
+                opts = tuple(sorted({**dict(opts), **user_opts, **changed}.items()))
+                if changed:
+                    proto = protocols.get(proto_name, folds=None if proto_name == "weak" else folds, seed=seed,
+                                          **dict(opts))
                 folds_list = None  # split lazily: a fully cached grid never splits
                 for f in range(proto.n_folds):
                     for m in names:
                         cfg = {**configs.get(m, {}), **(overrides or {}).get(m, {})}
                         if smoke:
                             cfg = suites.smoke_config(m, cfg)
-                        cell = Cell(m, dataset, proto_name, f, proto.n_folds, seed, cfg, dict(opts))
+                        cell = Cell(m, dataset, proto_name, f, proto.n_folds, seed, cfg, dict(opts),
+                                    ks=tuple(ks) if ks else None)
                         cached = load_cell(cell, out)
                         if cached is not None:
                             cells_done.append(cached)
@@ -129,6 +151,9 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
                             folds_list = proto.folds(data)
                         todo.append((cell, registry.get(m).prepare_fold(folds_list[f], data), task))
                         todo[-1][0].weight = suites.expected_seconds(m, cfg, len(data))
+    if skipped and not todo and not cells_done:
+        raise ConfigError(f"nothing to run: rating models need explicit ratings, skipped {'; '.join(skipped)}; "
+                          "pass --feedback explicit if the values are ratings")
     progress = Progress([c.weight for c, _, _ in todo], jobs)
     ui.info(f"bench: {len(cells_done)} cells cached, {len(todo)} to run -> {out}"
             + (f"; first estimate {_clock(progress.estimate())} (ETA updates as cells finish)" if todo else ""))
@@ -148,7 +173,11 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     pngs = report.plots(rows, cells_done, out)
     fsutil.write_json(out / "run.json", {
         "command": _command(), "suite": suite, "datasets": list(datasets), "models": chosen,
-        "folds": folds, "seed": seed, "ranking_protocol": ranking_protocol, "jobs": jobs, "versions": versions(), "machine": machine(),
+        "folds": folds, "seed": seed, "ranking_protocol": ranking_protocol,
+        **({"data_options": data_options} if data_options else {}),
+        **({"protocol_options": protocol_options} if protocol_options else {}),
+        **({"ks": list(ks)} if ks else {}),
+        "jobs": jobs, "versions": versions(), "machine": machine(),
         "data_sha256": fingerprints, "cells": len(cells_done), "seconds": time.time() - started,
         "cpu_seconds": _cpu_seconds() - cpu_started,
         "plots": [Path(p).name for p in pngs], **({"smoke": True} if smoke else {}),

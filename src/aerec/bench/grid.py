@@ -17,8 +17,8 @@ import numpy as np
 
 from aerec import __version__, fsutil, ui
 
-RANKING_KS = (20, 50, 100)
-WEAK_KS = (10, 20, 50, 100)  # RecBole reports @10
+RANKING_KS = (10, 20, 50, 100)  # default cutoffs; @10 as RecBole reports
+WEAK_KS = (10, 20, 50, 100)
 
 
 def file_tag(dataset: str) -> str:
@@ -40,6 +40,7 @@ class Cell:
     config: dict = field(default_factory=dict)
     protocol_options: dict = field(default_factory=dict)
     weight: float = 0.0  # expected seconds, for the progress ETA only; not part of the key
+    ks: tuple | None = None  # metric cutoffs (--ks); None: RANKING_KS
 
     def key(self) -> str:
         fields = {"model": self.model, "dataset": self.dataset, "protocol": self.protocol,
@@ -47,6 +48,8 @@ class Cell:
                   "config": self.config, "version": __version__}
         if self.protocol_options:  # only when set, so existing cells keep their keys
             fields["protocol_options"] = self.protocol_options
+        if self.ks:
+            fields["ks"] = list(self.ks)
         blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -117,7 +120,7 @@ def run_cell(cell: Cell, fold, task: str, position: int | None = None) -> dict:
         metrics = {"rmse": float(res["rmse"]), "mae": float(res["mae"])}
         per_user = {"squared_error": np.asarray(res["squared_error"], dtype=np.float64)}
     else:
-        ks = WEAK_KS if cell.protocol == "weak" else RANKING_KS
+        ks = tuple(cell.ks) if cell.ks else (WEAK_KS if cell.protocol == "weak" else RANKING_KS)
         per_user = evaluation.evaluate_ranking(model, fold.test_in, fold.test_out, ks=ks,
                                                exclude=getattr(fold, "test_exclude", None))
         metrics = {k: float(v) for k, v in evaluation.summarize(per_user).items()}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from aerec.cli.options import data_mapping, data_options, ks_option, warnings_as_lines
+
 
 def _split(text: str | None) -> list[str] | None:
     """None when the option is absent; a list (maybe empty, which run_bench refuses) when given."""
@@ -14,13 +16,20 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--suite", type=click.Choice(["quick", "paper", "tuned"]), default="quick", show_default=True,
               help="quick: cut budgets (minutes); paper: reference hyperparameters and full epochs; "
                    "tuned: each model searched inside every fold with the same budget, beside its paper row.")
-@click.option("--datasets", default="ml-100k", show_default=True, help="Comma-separated data set names or paths.")
+@click.option("--datasets", "--dataset", "-d", "datasets", default="ml-100k", show_default=True,
+              help="Comma-separated data set names or paths.")
 @click.option("--models", default=None, help="Comma-separated model names (default: every model of the suite).")
 @click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Cells run in parallel processes.")
-@click.option("--ranking-protocol", type=click.Choice(["strong", "weak"]), default="strong", show_default=True,
+@click.option("--ranking-protocol", "--protocol", "-p", "ranking_protocol", type=click.Choice(["strong", "weak"]),
+              default="strong", show_default=True,
               help="Protocol for the top-N models: strong generalization, or RecBole's weak 8:1:1 recipe.")
+@click.option("--protocol-set", "protocol_sets", multiple=True, metavar="KEY=VALUE",
+              help="Option of the top-N protocol, e.g. valid_frac=0.1; repeatable (as in train and split).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML with a [data] section.")
+@data_options
+@ks_option
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Output directory (resumable).")
 @click.option("--overwrite", is_flag=True, help="Start afresh: the new run replaces OUT once it is complete.")
 @click.option("--smoke", is_flag=True, help="Installation check: every model of the suite on 3 folds with "
@@ -41,14 +50,15 @@ def _split(text: str | None) -> list[str] | None:
               help="tuned: run nothing; write the report from the cells finished so far.")
 @click.option("--space-file", type=click.Path(dir_okay=False), default=None,
               help="tuned: TOML with [space.MODEL] tables overriding the models' search spaces.")
-def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, overwrite, smoke, as_json, trials,
-          tune_timeout, tune_clock, reference, storage, report_only, space_file):
+def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol_sets, config_file, ks, out, overwrite,
+          smoke, as_json, trials, tune_timeout, tune_clock, reference, storage, report_only, space_file, **data_params):
     """Run every model on every data set with its proper protocol and write tables and plots.
 
     Finished (model, data set, fold) cells are cached under OUT, so a rerun resumes.
     """
     import json
 
+    from aerec import config as cfgmod
     from aerec.bench import run_bench
     from aerec.bench.report import markdown
 
@@ -63,8 +73,13 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, out, ove
         else:
             click.echo(f"report: {out}/results.md (also comparison.json, tuning-users.json, trials.json, run.json)")
         return
-    result = run_bench(out, suite=suite, datasets=_split(datasets), models=_split(models), folds=folds,
-                       seed=seed, jobs=jobs, ranking_protocol=ranking_protocol, overwrite=overwrite, smoke=smoke)
+    file = cfgmod.load_toml(config_file) if config_file else {}
+    with warnings_as_lines():
+        result = run_bench(out, suite=suite, datasets=_split(datasets), models=_split(models), folds=folds,
+                           seed=seed, jobs=jobs, ranking_protocol=ranking_protocol,
+                           data_options=data_mapping(data_params, file.get("data")) or None,
+                           protocol_options={**file.get("protocol", {}), **cfgmod.parse_set(list(protocol_sets))}
+                           or None, ks=ks, overwrite=overwrite, smoke=smoke)
     if as_json:
         click.echo(json.dumps(result["rows"], indent=2))
         return

@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
+from aerec.cli.options import data_mapping, data_options, warnings_as_lines
 from aerec.errors import DataError
 
-
-@contextmanager
-def _warnings_as_lines():
-    """Show data-cleaning warnings as one 'warning: ...' line each on stderr (even with --quiet)."""
-    from aerec.data import DataWarning
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataWarning)
-        try:
-            yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, DataWarning):
-                    click.echo(f"warning: {w.message}", err=True)
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+_warnings_as_lines = warnings_as_lines
 
 
 def _emit(obj, as_json: bool, text: str) -> None:
@@ -47,6 +31,12 @@ def _summary_text(s: dict) -> str:
         lines.append("  rating histogram:")
         for k, v in hist.items():
             lines.append(f"    {k:>9}  {v:>10,}  {v / total:6.1%}")
+    if "feedback" in s:
+        fb = s["feedback"]
+        how = "guessed" if fb["guessed"] else "declared"
+        kept = "every row kept" if fb["threshold"] is None else f"top-N models learn from value > {fb['threshold']:g}"
+        lines.append(f"  feedback: {fb['feedback']} ({how}: {fb['reason']}); {kept}")
+    if "binarized" in s:
         b = s["binarized"]
         lines.append(f"  binarized (rating {b['threshold']}): {b['interactions']:,} interactions, "
                      f"{b['users']:,} users, {b['items']:,} items")
@@ -105,24 +95,21 @@ def list_cmd(as_json: bool) -> None:
 
 
 @data_group.command("info")
-@click.argument("name_or_path")
-@click.option("--user-col", help="User column: a header name or a 0-based position.")
-@click.option("--item-col", help="Item column: a header name or a 0-based position.")
-@click.option("--rating-col", help="Rating column (optional).")
-@click.option("--time-col", help="Timestamp column (optional): seconds or dates.")
-@click.option("--sep", help="Field separator (default: from the extension or the first line; '\\t' for tab).")
-@click.option("--no-header", is_flag=True, help="The file has no header line.")
+@click.argument("name_or_path", required=False)
+@click.option("--dataset", "-d", help="Data set name or file (or give it as the first argument).")
+@data_options
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout.")
-def info_cmd(name_or_path, user_col, item_col, rating_col, time_col, sep, no_header, as_json) -> None:
-    """Users, items, interactions, density, rating histogram and binarized counts."""
+def info_cmd(name_or_path, dataset, as_json, **data_params) -> None:
+    """Users, items, interactions, density, rating histogram and what the values mean."""
     from aerec import data
 
-    mapping = {k: v for k, v in dict(user_col=user_col, item_col=item_col, rating_col=rating_col,
-                                     time_col=time_col, sep=sep).items() if v is not None}
-    if no_header:
-        mapping["header"] = False
+    if name_or_path and dataset and name_or_path != dataset:
+        raise DataError(f"two data sets given ({name_or_path} and --dataset {dataset}); give one")
+    target = dataset or name_or_path
+    if not target:
+        raise DataError("NAME_OR_PATH is required (as the first argument or with -d/--dataset)")
     with _warnings_as_lines():
-        inter = data.load(name_or_path, **mapping)
+        inter = data.load(target, **data_mapping(data_params))
     s = _summary(inter)
     _emit(s, as_json, _summary_text(s))
 
@@ -159,6 +146,8 @@ def write(inter, out: Path) -> None:
     from aerec.data import cache
 
     ext = out.suffix.lower()
+    if out.is_dir():
+        raise DataError(f"{out}: is a folder; give a file name")
     if ext == ".npz":
         cache.write_npz(inter, out)
         return

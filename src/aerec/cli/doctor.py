@@ -11,6 +11,15 @@ from importlib import metadata
 import click
 
 _PACKAGES = ("numpy", "scipy", "pandas", "pyarrow", "torch", "click", "tqdm", "safetensors")
+# the optional extras of pyproject.toml and the distributions each brings
+EXTRAS = {
+    "serve": ("fastapi", "uvicorn"),
+    "tune": ("optuna",),
+    "peers": ("scikit-surprise", "implicit", "scikit-learn"),
+    "onnx": ("onnx", "onnxruntime", "onnxscript"),
+}
+_EXTRA_USE = {"serve": "aerec serve (HTTP service)", "tune": "aerec tune (Optuna search)",
+              "peers": "wmf model and peer baselines", "onnx": "aerec export --format onnx"}
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "AEREC_HOME", "CUDA_VISIBLE_DEVICES")
 
 
@@ -43,6 +52,8 @@ def report() -> dict:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "packages": {p: _version(p) for p in _PACKAGES},
+        "extras": {name: {"installed": all(_version(p) for p in pkgs), "packages": {p: _version(p) for p in pkgs},
+                          "for": _EXTRA_USE[name]} for name, pkgs in EXTRAS.items()},
         "numpy_blas": _numpy_blas(),
         "env": {v: os.environ.get(v) for v in _THREAD_VARS if os.environ.get(v) is not None},
     }
@@ -65,6 +76,10 @@ def report() -> dict:
 def _text(r: dict) -> str:
     lines = [f"aerec {r['aerec']}  python {r['python']}  ({r['platform']}, {r['cpus']} CPUs)"]
     lines.append("packages: " + ", ".join(f"{k} {v or 'missing'}" for k, v in r["packages"].items()))
+    lines.append("optional extras (pip install 'aerec[NAME]'):")
+    for name, e in r["extras"].items():
+        state = "installed" if e["installed"] else "missing " + ", ".join(p for p, v in e["packages"].items() if not v)
+        lines.append(f"  {name:<6} {state:<28} {e['for']}")
     if r["numpy_blas"]:
         lines.append(f"numpy BLAS: {r['numpy_blas']}")
     t = r["torch"]

@@ -52,11 +52,13 @@ def read_items_file(path: str) -> tuple[list[str], list[float] | None]:
 @click.option("--out", type=click.Path(dir_okay=False), help="Parquet file for --all-users (user, rank, item, score).")
 @click.option("-k", "k", type=click.IntRange(1, None), default=10, show_default=True, help="Items per user.")
 @click.option("--exclude", "exclude_text", metavar="ID,ID,...", help="Item ids never to recommend.")
+@click.option("--include-seen", is_flag=True, help="Allow items already in a stored user's history "
+              "(repeat purchases); by default every item the user interacted with is excluded, whatever its rating.")
 @click.option("--block", type=click.IntRange(1, None), default=1024, show_default=True,
               help="--all-users: users scored at once (memory is about block x items x 8 bytes).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def recommend(model_dir, user_id, items_text, items_file, ratings_text, all_users, out, k, exclude_text, block,
-              as_json):
+def recommend(model_dir, user_id, items_text, items_file, ratings_text, all_users, out, k, exclude_text, include_seen,
+              block, as_json):
     """Recommend from MODEL_DIR: a model directory, or a run directory (its full model, else fold 0's).
 
     Known items are excluded: the user's stored history, or the new user's given items. Unknown
@@ -82,9 +84,9 @@ def recommend(model_dir, user_id, items_text, items_file, ratings_text, all_user
 
     engine = Engine(model)
     if all_users:
-        return _all_users(engine, out, k, exclude, block)
+        return _all_users(engine, out, k, exclude, block, not include_seen)
     if user_id is not None:
-        rec, who = engine.recommend_user(user_id, k, exclude), f"user {user_id}"
+        rec, who = engine.recommend_user(user_id, k, exclude, exclude_seen=not include_seen), f"user {user_id}"
     else:
         if items_file:
             items, ratings = read_items_file(items_file)
@@ -117,7 +119,7 @@ def _table(rec, who: str, model) -> None:
         click.echo(f"{r:>4}  {item!s:<{width}}  {score:>10.4f}  {title or ''}")
 
 
-def _all_users(engine, out: str, k: int, exclude: list, block: int) -> None:
+def _all_users(engine, out: str, k: int, exclude: list, block: int, exclude_seen: bool = True) -> None:
     """Score stored users block by block (bounded memory) and stream the rows into Parquet."""
     import numpy as np
     import pyarrow as pa
@@ -137,7 +139,7 @@ def _all_users(engine, out: str, k: int, exclude: list, block: int) -> None:
             with ui.progress(total=n_users, desc="scoring users", unit="user") as bar:
                 for s in range(0, n_users, block):
                     users = np.arange(s, min(s + block, n_users))
-                    cols, scores, valid = engine.top_stored(users, k, excl)
+                    cols, scores, valid = engine.top_stored(users, k, excl, exclude_seen)
                     r, c = np.nonzero(valid)
                     table = pa.table({"user": pa.array(engine.user_ids[users][r].tolist()),
                                       "rank": pa.array((c + 1).astype(np.int32)),

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from aerec.cli.options import data_mapping, data_options, ks_option, warnings_as_lines
+
 
 @click.command("train")
 @click.argument("model", required=False)
@@ -30,9 +32,11 @@ import click
 @click.option("--amp", is_flag=True, help="bf16 mixed precision in training (CUDA only).")
 @click.option("--nproc", type=click.IntRange(min=1), help="Train with N processes on this machine: runs "
               "torchrun --standalone --nproc_per_node N (gloo on CPU, nccl on GPU). See docs/distributed.md.")
+@data_options
+@ks_option
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json to standard output.")
 def train_cmd(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets, config_file, out, resume,
-              overwrite, device, amp, nproc, as_json):
+              overwrite, device, amp, nproc, as_json, ks, **data_params):
     """Train MODEL on every fold of a protocol and write a run directory.
 
     The run directory gets config.json, config.toml, history.csv, fold-<f>/model and
@@ -48,7 +52,7 @@ def train_cmd(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets
 
     try:
         _train(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets, config_file, out, resume,
-               overwrite, device, amp, nproc, as_json)
+               overwrite, device, amp, nproc, as_json, ks, data_params)
     except Exception as e:
         if distributed.launched() and distributed.report_worker_error(e):  # the launcher prints it, once
             sys.exit(getattr(e, "exit_code", 1))  # SystemExit: no handler prints it again
@@ -56,12 +60,12 @@ def train_cmd(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets
 
 
 def _train(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets, config_file, out, resume, overwrite,
-           device, amp, nproc, as_json):
+           device, amp, nproc, as_json, ks, data_params):
     from aerec import deps, distributed, models, runner, ui
 
     spec = runner.resolve(model, dataset=dataset, protocol=protocol, folds=folds, seed=seed, epochs=epochs,
                           sets=list(sets), config_file=config_file, device=device, amp=amp,
-                          protocol_sets=list(protocol_sets))
+                          protocol_sets=list(protocol_sets), data_options=data_mapping(data_params), ks=ks)
     deps.check(models.get(spec.model))  # a missing optional library: one line now, not after loading data
     launching = nproc is not None and nproc > 1 and not distributed.launched()
     if launching or distributed.launched():
@@ -79,7 +83,8 @@ def _train(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets, c
                 f"{spec.model_config.get('batch_size')}")
     ok = False
     try:
-        result = runner.train(spec, out_dir, resume=resume, overwrite=overwrite)
+        with warnings_as_lines():
+            result = runner.train(spec, out_dir, resume=resume, overwrite=overwrite)
         ok = True
     finally:
         distributed.shutdown(wait=ok)
@@ -105,23 +110,30 @@ def _relaunch_args(params: dict) -> list[str]:
         args += ["--set", value]
     for value in params["protocol_sets"]:
         args += ["--protocol-set", value]
-    for name, flag in (("resume", "--resume"), ("overwrite", "--overwrite"), ("amp", "--amp"), ("as_json", "--json")):
-        if params[name]:
+    for name, flag in (("resume", "--resume"), ("overwrite", "--overwrite"), ("amp", "--amp"), ("as_json", "--json"),
+                       ("no_header", "--no-header")):
+        if params.get(name):
             args.append(flag)
+    for name in ("user_col", "item_col", "rating_col", "time_col", "title_col", "sep", "feedback", "threshold"):
+        if params.get(name) is not None:
+            args += ["--" + name.replace("_", "-"), str(params[name])]
+    if params.get("ks"):
+        args += ["--ks", ",".join(map(str, params["ks"]))]
     return args
 
 
 @click.command("evaluate")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@ks_option
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate_cmd(run_dir, as_json):
+def evaluate_cmd(run_dir, as_json, ks):
     """Re-evaluate a saved run: reload each fold model, rebuild the split, compute the metrics.
 
     Writes RUN_DIR/metrics.evaluated.json and says whether it equals the saved metrics.json.
     """
     from aerec import runner
 
-    result = runner.evaluate_run(run_dir)
+    result = runner.evaluate_run(run_dir, ks=ks)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
@@ -133,11 +145,11 @@ def evaluate_cmd(run_dir, as_json):
 
 
 def _table(result: dict) -> None:
+    from aerec.metrics import format_grid
+
     folds = result["folds"]
     click.echo(f"{result['model']} on {result['dataset']} ({result['protocol']}, {folds} fold(s), seed {result['seed']})")
-    for name, m in result["metrics"].items():
-        std = "" if m["std"] is None else f" ± {m['std']:.4f}"
-        click.echo(f"  {name:<18} {m['mean']:.4f}{std}")
+    click.echo(format_grid(result["metrics"]))
 
 
 commands = [train_cmd, evaluate_cmd]

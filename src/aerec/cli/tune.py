@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from aerec.cli.options import data_mapping, data_options, warnings_as_lines
+
 
 def space_file_overrides(path, cls, model: str) -> dict:
     """[space] (for MODEL) or [space.MODEL] tables of a TOML file -> overrides."""
@@ -26,8 +28,8 @@ def space_file_overrides(path, cls, model: str) -> dict:
 
 @click.command("tune")
 @click.argument("model")
-@click.option("--dataset", required=True, help="Registry name or file path.")
-@click.option("--protocol", default=None, help="Default: strong for top-N models, ratings-kfold for rating models.")
+@click.option("--dataset", "-d", required=True, help="Registry name or file path.")
+@click.option("--protocol", "-p", default=None, help="Default: strong for top-N models, ratings-kfold for rating models.")
 @click.option("--trials", type=click.IntRange(1, 10_000), default=20, show_default=True,
               help="Finished trials the study should hold; trials of an earlier run count (resume).")
 @click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True)
@@ -39,14 +41,18 @@ def space_file_overrides(path, cls, model: str) -> dict:
               help="Override the model's search space: lr=1e-4:1e-2:log, latent=32:400, hidden=[600]|[300], dropout=off.")
 @click.option("--space-file", type=click.Path(dir_okay=False), default=None,
               help="TOML with a [space] table (or [space.MODEL]) of such specs or spec tables.")
+@click.option("--protocol-set", "protocol_sets", multiple=True, metavar="KEY=VALUE",
+              help="Protocol option, e.g. valid_frac=0.1; repeatable (as in train and split).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML with a [data] section.")
+@data_options
 @click.option("--timeout", type=float, default=None, help="Seconds of trial time in total (over resumed runs).")
 @click.option("--storage", default=None, help="Optuna storage URL for a shared study (default: SQLite in --dir).")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
               help="Study directory (study.db, tuning.json). Default: runs/tune-MODEL-DATASET-PROTOCOL-foldF-seedS.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="TOML file for the best config.")
 @click.option("--json", "as_json", is_flag=True)
-def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items, space_file, timeout, storage,
-         directory, out, as_json):
+def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items, space_file, protocol_sets, config_file,
+         timeout, storage, directory, out, as_json, **data_params):
     """Search MODEL's own space on one fold's training + validation parts (never its test part).
 
     Rerunning the same command resumes the study from its storage until it holds --trials.
@@ -54,7 +60,9 @@ def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items,
     import json
 
     from aerec import config as cfgmod
-    from aerec import data, deps, models
+    from aerec import data, deps, models, protocols, ui
+    from aerec.data import feedback
+    from aerec.data import options as dataopts
     from aerec.models import space as spacemod
     from aerec.tune import tune as run_tune
     from aerec.tune import write_toml
@@ -66,11 +74,24 @@ def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items,
     overrides.update(spacemod.parse_overrides(space_items, cls))
     label = Path(dataset).stem if ("/" in dataset or "." in dataset) else dataset
     directory = directory or str(Path("runs") / f"tune-{model}-{label}-{protocol}-fold{fold}-seed{seed}")
-    result = run_tune(model, data.load(dataset), protocol, trials, seed=seed, folds=folds,
+    file = cfgmod.load_toml(config_file) if config_file else {}
+    mapping = data_mapping(data_params, file.get("data"))
+    given = {**file.get("protocol", {}), **cfgmod.parse_set(list(protocol_sets))}
+    base = protocols.get(protocol, folds=folds, **{"seed": seed, **given}).options()
+    with warnings_as_lines():
+        inter = data.load(dataset, **dataopts.columns_only(mapping))
+    opts, line = feedback.protocol_options(inter, feedback.of(inter, mapping), protocol, base, set(given))
+    ui.info(line)
+    opts = {k: v for k, v in opts.items() if k not in ("n_folds", "repeats", "seed")}
+    result = run_tune(model, inter, protocol, trials, seed=seed, folds=folds,
                       fixed=cfgmod.parse_set(list(sets)), timeout=timeout, fold=fold, space_overrides=overrides,
-                      storage=storage, directory=directory, dataset_label=label)
+                      storage=storage, directory=directory, dataset_label=label, protocol_options=opts)
     out = out or f"{model}-tuned.toml"
     write_toml(result, out, dataset, protocol)
+    if mapping:  # so that `aerec train --config OUT` reads the data the same way
+        from aerec import fsutil
+
+        fsutil.write_text(out, Path(out).read_text() + "\n" + cfgmod.dumps_toml({"data": mapping}))
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -3,24 +3,26 @@
     from aerec import data
     ml = data.load("ml-100k")                       # fetched and cached on first use
     mine = data.load("ratings.csv", user_col="uid", item_col="sku", rating_col="stars")
+    df_data = data.from_dataframe(df, user="uid", item="sku", rating="stars", time="ts")
     fake = data.synth(1000, 500, 20_000, seed=0)
 
-`load` returns `Interactions` (CSR on demand, id vocabularies, timestamps, titles); binarize
-with `Interactions.binarize(threshold=3.5)`.
+`load` returns `Interactions` (CSR on demand, id vocabularies, timestamps, titles). What the
+values mean (explicit ratings or implicit counts, and which rows a top-N model learns from) is
+decided by `aerec.data.feedback` (`feedback.of(inter)`), never silently.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from aerec.data import cache, registry, sources
+from aerec.data import cache, feedback, registry, sources
 from aerec.data.interactions import Interactions
-from aerec.data.readers import DataWarning, read_file
+from aerec.data.readers import DataWarning, from_frame, read_file
 from aerec.data.synth import synth
 from aerec.errors import DataError
 
-__all__ = ["Interactions", "DataError", "DataWarning", "load", "fetch", "list_datasets", "read_file",
-           "synth", "home"]
+__all__ = ["Interactions", "DataError", "DataWarning", "feedback", "load", "fetch", "from_dataframe", "list_datasets",
+           "read_file", "synth", "home"]
 
 home = cache.home
 
@@ -36,24 +38,84 @@ def fetch(name: str, path=None, *, force: bool = False) -> Interactions:
     if path is None and not force:
         cached = cache.load(spec.name)
         if cached is not None:
-            return cached
+            return sources.titles_as_ids(spec, cached)  # an entry cached before ml-1m was keyed by title
     inter, source = sources.fetch(spec, path)
     cache.save(inter, spec.name, source)
     return inter
 
 
-def load(name_or_path, **mapping) -> Interactions:
-    """A registered data set by name (fetching it if not cached), or a file with a column mapping.
+def from_dataframe(df, user=None, item=None, rating=None, time=None, title=None, *, name: str = "dataframe") -> Interactions:
+    """Interactions from a pandas DataFrame, one row per interaction.
 
-    mapping (files only): user_col, item_col, rating_col, time_col, sep, header, encoding, name.
+    user/item/rating/time/title name the columns (or give 0-based positions); unnamed user and
+    item columns are guessed from common names (user_id, item_id, ...), and rating/time columns
+    are used only when named or found under a common name. Ids keep their values: integer
+    columns stay integers, text ids ("007", "A-12") stay text exactly. Duplicate (user, item)
+    rows keep the latest (by time, else the last row), with a DataWarning giving the count.
     """
+    import numpy as np
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"from_dataframe needs a pandas DataFrame, got {type(df).__name__}")
+    frame = df.reset_index(drop=True)
+    frame.index = np.arange(1, len(frame) + 1)
+    return from_frame(frame, label=f"DataFrame {name!r}", name=name, user_col=user, item_col=item,
+                      rating_col=rating, time_col=time, title_col=title, unit="row", source="pandas DataFrame")
+
+
+_FRAME_KEYS = {"user_col": "user", "item_col": "item", "rating_col": "rating", "time_col": "time",
+               "title_col": "title", "user": "user", "item": "item", "rating": "rating", "time": "time",
+               "title": "title", "name": "name"}
+
+
+def load(name_or_path, **mapping) -> Interactions:
+    """A registered data set by name (fetching it if not cached), a file with a column mapping,
+    or a pandas DataFrame (see `from_dataframe`).
+
+    mapping (files): user_col, item_col, rating_col, time_col, title_col, sep, header, encoding,
+    name; (DataFrames): the same column keys, or user/item/rating/time/title. For any source,
+    feedback ("explicit" or "implicit") and threshold (keep value > threshold) declare what the
+    values mean (see aerec.data.feedback); they are checked here and kept in ``meta``.
+    """
+    semantics = {k: mapping.pop(k) for k in ("feedback", "threshold") if mapping.get(k) is not None}
+    mapping = {k: v for k, v in mapping.items() if v is not None}
+    inter = _load(name_or_path, mapping)
+    if semantics:
+        from dataclasses import replace
+
+        from aerec.data import feedback
+
+        inter = replace(inter, meta={**inter.meta, **semantics})
+        feedback.of(inter)  # a contradiction (explicit without ratings, ...) fails here
+    return inter
+
+
+def _load(name_or_path, mapping: dict) -> Interactions:
+    try:
+        import pandas as pd
+
+        is_frame = isinstance(name_or_path, pd.DataFrame)
+    except ImportError:  # pragma: no cover - pandas is a dependency
+        is_frame = False
+    if is_frame:
+        bad = sorted(set(mapping) - set(_FRAME_KEYS))
+        if bad:
+            raise DataError(f"option(s) {', '.join(bad)} apply to files, not DataFrames")
+        return from_dataframe(name_or_path, **{_FRAME_KEYS[k]: v for k, v in mapping.items()})
+    if not isinstance(name_or_path, (str, Path)):
+        raise DataError(f"load() takes a data set name, a file path or a DataFrame, got {type(name_or_path).__name__}")
     key = str(name_or_path)
-    if key.lower() in registry.REGISTRY and not Path(key).exists():
+    path = Path(key).expanduser()
+    try:
+        exists = path.exists()
+    except OSError:  # a name too long for the file system, for instance
+        exists = False
+    if key.lower() in registry.REGISTRY and not exists:
         if mapping:
             raise DataError(f"{key} is a registered data set; column options ({', '.join(mapping)}) apply to files only")
         return fetch(key)
-    path = Path(key).expanduser()
-    if not path.exists():
+    if not exists:
         raise DataError(f"{key}: no such file, and not a registered data set ({', '.join(registry.names())})")
     return read_file(path, **mapping)
 

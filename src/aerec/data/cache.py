@@ -22,7 +22,7 @@ import numpy as np
 
 from aerec import fsutil
 from aerec.data.interactions import Interactions
-from aerec.data.readers import warn
+from aerec.data.notes import warn
 from aerec.errors import DataError
 
 FORMAT = 1

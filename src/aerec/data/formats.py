@@ -27,7 +27,15 @@ import numpy as np
 import pandas as pd
 
 from aerec.data.interactions import Interactions
-from aerec.data.readers import build, parse_ids, parse_ratings, parse_timestamps, read_table
+from aerec.data.readers import (
+    build,
+    check_regular,
+    decompressed_cap,
+    parse_ids,
+    parse_ratings,
+    parse_timestamps,
+    read_table,
+)
 from aerec.errors import DataError
 
 
@@ -38,6 +46,8 @@ class Root:
         self.path = Path(path).expanduser()
         if not self.path.exists():
             raise DataError(f"{self.path}: no such file or folder")
+        if not self.path.is_dir():
+            check_regular(self.path, str(self.path))  # a FIFO or device would hang or never end
         self.zip = zipfile.is_zipfile(self.path) if self.path.is_file() else False
 
     def find(self, *names: str, pattern: bool = False) -> list[str]:
@@ -58,8 +68,16 @@ class Root:
     def open(self, member: str):
         if self.zip:
             with zipfile.ZipFile(self.path) as z:
-                # read into memory: pandas' C reader needs a seekable file and zip members are not
-                return io.BytesIO(z.read(member))
+                # read into memory (pandas' C reader wants a seekable file), at most the cap: a
+                # member that expands beyond it is refused as a compression bomb
+                cap = decompressed_cap(self.path.stat().st_size)
+                with z.open(member) as f:
+                    data = f.read(cap + 1)
+                if len(data) > cap:
+                    raise DataError(f"{self.label(member)}: decompresses to more than {cap:,} bytes; refused as a "
+                                    "possible compression bomb (set AEREC_MAX_DECOMPRESSED=BYTES to allow more)")
+                return io.BytesIO(data)
+        check_regular(Path(member), member)
         return open(member, "rb")
 
     def label(self, member: str) -> str:

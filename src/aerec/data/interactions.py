@@ -91,6 +91,23 @@ class Interactions:
         out = self.select(self.rating > threshold)
         return replace(out, rating=None, meta={**self.meta, "binarized": f"rating > {threshold}"})
 
+    def dedupe(self) -> Interactions:
+        """One interaction per (user, item): the latest by timestamp, else the last one listed."""
+        if len(self) == 0:
+            raise DataError(f"{self.name}: has no interactions")
+        key = self.user.astype(np.int64) * max(self.n_items, 1) + self.item
+        n = len(key)
+        recency = self.timestamp if self.timestamp is not None else np.arange(n)
+        order = np.lexsort((np.arange(n), recency, key))
+        k_sorted = key[order]
+        last = np.ones(n, dtype=bool)
+        last[:-1] = k_sorted[:-1] != k_sorted[1:]
+        if last.all():
+            return self
+        keep = np.zeros(n, dtype=bool)
+        keep[order[last]] = True
+        return self.select(keep)
+
     def compact(self) -> Interactions:
         """Drop users and items with no interactions and renumber indices densely."""
         if len(self) == 0:
@@ -135,11 +152,17 @@ class Interactions:
             else:
                 hist, edges = np.histogram(self.rating, bins=10)
                 out["rating_histogram"] = {f"{a:g}-{b:g}": int(c) for a, b, c in zip(edges[:-1], edges[1:], hist)}
-            b = self.binarize()
-            out["binarized"] = {
-                "threshold": "> 3.5",
-                "interactions": len(b),
-                "users": int(len(np.unique(b.user))),
-                "items": int(len(np.unique(b.item))),
-            }
+        from aerec.data import feedback
+
+        if len(self):
+            fb = feedback.decide(self, self.meta.get("feedback"), self.meta.get("threshold"))
+            out["feedback"] = fb.to_dict()
+            if fb.kind == "explicit" and fb.threshold is not None:
+                b = self.binarize(fb.threshold)
+                out["binarized"] = {
+                    "threshold": f"> {fb.threshold:g}",
+                    "interactions": len(b),
+                    "users": int(len(np.unique(b.user))),
+                    "items": int(len(np.unique(b.item))),
+                }
         return out

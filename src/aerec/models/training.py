@@ -91,6 +91,8 @@ class Trainer:
                           disable=ui.quiet() or not self.progress)
         # multi-process: sliced batches from a memory-mapped matrix, gradients all-reduced per step
         session = distributed.TrainSession(ctx, model, train, rng) if ctx is not None else None
+        inner = ui.batch_bars(self.progress and (ctx is None or ctx.is_writer))
+        inner.__enter__()
         try:
             for epoch in range(state["epoch"], ceiling):
                 if state["bad_epochs"] and patience and state["bad_epochs"] >= patience:
@@ -132,6 +134,7 @@ class Trainer:
                 if patience and state["bad_epochs"] >= patience:
                     break
         finally:
+            inner.__exit__(None, None, None)
             bar.close()
             if session is not None:
                 session.close()

@@ -107,6 +107,7 @@ class WMF(Recommender):
     ``regularization=0.01`` and ``iterations=15`` (implicit's defaults); tune them per data set.
     """
 
+    weighted = True  # implicit counts are kept as r_ui (confidence 1 + alpha * r_ui) where data has them
     name = "wmf"
     Config = WMFConfig
     requires: ClassVar[tuple[tuple[str, str], ...]] = (("implicit", "peers"), ("threadpoolctl", "peers"))

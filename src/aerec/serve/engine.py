@@ -80,8 +80,9 @@ class Engine:
                              np.array([0, len(order)], dtype=np.int32)), shape=(1, self.n_items))
         return Query(k=int(k), exclude=excl, row=row, unknown_items=unknown)
 
-    def prepare_user(self, user_id, k: int = 10, exclude=()) -> Query:
-        """A known user, from its stored training history; its items are excluded."""
+    def prepare_user(self, user_id, k: int = 10, exclude=(), exclude_seen: bool = True) -> Query:
+        """A known user, from its stored training history; every item it has interacted with is
+        excluded unless exclude_seen is False (repeat purchases)."""
         _check_k(k)
         if self.histories is None:
             raise DataError(f"{self.model.name} was saved without user histories; pass the user's items instead")
@@ -89,7 +90,7 @@ class Engine:
         if u is None:
             raise io.UnknownUserError(f"unknown user {user_id!r}: the model has no history for it")
         row = self.histories[u]
-        excl = set(row.indices.tolist()) | self._exclusions(exclude)
+        excl = (io.seen_columns(self.model, u) if exclude_seen else set()) | self._exclusions(exclude)
         if row.nnz == 0:
             return Query(k=int(k), exclude=excl, fallback="popularity")
         return Query(k=int(k), exclude=excl, user=u)
@@ -144,11 +145,12 @@ class Engine:
     def recommend_items(self, item_ids, k: int = 10, exclude=(), ratings=None) -> io.Recommendations:
         return self.run([self.prepare_items(item_ids, k, exclude, ratings)])[0]
 
-    def recommend_user(self, user_id, k: int = 10, exclude=()) -> io.Recommendations:
-        return self.run([self.prepare_user(user_id, k, exclude)])[0]
+    def recommend_user(self, user_id, k: int = 10, exclude=(), exclude_seen: bool = True) -> io.Recommendations:
+        return self.run([self.prepare_user(user_id, k, exclude, exclude_seen)])[0]
 
     # every stored user -------------------------------------------------------------------------
-    def top_stored(self, users: np.ndarray, k: int, exclude_cols=()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def top_stored(self, users: np.ndarray, k: int, exclude_cols=(),
+                   exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-k of a block of stored users: (columns [n, k], scores float32 [n, k], valid [n, k]).
 
         Seen items and exclude_cols are never recommended; a row with fewer than k candidates
@@ -159,8 +161,10 @@ class Engine:
         scores = np.asarray(self.score_stored(users), dtype=np.float64)
         if empty.any():
             scores[empty] = self.popularity
-        coo = hist.tocoo()
-        scores[coo.row, coo.col] = -np.inf
+        seen = getattr(self.model, "seen", None)
+        for m in ([hist] + ([seen[users]] if seen is not None else [])) if exclude_seen else []:
+            coo = m.tocoo()
+            scores[coo.row, coo.col] = -np.inf
         if len(exclude_cols):
             scores[:, np.asarray(list(exclude_cols), dtype=np.int64)] = -np.inf
         k = min(int(k), self.n_items)

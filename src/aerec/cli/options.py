@@ -1,0 +1,81 @@
+"""Options shared by every command that reads data or evaluates, so they are spelled alike.
+
+`data_options` adds the data section (``--user-col ... --threshold``); `data_mapping` merges it
+with a TOML ``[data]`` section into the keyword arguments of ``aerec.data.load``. `ks_option`
+adds ``--ks``. Commands keep their own ``-d/--dataset`` and ``-p/--protocol`` with the same names.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+
+import click
+
+DEFAULT_KS = (5, 10, 20, 50, 100)
+
+
+def data_options(f):
+    """The data section: column mapping, separator, header and feedback semantics."""
+    opts = [
+        click.option("--user-col", help="User column: a header name or a 0-based position."),
+        click.option("--item-col", help="Item column: a header name or a 0-based position."),
+        click.option("--rating-col", help="Value column (ratings, counts, plays; optional)."),
+        click.option("--time-col", help="Timestamp column (optional): seconds or dates."),
+        click.option("--title-col", help="Item title column (optional)."),
+        click.option("--sep", help="Field separator (default: from the extension or the first line; '\\t' for tab)."),
+        click.option("--no-header", is_flag=True, default=None, help="The file has no header line."),
+        click.option("--feedback", type=click.Choice(["explicit", "implicit"]),
+                     help="explicit: ratings (top-N models learn from those above --threshold); implicit: counts, "
+                          "plays, clicks or pairs (every row kept). Default: guessed, and the guess is printed."),
+        click.option("--threshold", type=float,
+                     help="Keep interactions whose value is above this (default 3.5 for 1-5 star ratings, "
+                          "none for implicit feedback)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def data_mapping(params: dict, section: dict | None = None, where: str = "[data]") -> dict:
+    """Keyword arguments for aerec.data.load: the TOML [data] section, overridden by the command line."""
+    from aerec.data import options
+
+    given = {k: params.get(k) for k in options.KEYS if k != "header"}
+    if params.get("no_header"):
+        given["header"] = False
+    return options.merge(section, given, where)
+
+
+def ks_option(f):
+    return click.option("--ks", "ks", metavar="K,K,...", callback=_parse_ks, default=None,
+                        help=f"Cutoffs for the ranking metrics (default {','.join(map(str, DEFAULT_KS))}).")(f)
+
+
+def _parse_ks(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        ks = tuple(sorted({int(x) for x in str(value).split(",") if x.strip()}))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give positive whole numbers separated by commas") from None
+    if not ks or min(ks) < 1:
+        raise click.BadParameter(f"{value!r}: give positive whole numbers separated by commas")
+    return ks
+
+
+@contextmanager
+def warnings_as_lines():
+    """Show data-cleaning warnings as one 'warning: ...' line each on stderr (even with --quiet)."""
+    from aerec.data import DataWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, DataWarning):
+                    click.echo(f"warning: {w.message}", err=True)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
