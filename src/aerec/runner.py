@@ -336,6 +336,8 @@ def check_run(out: Path, identity: dict, marker: str, *, resume: bool = False, o
             if finished:
                 raise ConfigError(f"{out} already holds a finished run; pass --overwrite to replace it, --resume to "
                                   "reuse it, or choose another --out")
+            if not _finished_folds(out):  # a failed run of an older aerec, nothing finished: replaced
+                return "fresh"
             raise ConfigError(f"{out} holds an unfinished run; pass --resume to continue it or --overwrite to "
                               "start afresh")
     if overwrite or not partial.exists():
