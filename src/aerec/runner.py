@@ -233,6 +233,8 @@ def _train_fold(spec, data, fold, fdir: Path, ks, resume: bool, progress: bool, 
     if not distributed.is_writer():
         return record
     users = fold.user_ids if fold.kind == "rating" else fold.train_user_ids
+    for stale in [*fdir.glob(".model.*.tmp"), *fdir.glob(".model.*.old")]:  # a save that a kill interrupted
+        shutil.rmtree(stale, ignore_errors=True)
     io.save(model, fdir / "model", item_ids=fold.item_ids, user_ids=users, history=fold.train,
             item_titles=_titles_for(data, fold.item_ids),
             extra_meta={"dataset": spec.dataset, "protocol": spec.protocol, "fold": fold.index, "seed": spec.seed})
