@@ -281,3 +281,12 @@ def test_nproc_worker_error_reaches_the_user_once(tmp_path, good_csv):
     errors = [line for line in p.stderr.splitlines() if "GiB" in line or "Traceback" in line]
     assert len(errors) == 1 and errors[0].startswith("error:"), p.stderr
     assert siblings(tmp_path / "r") == ["data.csv"]
+
+
+def test_a_failed_run_of_an_older_aerec_is_accepted_by_the_same_command(capsys, tmp_path, good_csv):
+    out = tmp_path / "run"  # the old layout: the run was written in place and failed in fold 0
+    (out / "fold-0" / "checkpoint").mkdir(parents=True)
+    (out / "config.json").write_text('{"model": "pop"}')
+    code, _, err = run_cli(capsys, *train_args(good_csv, out))
+    assert code == 0, err
+    assert (out / "metrics.json").exists() and not (out / "fold-0" / "checkpoint").exists()

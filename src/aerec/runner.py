@@ -285,6 +285,8 @@ def _train_fold(spec, data, fold, fdir: Path, ks, resume: bool, progress: bool, 
     users = fold.user_ids if fold.kind == "rating" else fold.train_user_ids
     from aerec.data import feedback
 
+    for stale in [*fdir.glob(".model.*.tmp"), *fdir.glob(".model.*.old")]:  # a save that a kill interrupted
+        shutil.rmtree(stale, ignore_errors=True)
     io.save(model, fdir / "model", item_ids=fold.item_ids, user_ids=users, history=fold.train,
             item_titles=_titles_for(data, fold.item_ids), seen=feedback.seen_matrix(data, users, fold.item_ids),
             extra_meta={"dataset": spec.dataset, "protocol": spec.protocol, "fold": fold.index, "seed": spec.seed})
@@ -395,6 +397,8 @@ def check_run(out: Path, identity: dict, marker: str, *, resume: bool = False, o
             if finished:
                 raise ConfigError(f"{out} already holds a finished run; pass --overwrite to replace it, --resume to "
                                   "reuse it, or choose another --out")
+            if not _finished_folds(out):  # a failed run of an older aerec, nothing finished: replaced
+                return "fresh"
             raise ConfigError(f"{out} holds an unfinished run; pass --resume to continue it or --overwrite to "
                               "start afresh")
     if overwrite or not partial.exists():

@@ -121,13 +121,13 @@ class TorchRecommender(Recommender):
     # contract --------------------------------------------------------------------------------
     def init_network(self) -> None:
         """Seed, then build the network and its optimizers (fresh, untrained)."""
-        self.check_memory()
         torch.manual_seed(self.config.seed)
         self.net = self._build().to(self.device)
         self.optimizers = self._optimizers()
 
     def check_memory(self) -> None:
-        """Refuse a network that cannot be trained in this device's memory, before allocating it.
+        """Refuse a network that cannot be trained in this device's memory, before allocating it
+        (the trainer calls it; loading a model for inference does not).
 
         The network is built on the meta device (shapes only), so its parameter count is exact;
         training holds each float32 parameter four times (weights, gradients, two Adam moments).

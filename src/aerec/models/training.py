@@ -68,6 +68,7 @@ class Trainer:
     def run(self, model, train, valid) -> list[dict]:
         cfg = model.config
         metric, higher = monitor_for(model)
+        model.check_memory()  # a network too large for the device fails here, not half-way in
         model.init_network()
         rng = np.random.default_rng(cfg.seed)
         state = {"epoch": 0, "best_value": None, "best_epoch": -1, "bad_epochs": 0, "history": []}
