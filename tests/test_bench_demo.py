@@ -58,6 +58,7 @@ def test_smoke_runs_every_model_on_three_short_folds(tmp_path, capsys):
               loader=lambda name: synth(120, 60, 2500, seed=3), overrides=TINY)
     run = json.loads((out / "run.json").read_text())
     assert run["folds"] == suites.SMOKE_FOLDS == 3 and run["smoke"] is True
+    assert run["cpu_seconds"] > 0 and "start" in run["load_average"]
     cells = [json.loads(p.read_text()) for p in (out / "cells").rglob("*.json")]
     assert sorted((c["model"], c["fold"]) for c in cells) == [(m, f) for m in ("multvae", "pop") for f in range(3)]
     assert all(c["epochs"] <= 2 for c in cells) and all(c["cpu_seconds"] >= 0 for c in cells)

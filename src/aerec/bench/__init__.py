@@ -109,7 +109,7 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     out = fsutil.fresh_partial(final) if overwrite else final  # cells and reports are each written atomically
     if loader is None:
         from aerec.data import load as loader
-    started, cpu_started = time.time(), _cpu_seconds()
+    started, cpu_started, load_started = time.time(), _cpu_seconds(), _load()
     cells_done, fingerprints = [], {}
     todo = []
     columns = dataopts.columns_only(data_options or {})
@@ -179,7 +179,7 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
         **({"ks": list(ks)} if ks else {}),
         "jobs": jobs, "versions": versions(), "machine": machine(),
         "data_sha256": fingerprints, "cells": len(cells_done), "seconds": time.time() - started,
-        "cpu_seconds": _cpu_seconds() - cpu_started,
+        "cpu_seconds": _cpu_seconds() - cpu_started, "load_average": {"start": load_started, "end": _load()},
         "plots": [Path(p).name for p in pngs], **({"smoke": True} if smoke else {}),
     })
     if out != final:
@@ -198,6 +198,14 @@ def _cpu_seconds() -> float:
 
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _load() -> list[float] | None:
+    """1, 5 and 15-minute load averages: a wall time means little without them on a shared box."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def _clock(seconds: float) -> str:

@@ -95,11 +95,11 @@ def smoke_config(model: str, config: dict) -> dict:
     return {**config, "epochs": 1} if "epochs" in fields else dict(config)
 
 
-# Seconds per (model, fold) cell, training and evaluation, measured with the quick budgets on
-# ML-100K (100,000 ratings) with one thread: the ETA's starting point before any cell finishes.
+# CPU seconds per (model, fold) cell, training and evaluation, one thread, quick budgets, ML-100K
+# (100,000 ratings; `cpu_seconds` of the committed quick run): the ETA's start before a cell ends.
 QUICK_SECONDS = {
-    "pop": 0.3, "ease": 0.5, "multdae": 2.5, "multvae": 4.5, "recvae": 5.5, "cdae": 3.5, "ract": 4.5,
-    "warp": 9.5, "lambdanet": 14.5, "wmf": 1.5, "slim": 3.0, "svae": 45.0, "autorec": 11.5, "deeprec": 28.5,
+    "pop": 0.1, "ease": 1.7, "multdae": 2.2, "multvae": 5.7, "recvae": 5.8, "cdae": 2.9, "ract": 5.6,
+    "warp": 6.6, "lambdanet": 9.7, "wmf": 1.1, "slim": 2.7, "svae": 13.5, "autorec": 6.5, "deeprec": 14.2,
 }
 _QUICK_EPOCHS = {m: c["epochs"] for m, c in SUITES["quick"].items() if "epochs" in c}
 
