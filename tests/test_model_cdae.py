@@ -127,7 +127,7 @@ def test_config():
 
 def test_adagrad_step_divides_by_one_plus_root_accumulator():
     """The authors' AdaGrad: theta -= lr * g / (beta + sqrt(acc)), acc = 1e-4 + sum g^2, beta = 1."""
-    m = CDAE(hidden=2)
+    m = CDAE(hidden=2, adagrad_beta=1.0)
     m.n_users, m.n_items = 3, 4
     m.init_network()
     opt = m.optimizers["main"]
@@ -144,3 +144,15 @@ def test_adagrad_step_divides_by_one_plus_root_accumulator():
     opt.step()
     want = want - 0.1 * g / (1.0 + torch.sqrt(1e-4 + 2 * g * g))
     assert torch.allclose(b.detach(), want, atol=1e-7)
+
+
+def test_adagrad_default_eps_is_torchs():
+    m = CDAE(hidden=2)
+    m.n_users, m.n_items = 3, 4
+    m.init_network()
+    b = m.net.out_bias
+    before = b.detach().clone()
+    g = torch.tensor([0.5, -2.0, 0.0, 3.0])
+    b.grad = g.clone()
+    m.optimizers["main"].step()
+    assert torch.allclose(b.detach(), before - 0.1 * g / (1e-10 + torch.sqrt(1e-4 + g * g)), atol=1e-7)

@@ -52,7 +52,7 @@ def test_zero_norm_rows_give_finite_scores_and_loss(fitted):
 
 def test_annealing_reaches_cap_on_schedule_across_epochs():
     x, _ = block_data(n_users=40)  # batch 16 -> 3 steps per epoch
-    model = small(epochs=5, total_anneal_steps=10, anneal_cap=0.3)
+    model = small(epochs=5, total_anneal_steps=10, anneal_cap=0.3, schedule="reference")
     trace = traced(model)
     model.fit(x, progress=False)
     assert model.update_count == 15
@@ -79,7 +79,7 @@ class Stop(Exception):
 
 def test_anneal_counter_survives_checkpoint_resume(tmp_path):
     x, _ = block_data(n_users=40)
-    cfg = {"epochs": 4, "total_anneal_steps": 20, "anneal_cap": 0.5}
+    cfg = {"epochs": 4, "total_anneal_steps": 20, "anneal_cap": 0.5, "schedule": "reference"}
     whole = small(**cfg)
     whole_trace = traced(whole)
     whole.fit(x, progress=False)

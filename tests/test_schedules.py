@@ -55,7 +55,7 @@ def test_multvae_scaled_beta_is_the_reference_on_ml20m():
 
 
 def test_multvae_scaled_beta_follows_progress_on_small_data():
-    ref = unfitted(MultVAE, ML1M_TRAIN_USERS)
+    ref = unfitted(MultVAE, ML1M_TRAIN_USERS, schedule="reference")
     m = unfitted(MultVAE, ML1M_TRAIN_USERS, schedule="scaled")
     total = m.planned_anneal_steps()
     assert total == 8 * 200
@@ -104,7 +104,7 @@ def test_ract_scaled_is_the_reference_on_ml20m():
 
 def test_ract_scaled_keeps_the_references_phase_reach_on_small_data():
     small = {"hidden": (4,), "latent": 2, "critic_hidden": (3,)}
-    ref = unfitted(RaCT, ML1M_TRAIN_USERS, **small)
+    ref = unfitted(RaCT, ML1M_TRAIN_USERS, schedule="reference", **small)
     m = unfitted(RaCT, ML1M_TRAIN_USERS, schedule="scaled", **small)
     assert ref.optimizers["ac"].param_groups[0]["lr"] == 2e-6
     lr_ac = m.optimizers["ac"].param_groups[0]["lr"]
