@@ -318,7 +318,7 @@ def comparison(cells: list[dict], ref_rows: dict) -> list[dict]:
                 row["pairing"] = "folds"
             row["paired_tuned"], row["paired_reference"] = float(a.mean()), float(b.mean())
             row["difference"] = float(a.mean() - b.mean())
-            row["p"] = paired_pvalue(a, b)
+            row["p"] = paired_pvalue(a, b) if len(a) > 1 else None  # one pair: no test
             row["n_pairs"] = int(len(a))
         out.append(row)
     return out
@@ -339,9 +339,9 @@ def comparison_markdown(rows: list[dict]) -> str:
                   "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
         lower = metric == "rmse"
         for r in sorted(members, key=lambda r: r.get("tuned", r.get("reference", 0)), reverse=not lower):
-            folds = f"{len(r['folds'])}" if "p" in r else (f"{len(r['tuned_folds'])} tuned" if r.get("tuned_folds") else "—")
+            folds = f"{len(r['folds'])}" if "n_pairs" in r else (f"{len(r['tuned_folds'])} tuned" if r.get("tuned_folds") else "—")
             trials = f"{r['trials']:.1f} ({r['pruned']:.1f})" if "trials" in r else "no space"
-            paired = "p" in r  # both columns over the same folds when a pairing exists
+            paired = "n_pairs" in r  # both columns over the same folds when a pairing exists
             ref = r["paired_reference"] if paired else r.get("reference")
             tuned = r["paired_tuned"] if paired else r.get("tuned")
             lines.append(f"| {r['model']} | {_f(ref)} | {_f(tuned)} | {folds} | "
