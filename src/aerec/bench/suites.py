@@ -11,7 +11,7 @@ from aerec.errors import ConfigError
 
 RATING_MODELS = ("autorec", "deeprec")
 RANKING_MODELS = ("pop", "ease", "multdae", "multvae", "recvae", "cdae", "ract", "warp", "lambdanet",
-                  "wmf", "slim", "svae", "macridvae", "hvamp")
+                  "wmf", "slim", "svae", "macridvae", "hvamp", "bivae")
 
 # model -> config overrides
 SUITES: dict[str, dict[str, dict]] = {
@@ -31,6 +31,7 @@ SUITES: dict[str, dict[str, dict]] = {
         "svae": {"epochs": 5},
         "macridvae": {"epochs": 60, "patience": 10},
         "hvamp": {"epochs": 60, "patience": 10, "warmup": 20},
+        "bivae": {"epochs": 100, "patience": 20},
         "autorec": {"epochs": 60, "patience": 10},
         "deeprec": {"epochs": 40, "patience": 10},
     },
@@ -49,6 +50,7 @@ SUITES: dict[str, dict[str, dict]] = {
         "svae": {},
         "macridvae": {},
         "hvamp": {},
+        "bivae": {},
         "autorec": {},
         "deeprec": {},
     },
