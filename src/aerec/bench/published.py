@@ -18,6 +18,7 @@ ML20M_STRONG = {
     "ract": (0.403, 0.543, 0.434),
     "ease": (0.391, 0.521, 0.420),
     "recvae": (0.414, 0.553, 0.442),
+    "hvamp": (0.413, 0.551, 0.445),  # Kim & Suh 2019, H+Vamp (Gated)
 }
 
 # RecBole's published ml-1m table (weak generalization: ratings >= 3, 10-core, 8:1:1), NDCG@10.

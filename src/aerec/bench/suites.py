@@ -11,7 +11,7 @@ from aerec.errors import ConfigError
 
 RATING_MODELS = ("autorec", "deeprec")
 RANKING_MODELS = ("pop", "ease", "multdae", "multvae", "recvae", "cdae", "ract", "warp", "lambdanet",
-                  "wmf", "slim", "svae", "macridvae", "hvamp")
+                  "wmf", "slim", "svae", "macridvae", "hvamp", "bivae")
 
 # model -> config overrides
 SUITES: dict[str, dict[str, dict]] = {
@@ -35,6 +35,7 @@ SUITES: dict[str, dict[str, dict]] = {
         "deeprec": {"epochs": 15, "patience": 5},
         "macridvae": {"epochs": 30, "patience": 10},
         "hvamp": {"epochs": 30, "patience": 10, "warmup": 10},
+        "bivae": {"epochs": 30, "patience": 10},
     },
     # schedule=reference: the references' literal step-counted schedules, whatever the defaults are
     "paper": {
@@ -52,6 +53,7 @@ SUITES: dict[str, dict[str, dict]] = {
         "svae": {"schedule": "reference"},
         "macridvae": {},
         "hvamp": {},
+        "bivae": {},
         "autorec": {},
         "deeprec": {"schedule": "reference"},
     },

@@ -24,6 +24,7 @@ REGISTRY: dict[str, str] = {
     "lambdanet": "aerec.models.lambdanet:LambdaNet",
     "macridvae": "aerec.models.macridvae:MacridVAE",
     "hvamp": "aerec.models.hvamp:HVamp",
+    "bivae": "aerec.models.bivae:BiVAE",
 }
 
 
