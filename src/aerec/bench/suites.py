@@ -11,7 +11,7 @@ from aerec.errors import ConfigError
 
 RATING_MODELS = ("autorec", "deeprec")
 RANKING_MODELS = ("pop", "ease", "multdae", "multvae", "recvae", "cdae", "ract", "warp", "lambdanet",
-                  "wmf", "slim", "svae")
+                  "wmf", "slim", "svae", "edlae", "sansa")
 
 # model -> config overrides
 SUITES: dict[str, dict[str, dict]] = {
@@ -29,6 +29,8 @@ SUITES: dict[str, dict[str, dict]] = {
         "wmf": {"factors": 50, "regularization": 1.0, "alpha": 10.0},
         "slim": {},
         "svae": {"epochs": 5},
+        "edlae": {},
+        "sansa": {},
         "autorec": {"epochs": 60, "patience": 10},
         "deeprec": {"epochs": 40, "patience": 10},
     },
@@ -45,6 +47,8 @@ SUITES: dict[str, dict[str, dict]] = {
         "wmf": {},
         "slim": {},
         "svae": {},
+        "edlae": {},
+        "sansa": {},
         "autorec": {},
         "deeprec": {},
     },

@@ -22,6 +22,8 @@ REGISTRY: dict[str, str] = {
     "ract": "aerec.models.ract:RaCT",
     "warp": "aerec.models.warp:WARP",
     "lambdanet": "aerec.models.lambdanet:LambdaNet",
+    "edlae": "aerec.models.edlae:EDLAE",
+    "sansa": "aerec.models.sansa:SANSA",
 }
 
 
