@@ -11,7 +11,7 @@ from aerec.errors import ConfigError
 
 RATING_MODELS = ("autorec", "deeprec")
 RANKING_MODELS = ("pop", "ease", "multdae", "multvae", "recvae", "cdae", "ract", "warp", "lambdanet",
-                  "wmf", "slim", "svae", "macridvae", "hvamp", "bivae")
+                  "wmf", "slim", "svae", "macridvae", "hvamp", "bivae", "edlae", "sansa")
 
 # model -> config overrides
 SUITES: dict[str, dict[str, dict]] = {
@@ -36,6 +36,8 @@ SUITES: dict[str, dict[str, dict]] = {
         "macridvae": {"epochs": 30, "patience": 10},
         "hvamp": {"epochs": 30, "patience": 10, "warmup": 10},
         "bivae": {"epochs": 30, "patience": 10},
+        "edlae": {},
+        "sansa": {},
     },
     # schedule=reference: the references' literal step-counted schedules, whatever the defaults are
     "paper": {
@@ -54,6 +56,8 @@ SUITES: dict[str, dict[str, dict]] = {
         "macridvae": {},
         "hvamp": {},
         "bivae": {},
+        "edlae": {},
+        "sansa": {},
         "autorec": {},
         "deeprec": {"schedule": "reference"},
     },

@@ -25,6 +25,8 @@ REGISTRY: dict[str, str] = {
     "macridvae": "aerec.models.macridvae:MacridVAE",
     "hvamp": "aerec.models.hvamp:HVamp",
     "bivae": "aerec.models.bivae:BiVAE",
+    "edlae": "aerec.models.edlae:EDLAE",
+    "sansa": "aerec.models.sansa:SANSA",
 }
 
 

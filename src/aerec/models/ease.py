@@ -76,7 +76,8 @@ def memory_estimate(n_items: int, nnz: int, dtype: str, solver: str) -> int:
     return copies * n_items * n_items * itemsize + block_tmp + 3 * (itemsize + 4) * nnz
 
 
-def check_memory(n_items: int, nnz: int, cfg: EASEConfig) -> None:
+def check_memory(n_items: int, nnz: int, cfg, label: str = "EASE") -> None:
+    """Refuse a fit whose dense items x items estimate exceeds MemAvailable or cfg.max_memory_gb."""
     need = memory_estimate(n_items, nnz, cfg.dtype, cfg.solver)
     avail = available_memory()
     limits = [(avail, "available (MemAvailable)")] if avail is not None else []
@@ -86,7 +87,7 @@ def check_memory(n_items: int, nnz: int, cfg: EASEConfig) -> None:
         if need > limit:
             copy = n_items * n_items * np.dtype(cfg.dtype).itemsize
             raise ResourceError(
-                f"EASE on {n_items} items needs about {need / GB:.2f} GB ({cfg.dtype}, {copy / GB:.2f} GB per "
+                f"{label} on {n_items} items needs about {need / GB:.2f} GB ({cfg.dtype}, {copy / GB:.2f} GB per "
                 f"{n_items}x{n_items} copy, solver {cfg.solver}) but only {limit / GB:.2f} GB is {what}"
             )
 
@@ -114,10 +115,11 @@ def _fill_lower_from_upper(P: np.ndarray, block: int = 1024) -> None:
         d[low] = d.T[low]
 
 
-def ease_weights(X: sp.csr_matrix, l2: float, dtype: str = "float32", solver: str = "cholesky") -> np.ndarray:
-    """B = I - P diag(1/diag P), P = (X^T X + l2 I)^-1, diag(B) = 0; C-ordered, in dtype."""
-    G = dense_gram(X, dtype)
-    G[np.diag_indices_from(G)] += l2
+def spd_inverse(G: np.ndarray, solver: str = "cholesky") -> np.ndarray:
+    """The inverse of a symmetric positive definite C-ordered G, computed in G's memory (G is lost).
+
+    Returns a C-ordered symmetric array. Raises LinAlgError when G is not positive definite.
+    """
     # G is symmetric, so G.T is the same matrix in Fortran order: LAPACK then works in place.
     if solver == "cholesky":
         # potrf then potri, both in place: the inverse from the factor costs n^3 flops in all
@@ -127,7 +129,7 @@ def ease_weights(X: sp.csr_matrix, l2: float, dtype: str = "float32", solver: st
         if info == 0:
             c, info = potri(c, lower=1, overwrite_c=1)
         if info != 0:
-            raise np.linalg.LinAlgError(f"EASE: X^T X + l2*I is not positive definite (LAPACK info {info})")
+            raise np.linalg.LinAlgError(f"the regularized Gram matrix is not positive definite (LAPACK info {info})")
         P = c.T if np.shares_memory(c, G) else np.ascontiguousarray(c.T)
         del c, G
         _fill_lower_from_upper(P)  # potri wrote one triangle (the upper one of this C view)
@@ -135,10 +137,26 @@ def ease_weights(X: sp.csr_matrix, l2: float, dtype: str = "float32", solver: st
         P = sla.inv(G.T, overwrite_a=True, check_finite=False)
         del G
     # P is symmetric: whichever of P and P.T is C-ordered is the same numbers, with no copy
-    B = P if P.flags.c_contiguous else P.T
-    B /= -np.diag(B).copy()[None, :]  # B_ij = -P_ij / P_jj
+    return P if P.flags.c_contiguous else np.ascontiguousarray(P.T)
+
+
+def zero_diagonal_weights(P: np.ndarray) -> np.ndarray:
+    """B = I - P diag(1/diag P) in P's memory: B_ij = -P_ij / P_jj, diag(B) = 0."""
+    B = P
+    B /= -np.diag(B).copy()[None, :]
     B[np.diag_indices_from(B)] = 0.0
-    return np.ascontiguousarray(B)
+    return B
+
+
+def ease_weights(X: sp.csr_matrix, l2: float, dtype: str = "float32", solver: str = "cholesky") -> np.ndarray:
+    """B = I - P diag(1/diag P), P = (X^T X + l2 I)^-1, diag(B) = 0; C-ordered, in dtype."""
+    G = dense_gram(X, dtype)
+    G[np.diag_indices_from(G)] += l2
+    try:
+        P = spd_inverse(G, solver)
+    except np.linalg.LinAlgError as e:
+        raise np.linalg.LinAlgError(f"EASE: {e}") from None
+    return zero_diagonal_weights(P)
 
 
 class EASE(Recommender):
