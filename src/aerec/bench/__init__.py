@@ -119,8 +119,8 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
                             continue
                         if folds_list is None:
                             folds_list = proto.folds(data)
+                        cell.weight = suites.expected_seconds(m, cfg, len(data))
                         todo.append((cell, registry.get(m).prepare_fold(folds_list[f], data), task))
-                        todo[-1][0].weight = suites.expected_seconds(m, cfg, len(data))
     progress = Progress([c.weight for c, _, _ in todo], jobs)
     ui.info(f"bench: {len(cells_done)} cells cached, {len(todo)} to run -> {out}"
             + (f"; first estimate {_clock(progress.estimate())} (ETA updates as cells finish)" if todo else ""))
