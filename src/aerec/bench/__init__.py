@@ -149,8 +149,8 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
                             continue
                         if folds_list is None:
                             folds_list = proto.folds(data)
+                        cell.weight = suites.expected_seconds(m, cfg, len(data))
                         todo.append((cell, registry.get(m).prepare_fold(folds_list[f], data), task))
-                        todo[-1][0].weight = suites.expected_seconds(m, cfg, len(data))
     if skipped and not todo and not cells_done:
         raise ConfigError(f"nothing to run: rating models need explicit ratings, skipped {'; '.join(skipped)}; "
                           "pass --feedback explicit if the values are ratings")

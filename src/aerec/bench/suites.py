@@ -37,7 +37,7 @@ SUITES: dict[str, dict[str, dict]] = {
         "hvamp": {"epochs": 30, "patience": 10, "warmup": 10},
         "bivae": {"epochs": 30, "patience": 10},
         "edlae": {},
-        "sansa": {},
+        # no sansa: it needs the `sansa` extra (SuiteSparse from apt), which `make demo` does not install
     },
     # schedule=reference: the references' literal step-counted schedules, whatever the defaults are
     "paper": {
@@ -103,7 +103,7 @@ def smoke_config(model: str, config: dict) -> dict:
 
 
 # CPU seconds per (model, fold) cell, training and evaluation, one thread, quick budgets, ML-100K
-# (100,000 ratings; `cpu_seconds` of the committed quick run): the ETA's start before a cell ends.
+# (100,000 ratings; the cells' `cpu_seconds` in a quick run): the ETA's start before a cell ends.
 QUICK_SECONDS = {
     "pop": 0.1, "ease": 1.7, "multdae": 2.2, "multvae": 5.7, "recvae": 5.8, "cdae": 2.9, "ract": 5.6,
     "warp": 6.6, "lambdanet": 9.7, "wmf": 1.1, "slim": 2.7, "svae": 13.5, "autorec": 6.5, "deeprec": 14.2,
