@@ -27,7 +27,7 @@ RATING = [n for n in ALL if models.get(n).task == "rating"]
 
 def make(name: str, **extra):
     cls = models.get(name)
-    for module in getattr(cls, "requires", ()):  # optional extras (sansa) skip where not installed
+    for module, _extra in getattr(cls, "requires", ()):  # optional extras (sansa) skip where not installed
         pytest.importorskip(module)
     return models.create(name, {**getattr(cls, "test_overrides", {}), **extra})
 

@@ -8,7 +8,8 @@ import pytest
 import scipy.sparse as sp
 from helpers import sampled_blocks
 
-from aerec.errors import ConfigError
+from aerec import deps
+from aerec.errors import AerecError, ConfigError
 from aerec.models import sansa as sansa_mod
 from aerec.models.ease import EASE
 from aerec.models.sansa import SANSA, scaled_gram, weights_from_factors
@@ -78,7 +79,8 @@ def test_missing_package_is_a_one_line_config_error(monkeypatch):
         raise ImportError(f"No module named '{name}'")
 
     monkeypatch.setattr(sansa_mod.importlib, "import_module", missing)
-    with pytest.raises(ConfigError, match=r"pip install 'aerec\[sansa\]'") as e:
+    monkeypatch.setattr(deps.importlib, "import_module", missing)
+    with pytest.raises(AerecError, match=r"pip install 'aerec\[sansa\]'") as e:
         SANSA().fit(sampled_blocks())
     assert "\n" not in str(e.value)
 

@@ -104,7 +104,7 @@ class SANSA(Recommender):
 
     name = "sansa"
     Config = SANSAConfig
-    requires: ClassVar[tuple] = ("sansa",)
+    requires: ClassVar[tuple] = (("sansa", "sansa"),)
     test_overrides = {"l2": 10.0, "density": 0.5, "factorizer": "cholmod"}
     space: ClassVar[dict] = {
         "l2": {"type": "float", "low": 10.0, "high": 2000.0, "log": True},
