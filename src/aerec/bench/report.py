@@ -60,7 +60,8 @@ def mark_significance(rows: list[dict], cells: list[dict], alpha: float = 0.05) 
 
 
 # Models that start from, or share the architecture of, another one: each is compared with it.
-BUILDS_ON = {"ract": "multvae", "warp": "multvae", "lambdanet": "multvae", "edlae": "ease", "sansa": "ease"}
+BUILDS_ON = {"ract": "multvae", "warp": "multvae", "lambdanet": "multvae", "macridvae": "multvae", "hvamp": "multvae",
+             "edlae": "ease", "sansa": "ease"}
 
 
 def base_comparisons(rows: list[dict], cells: list[dict], metric: str = "ndcg@100") -> str:
