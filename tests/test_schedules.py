@@ -116,7 +116,7 @@ def test_ract_scaled_keeps_the_references_phase_reach_on_small_data():
 
 
 def test_deeprec_scaled_milestones_are_netflix_batches():
-    ref, sc = DeepRec(), DeepRec(schedule="scaled")
+    ref, sc = DeepRec(schedule="reference"), DeepRec(schedule="scaled")
     for epoch in range(100):  # on Netflix's shape both give the reference's lr at every epoch
         assert sc.lr_at(epoch, 3_730) == ref.lr_at(epoch, 3_730)
     assert ref.lr_at(23, 8) == 0.005 and ref.lr_at(24, 8) == 0.0025 and ref.lr_at(72, 8) == 0.005 / 32
@@ -131,7 +131,7 @@ def test_deeprec_scaled_trains_with_the_scaled_lr():
                    "lr_milestones": (1,), "schedule": "scaled"}).fit(train, progress=False)
     assert m.optimizers["main"].param_groups[0]["lr"] == 0.01  # 1 x 3,730 batches not yet reached
     m = DeepRec(**{**DeepRec.test_overrides, "optimizer": "sgd", "lr": 0.01, "epochs": 3,
-                   "lr_milestones": (1,)}).fit(train, progress=False)
+                   "lr_milestones": (1,), "schedule": "reference"}).fit(train, progress=False)
     assert m.optimizers["main"].param_groups[0]["lr"] == 0.005
 
 
