@@ -169,7 +169,7 @@ def test_svae_scaled_lr_and_betas_in_training():
     m = SVAE(schedule="scaled", batch_size=1)
     assert m.scaled_lr() == m.config.lr
     assert SVAE(schedule="scaled", batch_size=32).scaled_lr() == pytest.approx(1e-3 * math.sqrt(32))
-    assert SVAE(batch_size=32).scaled_lr() == 1e-3
+    assert SVAE(batch_size=32, schedule="reference").scaled_lr() == 1e-3
 
     x, _ = block_data(6)
     x.data = np.tile(np.arange(1, 8, dtype=np.float32), 6)  # positions 1..7 in each row
