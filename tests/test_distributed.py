@@ -28,8 +28,9 @@ from aerec.errors import ConfigError
 # Mult-DAE's batches of 10 end with 1 row, so rank 0 borrows a row with weight 0
 USERS = (21, 16, 14)
 SETTINGS = {
-    "multvae": {"hidden": (16,), "latent": 4, "dropout": 0.0, "total_anneal_steps": 5, "anneal_cap": 0.5},
-    "recvae": {"hidden": 16, "latent": 4, "layers": 2, "dropout": 0.0, "epochs": 2},
+    "multvae": {"hidden": (16,), "latent": 4, "dropout": 0.0, "total_anneal_steps": 5, "anneal_cap": 0.5,
+                "schedule": "reference"},
+    "recvae": {"hidden": 16, "latent": 4, "layers": 2, "dropout": 0.0, "epochs": 2, "schedule": "reference"},
     "multdae": {"hidden": (16,), "dropout": 0.0, "batch_size": 10},
     "cdae": {"hidden": 8, "loss": "logistic", "dropout": 0.0, "optimizer": "adam", "lr": 1e-2},
 }

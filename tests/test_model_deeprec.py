@@ -85,7 +85,7 @@ def test_sgd_schedule_halves_lr_at_the_milestones_without_shift(data):
     train, _ = data
     lrs = []
     m = models.create("deeprec", **{**SMALL, "optimizer": "sgd", "lr": 0.004, "epochs": 4,
-                                    "lr_milestones": (1, 3), "refeed": 0})
+                                    "lr_milestones": (1, 3), "refeed": 0, "schedule": "reference"})
     m.fit(train, progress=False, on_epoch_end=lambda rec: lrs.append(m.optimizers["main"].param_groups[0]["lr"]))
     assert lrs == [0.004, 0.002, 0.002, 0.001]
 

@@ -115,7 +115,7 @@ def test_ract_scaled_keeps_the_references_phase_reach_on_small_data():
 
 
 def test_deeprec_scaled_milestones_are_netflix_batches():
-    ref, sc = DeepRec(), DeepRec(schedule="scaled")
+    ref, sc = DeepRec(schedule="reference"), DeepRec(schedule="scaled")
     for epoch in range(100):  # on Netflix's shape both give the reference's lr at every epoch
         assert sc.lr_at(epoch, 3_730) == ref.lr_at(epoch, 3_730)
     assert ref.lr_at(23, 8) == 0.005 and ref.lr_at(24, 8) == 0.0025 and ref.lr_at(72, 8) == 0.005 / 32
@@ -130,7 +130,7 @@ def test_deeprec_scaled_trains_with_the_scaled_lr():
                    "lr_milestones": (1,), "schedule": "scaled"}).fit(train, progress=False)
     assert m.optimizers["main"].param_groups[0]["lr"] == 0.01  # 1 x 3,730 batches not yet reached
     m = DeepRec(**{**DeepRec.test_overrides, "optimizer": "sgd", "lr": 0.01, "epochs": 3,
-                   "lr_milestones": (1,)}).fit(train, progress=False)
+                   "lr_milestones": (1,), "schedule": "reference"}).fit(train, progress=False)
     assert m.optimizers["main"].param_groups[0]["lr"] == 0.005
 
 
@@ -138,8 +138,9 @@ def test_recvae_scaled_ceiling_is_the_reference_step_budget():
     assert unfitted(RecVAE, ML20M_TRAIN_USERS, schedule="scaled", hidden=4, latent=2, layers=1).epoch_ceiling() == 50
     m = unfitted(RecVAE, ML1M_TRAIN_USERS, schedule="scaled", hidden=4, latent=2, layers=1)
     assert m.epoch_ceiling() == math.ceil(50 * 234 / 8) and m.stop_patience() == 20
-    assert unfitted(RecVAE, ML1M_TRAIN_USERS, hidden=4, latent=2, layers=1).epoch_ceiling() == 50
-    assert unfitted(RecVAE, ML1M_TRAIN_USERS, hidden=4, latent=2, layers=1).stop_patience() == 0
+    ref = {"schedule": "reference", "hidden": 4, "latent": 2, "layers": 1}
+    assert unfitted(RecVAE, ML1M_TRAIN_USERS, **ref).epoch_ceiling() == 50
+    assert unfitted(RecVAE, ML1M_TRAIN_USERS, **ref).stop_patience() == 0
     m = unfitted(RecVAE, ML1M_TRAIN_USERS, schedule="scaled", patience=5, hidden=4, latent=2, layers=1)
     assert m.stop_patience() == 5
 
@@ -148,9 +149,9 @@ def test_recvae_scaled_trains_past_its_epochs_and_reports_the_ceiling():
     x, held = block_data(30)
     valid = (x, x)
     over = {**RecVAE.test_overrides, "epochs": 2, "batch_size": 16, "patience": 3}
-    ref = RecVAE(**over).fit(x, valid, progress=False)
+    ref = RecVAE(**over).fit(x, valid, progress=False)  # test_overrides: schedule=reference
     assert ref.epochs_run == 2 and ref.epoch_limit == 2
-    sc = RecVAE(**over, schedule="scaled").fit(x, valid, progress=False)
+    sc = RecVAE(**{**over, "schedule": "scaled"}).fit(x, valid, progress=False)
     assert sc.epoch_limit == math.ceil(2 * 234 / 2)  # 2 batches of 16 per epoch
     assert 2 < sc.epochs_run <= sc.epoch_limit
     assert sc.history[-1]["epoch"] == sc.epochs_run
@@ -167,7 +168,7 @@ def test_svae_scaled_lr_and_betas_in_training():
     m = SVAE(schedule="scaled", batch_size=1)
     assert m.scaled_lr() == m.config.lr
     assert SVAE(schedule="scaled", batch_size=32).scaled_lr() == pytest.approx(1e-3 * math.sqrt(32))
-    assert SVAE(batch_size=32).scaled_lr() == 1e-3
+    assert SVAE(batch_size=32, schedule="reference").scaled_lr() == 1e-3
 
     x, _ = block_data(6)
     x.data = np.tile(np.arange(1, 8, dtype=np.float32), 6)  # positions 1..7 in each row
@@ -178,3 +179,9 @@ def test_svae_scaled_lr_and_betas_in_training():
     m.fit(x, progress=False)
     per_epoch = [u * 4_534 / (6 * 200_000) for u in (0, 2, 4)]
     assert seen == per_epoch * 2  # restarts every epoch, as the reference's counter
+
+
+def test_recvae_scaled_without_validation_trains_its_epochs():
+    x, _ = block_data(30)
+    m = RecVAE(**{**RecVAE.test_overrides, "epochs": 2, "batch_size": 16, "schedule": "scaled"}).fit(x, progress=False)
+    assert m.epochs_run == 2 == m.epoch_limit  # no validation, no early stopping: the ceiling is epochs

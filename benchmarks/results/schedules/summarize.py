@@ -1,10 +1,10 @@
 """Summarize reference-vs-scaled runs made by run.sh: copy the small files and print a table.
 
-    python benchmarks/results/schedules/summarize.py RUNROOT DEST
+    python benchmarks/results/schedules/summarize.py RUNROOT [RUNROOT ...] DEST
 
 RUNROOT holds MODEL-reference/ and MODEL-scaled/ run directories (possibly cut short: only the
 finished folds' fold-*/metrics.json count). DEST gets their config.toml and per-fold metrics.json
-(no model files) and README-table.md: per model, the folds both schedules finished, the means,
+(no model files) and table.md: per model, the folds both schedules finished, the means,
 the paired difference with a paired t-test, and the epochs each fold ran / selected / could run.
 """
 
@@ -27,18 +27,18 @@ def folds(run: Path) -> dict[int, dict]:
     return out
 
 
-def main(root: Path, dest: Path) -> None:
+def main(roots: list[Path], dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     rows = ["| model | metric | folds | reference | scaled | scaled − reference | paired t p | epochs run/best (ref → scaled) |",
             "|---|---|---|---|---|---|---|---|"]
-    models = sorted({p.name.rsplit("-", 1)[0] for p in root.iterdir() if p.is_dir()})
-    for m in models:
+    pairs = sorted({(root, p.name.rsplit("-", 1)[0]) for root in roots for p in root.iterdir() if p.is_dir()})
+    for root, m in pairs:
         runs = {s: root / f"{m}-{s}" for s in ("reference", "scaled")}
         if not all(r.is_dir() for r in runs.values()):
             continue
         recs = {s: folds(r) for s, r in runs.items()}
         for s, r in runs.items():
-            d = dest / f"{m}-{s}"
+            d = dest / (f"{m}-{s}" if root == roots[0] else f"{m}-{root.name}-{s}")
             d.mkdir(exist_ok=True)
             for name in ("config.toml", "metrics.json"):
                 if (r / name).exists():
@@ -55,12 +55,13 @@ def main(root: Path, dest: Path) -> None:
         ep = "; ".join(f"{recs['reference'][k]['epochs']['run']}/{recs['reference'][k]['epochs']['best']} → "
                        f"{recs['scaled'][k]['epochs']['run']}/{recs['scaled'][k]['epochs']['best']}"
                        f" (≤{recs['scaled'][k]['epochs'].get('ceiling', '?')})" for k in common)
-        rows.append(f"| {m} | {metric} | {','.join(map(str, common))} | {a.mean():.4f} | {b.mean():.4f} | "
+        label = m if root == roots[0] else f"{m} ({root.name})"
+        rows.append(f"| {label} | {metric} | {','.join(map(str, common))} | {a.mean():.4f} | {b.mean():.4f} | "
                     f"{(b - a).mean():+.4f} | {p} | {ep} |")
     table = "\n".join(rows) + "\n"
-    (dest / "README-table.md").write_text(table)
+    (dest / "table.md").write_text(table)
     print(table)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    main([Path(a) for a in sys.argv[1:-1]], Path(sys.argv[-1]))

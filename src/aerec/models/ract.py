@@ -115,7 +115,7 @@ class RaCT(MultVAE):
 
     - actor: Mult-VAE (all of its settings; scores are the actor's, z = mu);
     - phases by epoch number: ``actor_epochs`` (100) of plain Mult-VAE training (bit-identical to
-      ``multvae`` with the same seed), ``critic_epochs`` (50) training only the critic with the
+      ``multvae`` with the same seed and ``schedule="reference"``), ``critic_epochs`` (50) training only the critic with the
       actor frozen, then ``ac_epochs`` (50) where actor and critic are updated on every batch;
     - training split: each batch row's items are split by the actor's own dropout mask (keep
       probability 1 - dropout = 0.5 per item): kept items are the actor's input, dropped items the

@@ -87,7 +87,9 @@ class Trainer:
         if state["epoch"] == 0:
             torch.manual_seed(cfg.seed + 1)
 
-        ceiling, patience = model.epoch_ceiling(), model.stop_patience()
+        # a ceiling above `epochs` needs validation to stop early; without it, `epochs` it is
+        ceiling = model.epoch_ceiling() if valid is not None else cfg.epochs
+        patience = model.stop_patience()
         bar = ui.progress(total=ceiling, initial=state["epoch"], desc=self.label or model.name,
                           disable=ui.quiet() or not self.progress)
         # multi-process: sliced batches from a memory-mapped matrix, gradients all-reduced per step
