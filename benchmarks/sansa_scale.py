@@ -14,7 +14,7 @@ Steps, in this one process:
 
 Writes benchmarks/results/sansa_scale.{json,md} with the command, machine and load.
 
-    nice .venv/bin/python benchmarks/sansa_scale.py            # ~5-10 minutes on 2 cores
+    nice .venv/bin/python benchmarks/sansa_scale.py            # ~10 minutes on 2 busy cores
     nice .venv/bin/python benchmarks/sansa_scale.py --quick    # 20,000 items, a smoke run
 """
 
@@ -33,25 +33,11 @@ import numpy as np
 import scipy.sparse as sp
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SHAPES = {"full": (200_000, 200_000, 1_500_000), "quick": (20_000, 20_000, 150_000)}
+SHAPES = {"full": (250_000, 200_000, 1_000_000), "quick": (20_000, 20_000, 150_000)}
 LIMIT_MB = 4000  # 4 GB
 
-
-def _status(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024  # MB
-    return float("nan")
-
-
-def reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scale import hwm_mb, reset_peak, rss_mb  # noqa: E402  (VmHWM reset and reads, shared)
 
 
 def split_holdout(X: sp.csr_matrix, n_users: int, seed: int):
@@ -81,7 +67,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--per-item", type=float, default=50.0,
+    ap.add_argument("--per-item", type=float, default=15.0,
                     help="SANSA factor entries per item: density = per_item / items")
     ap.add_argument("--l2", type=float, default=500.0)
     args = ap.parse_args()
@@ -124,12 +110,12 @@ def main() -> int:
 
     gram_nnz = int(sp.csc_matrix(train.T @ train).nnz)
     out["gram_nnz"] = gram_nnz
-    rss_before = _status("VmRSS")
+    rss_before = rss_mb()
     hwm_reset = reset_peak()
     t0 = time.perf_counter()
     m = SANSA(l2=args.l2, density=args.density, factorizer="icf").fit(train)
     fit_s = time.perf_counter() - t0
-    peak = _status("VmHWM")
+    peak = hwm_mb()
     out["sansa"] = {
         "config": m.config_dict(), "fit_seconds": round(fit_s, 1),
         "rss_before_fit_mb": round(rss_before, 1), "peak_rss_during_fit_mb": round(peak, 1),
