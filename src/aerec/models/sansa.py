@@ -73,15 +73,18 @@ def import_sansa():
     return mod
 
 
-def scaled_gram(X: sp.csr_matrix, l2: float) -> tuple[sp.csc_matrix, np.ndarray]:
-    """(S (X^T X + l2 I) S as float64 CSC, s): unit diagonal, s = diag(X^T X + l2 I)^-1/2."""
-    X = X.astype(np.float64)
-    A = (X.T @ X).tocsc()
-    A.setdiag(A.diagonal() + l2)
-    s = 1.0 / np.sqrt(A.diagonal())
-    A = sp.diags(s) @ A @ sp.diags(s)
-    A = sp.csc_matrix(A)
+def scaled_gram(X: sp.csr_matrix, l2: float, dtype=np.float64) -> tuple[sp.csc_matrix, np.ndarray]:
+    """(S (X^T X + l2 I) S as CSC in dtype, s): unit diagonal, s = diag(X^T X + l2 I)^-1/2.
+
+    Scaled in place on the Gram's own arrays: no dense array and no second sparse copy."""
+    X = X.astype(dtype)
+    A = sp.csc_matrix(X.T @ X)
+    del X
     A.sort_indices()
+    s = 1.0 / np.sqrt(np.asarray(A.diagonal(), dtype=np.float64) + l2)
+    A.setdiag(A.diagonal() + l2)
+    A.data *= s[A.indices].astype(dtype)
+    A.data *= np.repeat(s, np.diff(A.indptr)).astype(dtype)
     return A, s
 
 
@@ -118,9 +121,8 @@ class SANSA(Recommender):
         factorizer = pkg.core.GramianFactorizer.from_config(fcfg)
         inverter = pkg.core.UnitLowerTriangleInverter.from_config(
             pkg.UMRUnitLowerTriangleInverterConfig(scans=c.scans, finetune_steps=c.finetune_steps))
-        A, s = scaled_gram(train, c.l2)
-        if c.factorizer == "icf":
-            A = A.astype(np.float32)  # the package's compiled ICF takes float32 values only
+        # the package's compiled ICF takes float32 values only
+        A, s = scaled_gram(train, c.l2, np.float32 if c.factorizer == "icf" else np.float64)
         with warnings.catch_warnings():  # CHOLMOD's notes that it converts A^T to CSC
             warnings.simplefilter("ignore", category=Warning)
             L, D, perm = factorizer.approximate_ldlt(A, 0.0, c.density, compute_gramian=False)
