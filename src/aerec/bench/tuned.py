@@ -204,7 +204,8 @@ def tune_cell(cell: Cell, fold, task: str, storage: str) -> dict:
     cls = models.get(cell.model)
     spec = cell.config["tuned"]
     name = study_name(cell.model, f"{cell.dataset}-{cell.protocol}", cell.fold,
-                      {"spec": spec, "seed": cell.seed, "n_folds": cell.n_folds, "options": cell.protocol_options})
+                      {"base": spec["base"], "space": spec["space"], "seed": cell.seed, "n_folds": cell.n_folds,
+                       "options": cell.protocol_options})  # not the budget: a bigger one continues the study
     res = run_study(cls, fold, fixed=spec["base"], space=spec["space"], trials=spec["trials"],
                     timeout=spec["timeout"], seed=cell.seed, storage=storage, name=name, label=cell.label(),
                     clock=spec.get("clock", "wall"))
