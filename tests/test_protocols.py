@@ -142,13 +142,19 @@ def test_strong_deterministic_and_seed_dependent():
     assert not np.array_equal(a[0].test_user_ids, c[0].test_user_ids)
 
 
+def test_two_folds_work_with_the_default_validation_size():
+    data = random_data()
+    for fold in StrongGeneralization(n_folds=2, seed=0).split(data):
+        n_test, n_valid, n_train = (len(x) for x in (fold.test_user_ids, fold.valid_user_ids, fold.train_user_ids))
+        rest = n_valid + n_train
+        assert n_valid == round(0.25 * rest) and n_train > 0 and abs(n_test - rest) <= 1
+
+
 def test_strong_options_are_checked():
     with pytest.raises(ConfigError):
         StrongGeneralization(n_folds=3, n_heldout=10)
     with pytest.raises(ConfigError):
         StrongGeneralization(n_folds=1)
-    with pytest.raises(ConfigError):
-        StrongGeneralization(n_folds=2)  # the default validation fold would leave no training users
     with pytest.raises(ConfigError):
         StrongGeneralization(n_valid=3, valid_frac=0.1)
     with pytest.raises(DataError):

@@ -9,8 +9,8 @@ Steps, as in the reference preprocessing of Mult-VAE:
    - ``n_folds=k`` (small data): the permuted users are cut into k chunks; fold f tests chunk f.
      Validation takes the next users after that chunk (cyclically): by default as many as one
      fold holds (mirroring the equal valid and test sizes of the fixed recipe), or
-     ``n_valid`` users, or ``valid_frac`` of the non-test users (with n_folds=2 the default
-     would leave no training users, so one of these must be set). The rest train;
+     ``n_valid`` users, or ``valid_frac`` of the non-test users (with n_folds=2 the default is a
+     quarter of the non-test users, since one fold's worth would leave none to train). The rest train;
 4. the item vocabulary is the items of training users only; held-out interactions with other
    items are dropped;
 5. fold-in: a held-out user with >= ``min_items`` items (after step 4) gets
@@ -39,6 +39,9 @@ from aerec.protocols.base import (
 )
 
 
+
+TWO_FOLD_VALID_FRAC = 0.25  # default validation share of the non-test users when n_folds=2
+
 @dataclass(frozen=True)
 class StrongGeneralization(Protocol):
     n_folds: int | None = None  # None: 5, or 1 when n_heldout is set
@@ -66,9 +69,6 @@ class StrongGeneralization(Protocol):
                 raise ConfigError("choose either n_folds or n_heldout, not both")
         elif self.n_folds < 2:
             raise ConfigError(f"n_folds must be at least 2 (or set n_heldout), got {self.n_folds}")
-        if not self.fixed and self.n_folds == 2 and self.n_valid is None and self.valid_frac is None:
-            raise ConfigError("n_folds=2 leaves no training users with the default validation size "
-                              "(one fold's worth); set valid_frac or n_valid")
         if self.n_valid is not None and self.valid_frac is not None:
             raise ConfigError("choose either n_valid or valid_frac, not both")
         if self.n_valid is not None and self.n_valid < 0:
@@ -101,7 +101,11 @@ class StrongGeneralization(Protocol):
             lo, hi = bounds[fold], bounds[fold + 1]
             test = perm[lo:hi]
             rest = np.concatenate([perm[hi:], perm[:lo]])  # continue after the test chunk, wrapping
-            n_valid = len(test) if self.n_valid is None and self.valid_frac is None else None
+            if self.n_valid is None and self.valid_frac is None:
+                # one fold's worth, except with 2 folds, where that would leave no training users
+                n_valid = len(test) if self.n_folds > 2 else int(round(TWO_FOLD_VALID_FRAC * len(rest)))
+            else:
+                n_valid = None
         if n_valid is None:
             n_valid = self.n_valid if self.n_valid is not None else int(round(self.valid_frac * len(rest)))
         if n_valid >= len(rest):
