@@ -94,6 +94,14 @@ def test_k_larger_than_the_catalogue_returns_every_unseen_item(client, dae):
     assert len(got["items"]) == dae.n_items - dae.histories[0].nnz
 
 
+def test_include_seen_lets_a_known_users_history_back(client, dae):
+    seen = set(dae.item_ids[dae.histories[0].indices].tolist())
+    default = client.post("/recommend", json={"user": "u0", "k": 1000}).json()["items"]
+    repeat = client.post("/recommend", json={"user": "u0", "k": 1000, "include_seen": True}).json()["items"]
+    assert not seen & set(default) and seen <= set(repeat) and len(repeat) == dae.n_items
+    assert client.post("/recommend", json={"user": "u0", "include_seen": "yes"}).status_code == 422
+
+
 def test_unknown_user_is_404_with_a_message(client):
     r = client.post("/recommend", json={"user": "nobody"})
     assert r.status_code == 404 and "unknown user 'nobody'" in r.json()["detail"]

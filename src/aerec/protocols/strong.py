@@ -38,8 +38,6 @@ from aerec.protocols.base import (
     rank_within_group,
 )
 
-
-
 TWO_FOLD_VALID_FRAC = 0.25  # default validation share of the non-test users when n_folds=2
 
 @dataclass(frozen=True)

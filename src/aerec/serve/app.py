@@ -19,7 +19,7 @@ from typing import Annotated
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, model_validator
 
 from aerec import io
 from aerec.errors import AerecError
@@ -50,6 +50,8 @@ class RecommendRequest(BaseModel):
                                          description="Rating models: one rating per item (default: the top rating).")
     k: StrictInt = Field(10, ge=1, le=MAX_K, description="Number of items (fewer if fewer are left).")
     exclude: list[Id] = Field(default_factory=list, max_length=MAX_ITEMS, description="Item ids never to recommend.")
+    include_seen: StrictBool = Field(False, description="Known users: allow items already in their history "
+                                                        "(repeat purchases).")
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -185,7 +187,7 @@ def create_app(model, *, model_dir=None, max_batch: int = 64, batch_wait_ms: flo
     async def recommend(req: RecommendRequest):
         try:
             if req.user is not None:
-                query = engine.prepare_user(req.user, req.k, req.exclude)
+                query = engine.prepare_user(req.user, req.k, req.exclude, exclude_seen=not req.include_seen)
             else:
                 query = engine.prepare_items(req.items, req.k, req.exclude, req.ratings)
         except io.UnknownUserError as e:
