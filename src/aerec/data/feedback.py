@@ -236,16 +236,21 @@ def training_data(data: Interactions, task: str, fb: Feedback | None = None, *, 
     return Prepared(compact, train, seen, line)
 
 
+def _positions(data: Interactions, user_ids, item_ids):
+    """Each interaction's (row, column) among the given ids, and which of them are present."""
+    urow = {u: r for r, u in enumerate(np.asarray(user_ids).tolist())}
+    icol = {i: c for c, i in enumerate(np.asarray(item_ids).tolist())}
+    row = np.array([urow.get(u, -1) for u in data.user_ids.tolist()], dtype=np.int64)
+    col = np.array([icol.get(i, -1) for i in data.item_ids.tolist()], dtype=np.int64)
+    r, c = row[data.user], col[data.item]
+    return r, c, (r >= 0) & (c >= 0)
+
+
 def seen_matrix(data: Interactions, user_ids, item_ids) -> sp.csr_matrix:
     """users x items (given original ids, in their order): 1 where `data` holds any interaction
     of that user with that item, whatever its value; ids absent from `data` give empty rows."""
     user_ids, item_ids = np.asarray(user_ids), np.asarray(item_ids)
-    urow = {u: r for r, u in enumerate(user_ids.tolist())}
-    icol = {i: c for c, i in enumerate(item_ids.tolist())}
-    row = np.array([urow.get(u, -1) for u in data.user_ids.tolist()], dtype=np.int64)
-    col = np.array([icol.get(i, -1) for i in data.item_ids.tolist()], dtype=np.int64)
-    r, c = row[data.user], col[data.item]
-    ok = (r >= 0) & (c >= 0)
+    r, c, ok = _positions(data, user_ids, item_ids)
     m = sp.csr_matrix((np.ones(int(ok.sum()), dtype=np.float32), (r[ok], c[ok])),
                       shape=(len(user_ids), len(item_ids)), dtype=np.float32)
     m.sum_duplicates()
@@ -260,12 +265,7 @@ def with_values(data: Interactions, m: sp.csr_matrix, user_ids, item_ids) -> sp.
     if data.rating is None or m.nnz == 0:
         return m
     user_ids, item_ids = np.asarray(user_ids), np.asarray(item_ids)
-    urow = {u: r for r, u in enumerate(user_ids.tolist())}
-    icol = {i: c for c, i in enumerate(item_ids.tolist())}
-    row = np.array([urow.get(u, -1) for u in data.user_ids.tolist()], dtype=np.int64)
-    col = np.array([icol.get(i, -1) for i in data.item_ids.tolist()], dtype=np.int64)
-    r, c = row[data.user], col[data.item]
-    ok = (r >= 0) & (c >= 0)
+    r, c, ok = _positions(data, user_ids, item_ids)
     values = sp.csr_matrix((data.rating[ok].astype(np.float32), (r[ok], c[ok])), shape=m.shape, dtype=np.float32)
     values.sum_duplicates()
     out = sp.csr_matrix(m, dtype=np.float32, copy=True)
