@@ -22,7 +22,8 @@ SUITES: dict[str, dict[str, dict]] = {
         "ease": {},
         "multdae": {"epochs": 60, "patience": 10},
         "multvae": {"epochs": 60, "patience": 10},
-        "recvae": {"epochs": 10, "patience": 5},
+        # reference: scaled would lift the 10-epoch cut to its ML-20M-equivalent ceiling
+        "recvae": {"epochs": 10, "patience": 5, "schedule": "reference"},
         "cdae": {"epochs": 30, "patience": 5},
         # RaCT's phases must add up to epochs; patience would count across phase boundaries
         "ract": {"epochs": 60, "actor_epochs": 40, "critic_epochs": 10, "ac_epochs": 10},
