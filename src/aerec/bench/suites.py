@@ -35,7 +35,7 @@ SUITES: dict[str, dict[str, dict]] = {
         "autorec": {"epochs": 40, "patience": 5},
         "deeprec": {"epochs": 15, "patience": 5},
         "macridvae": {"epochs": 30, "patience": 10},
-        "hvamp": {"epochs": 30, "patience": 10, "warmup": 10},
+        "hvamp": {"epochs": 15, "patience": 10, "warmup": 5},  # about 4x a Mult-VAE epoch
         "bivae": {"epochs": 30, "patience": 10},
         "edlae": {},
         # no sansa: it needs the `sansa` extra (SuiteSparse from apt), which `make demo` does not install
