@@ -92,7 +92,7 @@ def save_cell(cell: Cell, out: Path, result: dict) -> None:
 
 def run_cell(cell: Cell, fold, task: str, position: int | None = None) -> dict:
     """Fit one model on one fold and evaluate it on the fold's test part."""
-    from aerec import evaluation, models
+    from aerec import models
     from aerec.models.neural import TorchRecommender
 
     model = models.create(cell.model, {**cell.config, "seed": cell.seed})
@@ -114,18 +114,7 @@ def run_cell(cell: Cell, fold, task: str, position: int | None = None) -> dict:
     train_seconds = time.perf_counter() - t0
     if bar is not None:
         bar.close()
-    t0 = time.perf_counter()
-    if task == "rating":
-        res = evaluation.evaluate_rating(model, fold.test)
-        metrics = {"rmse": float(res["rmse"]), "mae": float(res["mae"])}
-        per_user = {"squared_error": np.asarray(res["squared_error"], dtype=np.float64)}
-    else:
-        ks = tuple(cell.ks) if cell.ks else (WEAK_KS if cell.protocol == "weak" else RANKING_KS)
-        per_user = evaluation.evaluate_ranking(model, fold.test_in, fold.test_out, ks=ks,
-                                               exclude=getattr(fold, "test_exclude", None))
-        metrics = {k: float(v) for k, v in evaluation.summarize(per_user).items()}
-        per_user = {k: np.asarray(v) for k, v in per_user.items()}
-    eval_seconds = time.perf_counter() - t0
+    metrics, per_user, eval_seconds = evaluate_cell(cell, model, fold, task)
     history = getattr(model, "history", []) or []
     return {
         "model": cell.model, "dataset": cell.dataset, "protocol": cell.protocol,
@@ -136,3 +125,21 @@ def run_cell(cell: Cell, fold, task: str, position: int | None = None) -> dict:
         "train_seconds": train_seconds, "eval_seconds": eval_seconds, "cpu_seconds": time.process_time() - c0,
         "history": history, "per_user": per_user,
     }
+
+
+def evaluate_cell(cell: Cell, model, fold, task: str):
+    """(metrics, per-user arrays, seconds) of a fitted model on the fold's test part."""
+    from aerec import evaluation
+
+    t0 = time.perf_counter()
+    if task == "rating":
+        res = evaluation.evaluate_rating(model, fold.test)
+        metrics = {"rmse": float(res["rmse"]), "mae": float(res["mae"])}
+        per_user = {"squared_error": np.asarray(res["squared_error"], dtype=np.float64)}
+    else:
+        ks = tuple(cell.ks) if cell.ks else (WEAK_KS if cell.protocol == "weak" else RANKING_KS)
+        raw = evaluation.evaluate_ranking(model, fold.test_in, fold.test_out, ks=ks,
+                                          exclude=getattr(fold, "test_exclude", None))
+        metrics = {k: float(v) for k, v in evaluation.summarize(raw).items()}
+        per_user = {k: np.asarray(v) for k, v in raw.items()}
+    return metrics, per_user, time.perf_counter() - t0

@@ -24,7 +24,7 @@ import numpy as np
 
 from aerec import fsutil, ui
 from aerec.bench import report
-from aerec.bench.grid import RANKING_KS, Cell, load_cell, run_cell, save_cell
+from aerec.bench.grid import Cell, evaluate_cell, load_cell, run_cell, save_cell
 from aerec.bench.stats import paired_pvalue
 from aerec.bench.suites import suite_models
 from aerec.errors import ConfigError
@@ -210,7 +210,7 @@ def tune_cell(cell: Cell, fold, task: str, storage: str) -> dict:
                     timeout=spec["timeout"], seed=cell.seed, storage=storage, name=name, label=cell.label(),
                     clock=spec.get("clock", "wall"))
     model = res.pop("model")
-    metrics, per_user, eval_s = evaluate(cell, model, fold, task)
+    metrics, per_user, eval_s = evaluate_cell(cell, model, fold, task)
     users = tuning_users(fold)
     if not users["disjoint"]:  # cannot happen with the protocols' splits; refuse to report a leak
         raise ConfigError(f"{cell.label()}: tuning and test parts overlap")
@@ -225,24 +225,6 @@ def tune_cell(cell: Cell, fold, task: str, storage: str) -> dict:
                                        "seconds", "budget_seconds", "clock", "log", "metric", "study",
                                        "retrained")} | {"users": users},
     }
-
-
-def evaluate(cell: Cell, model, fold, task: str):
-    from aerec import evaluation
-    from aerec.bench.grid import WEAK_KS
-
-    t0 = time.perf_counter()
-    if task == "rating":
-        res = evaluation.evaluate_rating(model, fold.test)
-        metrics = {"rmse": float(res["rmse"]), "mae": float(res["mae"])}
-        per_user = {"squared_error": np.asarray(res["squared_error"], dtype=np.float64)}
-    else:
-        ks = WEAK_KS if cell.protocol == "weak" else RANKING_KS
-        raw = evaluation.evaluate_ranking(model, fold.test_in, fold.test_out, ks=ks,
-                                          exclude=getattr(fold, "test_exclude", None))
-        metrics = {k: float(v) for k, v in evaluation.summarize(raw).items()}
-        per_user = {k: np.asarray(v) for k, v in raw.items()}
-    return metrics, per_user, time.perf_counter() - t0
 
 
 def _worker(job):
