@@ -17,7 +17,7 @@ from aerec.errors import ConfigError
 from aerec.models.layers import SparseBatch, SparseLinear, multinomial_nll
 from aerec.models.multdae import mlp, reference_init
 from aerec.models.multvae import annealed_beta
-from aerec.models.neural import NeuralConfig, TorchRecommender
+from aerec.models.neural import NeuralConfig, StepCounted, TorchRecommender
 
 
 @dataclasses.dataclass
@@ -143,7 +143,7 @@ class MacridNet(nn.Module):
         return sum((m.weight**2).sum() for m in [self.first, *self.q_rest]) + (self.items**2).sum() + (self.cores**2).sum()
 
 
-class MacridVAE(TorchRecommender):
+class MacridVAE(StepCounted, TorchRecommender):
     """MacridVAE (J. Ma, C. Zhou, P. Cui, H. Yang, W. Zhu, "Learning Disentangled Representations
     for Recommendation", NeurIPS 2019).
 
@@ -216,9 +216,3 @@ class MacridVAE(TorchRecommender):
 
     def _forward(self, batch: SparseBatch) -> torch.Tensor:
         return self.net(batch)[0]
-
-    def extra_state(self) -> dict:
-        return {"update_count": self.update_count}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.update_count = int(state.get("update_count", 0))

@@ -13,7 +13,7 @@ from torch import nn
 from aerec.errors import ConfigError
 from aerec.models.layers import SparseBatch, SparseLinear, multinomial_nll
 from aerec.models.multdae import mlp, reference_init
-from aerec.models.neural import NeuralConfig, TorchRecommender
+from aerec.models.neural import NeuralConfig, StepCounted, TorchRecommender
 from aerec.models.ranking_losses import lambdarank_loss, warp_loss
 from aerec.models.schedules import MULTVAE_REF, RefShape, Schedule, steps_per_epoch
 
@@ -131,7 +131,7 @@ def scaled_beta(step: int, cap: float, total_steps: int, planned_steps: int, ref
     return min(cap, step * ref.total_steps / (total_steps * planned_steps))  # ints: one rounding
 
 
-class MultVAE(TorchRecommender):
+class MultVAE(StepCounted, TorchRecommender):
     """Mult-VAE (Liang et al., "Variational Autoencoders for Collaborative Filtering", WWW 2018).
 
     Reference: Dawen Liang's ``vae_cf`` notebook (TensorFlow 1). We follow it:
@@ -229,9 +229,3 @@ class MultVAE(TorchRecommender):
 
     def _forward(self, batch: SparseBatch) -> torch.Tensor:
         return self.net(batch)[0]
-
-    def extra_state(self) -> dict:
-        return {"update_count": self.update_count}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.update_count = int(state.get("update_count", 0))

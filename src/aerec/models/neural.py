@@ -191,3 +191,15 @@ class TorchRecommender(Recommender):
             order = ui.batches(order, total=-(-train.shape[0] // size))
         for rows in order:
             yield rows, SparseBatch.from_csr(train[rows], self.device)
+
+
+class StepCounted:
+    """Mixin for models whose schedule counts gradient steps: the counter survives a resume."""
+
+    update_count: int = 0
+
+    def extra_state(self) -> dict:
+        return {"update_count": self.update_count}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.update_count = int(state.get("update_count", 0))

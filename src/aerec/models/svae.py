@@ -22,7 +22,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from aerec.errors import ConfigError, DataError
 from aerec.models.layers import SparseBatch
 from aerec.models.multvae import annealed_beta, gaussian_kl
-from aerec.models.neural import NeuralConfig, TorchRecommender
+from aerec.models.neural import NeuralConfig, StepCounted, TorchRecommender
 from aerec.models.schedules import SVAE_REF, Schedule
 
 
@@ -155,7 +155,7 @@ class SVAENet(nn.Module):
         return self.dec2(torch.tanh(self.dec1(z)))
 
 
-class SVAE(TorchRecommender):
+class SVAE(StepCounted, TorchRecommender):
     """SVAE (Sachdeva et al., "Sequential Variational Autoencoders for Collaborative Filtering",
     WSDM 2019). Reference: noveens/svae_cf ``main_svae.ipynb`` (PyTorch). We follow it:
 
@@ -285,12 +285,6 @@ class SVAE(TorchRecommender):
         h = self.net.run_gru(items.to(self.device), lengths, all_steps=False)
         mu, _ = self.net.encode(h)
         return self.net.decode(mu)  # z = mu: deterministic scores
-
-    def extra_state(self) -> dict:
-        return {"update_count": self.update_count}
-
-    def load_extra_state(self, state: dict) -> None:
-        self.update_count = int(state.get("update_count", 0))
 
 
 # order from timestamps ---------------------------------------------------------------------------
