@@ -193,3 +193,23 @@ def test_cli_tune_uses_space_flags_and_resumes(tmp_path, capsys):
     assert "test users were never read" in text
     models.create("ease", cfgmod.load_toml(tmp_path / "best.toml")["model"])
     assert main(["tune", "ease", "--dataset", csv, "--space", "l2=fast", "--dir", str(tmp_path / "x")]) == 2
+
+
+def test_default_point_is_the_reference_setting_clipped_into_the_space():
+    cls = models.get("multvae")
+    space = {"lr": {"type": "float", "low": 1e-2, "high": 0.1, "log": True},  # default 1e-3: below, clipped
+             "latent": {"type": "int", "low": 32, "high": 400},
+             "hidden": {"type": "categorical", "choices": [[600], [300]]},
+             "dropout": {"type": "categorical", "choices": [0.1, 0.9]}}  # default 0.5: not a choice, left out
+    point = spacemod.default_point(space, cls)
+    assert point == {"lr": 1e-2, "latent": cls.Config().latent, "hidden": "[600]"}
+    rec = models.get("recvae")  # conditional: gamma is searched only when beta is None (the default)
+    assert "gamma" in spacemod.default_point(spacemod.model_space(rec), rec)
+    assert "gamma" not in spacemod.default_point(spacemod.model_space(rec), rec, {"beta": 0.2})
+
+
+def test_a_new_study_starts_from_the_reference_setting():
+    data = synth(150, 60, 3000, seed=1)
+    res = tune("ease", data, "strong", trials=3, seed=0, folds=3)
+    assert res["log"][0]["params"] == {"l2": models.get("ease").Config().l2}
+    assert len({json.dumps(t["params"]) for t in res["log"]}) == 3  # the others are drawn

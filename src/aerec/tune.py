@@ -9,6 +9,9 @@ reported over all folds would leak: fold 0's validation users are fold 1's test 
 - Search space: the model's own ``space`` (aerec.models.space), optionally overridden.
 - Pruning: neural models report the validation score after every epoch; a MedianPruner stops
   trials below the median of earlier trials at the same epoch.
+- Start: the first trial of a new study is the model's reference setting (its Config defaults,
+  clipped into the space), so the search starts from the paper's point and the best trial is
+  never worse on validation than the reference (with the same early stopping).
 - Budget: ``trials`` finished trials in the study (earlier runs count, so a rerun resumes), and
   optionally ``timeout`` seconds of trial time in total, on the wall clock or (``clock="cpu"``)
   in this process's CPU seconds, which a machine shared with other work does not shrink; a trial
@@ -92,6 +95,12 @@ def study_name(model: str, tag: str, fold: int, payload: dict) -> str:
     return f"{model}-{tag}-fold{fold}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
+def defaults_key(cls, fixed: dict | None) -> dict:
+    """The full setting the search starts from, for study names: a changed model default (such as
+    a new ``schedule``) starts a new study instead of mixing trials run under the old one."""
+    return {"defaults": cfgmod.to_dict(cfgmod.build(cls.Config, dict(fixed or {}))), "first_trial": "defaults"}
+
+
 def sqlite_url(path: str | Path) -> str:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +124,8 @@ def _spent(t) -> float:
 
 def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None, trials: int = 20,
               timeout: float | None = None, seed: int = 0, storage: str | None = None,
-              name: str | None = None, label: str = "", keep_model: bool = True, clock: str = "wall") -> dict:
+              name: str | None = None, label: str = "", keep_model: bool = True, clock: str = "wall",
+              from_defaults: bool = True) -> dict:
     """Search on one fold's training + validation parts; returns the best setting, the trial log
     and (keep_model) the best trial's fitted model, retrained when it came from an earlier run."""
     optuna = _optuna()
@@ -182,6 +192,8 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
     study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
                                 direction="maximize" if higher else "minimize",
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3))
+    if from_defaults and not study.trials:
+        study.enqueue_trial(spacemod.default_point(space, cls, fixed))
     base_seed = int(seed) * 1_000_003 + int(getattr(fold, "index", 0)) * 10_007
     while True:
         done = _finished(study, optuna)
@@ -261,7 +273,8 @@ def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, 
     if storage is None and directory is not None:
         storage = sqlite_url(Path(directory) / "study.db")
     name = study_name(model_name, dataset_label or getattr(data, "name", "data"), fold,
-                      {"protocol": protocol_name, "folds": proto.n_folds, "seed": seed, "fixed": fixed, "space": space})
+                      {"protocol": protocol_name, "folds": proto.n_folds, "seed": seed, "fixed": fixed, "space": space,
+                       **defaults_key(cls, fixed)})
     res = run_study(cls, the_fold, fixed=fixed, space=space, trials=trials, timeout=timeout, seed=seed,
                     storage=storage, name=name, label=model_name, keep_model=False)
     users = tuning_users(the_fold)

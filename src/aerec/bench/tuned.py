@@ -33,11 +33,14 @@ from aerec.errors import ConfigError
 # Early stopping bounds every neural trial; RaCT's patience would count across its phases.
 PATIENCE = 10
 NO_PATIENCE = ("ract",)
+# Slow starters: WARP's validation NDCG sat on a plateau for 10+ epochs at low learning rates
+# on ML-100K (benchmarks/results/tuned-ml-100k), so patience 10 stopped good settings early.
+SLOW_START = {"warp": 30, "lambdanet": 30}
 
 
 def base_config(cls, name: str) -> dict:
     if hasattr(cls, "init_network") and name not in NO_PATIENCE:
-        return {"patience": PATIENCE}
+        return {"patience": SLOW_START.get(name, PATIENCE)}
     return {}
 
 
@@ -199,13 +202,13 @@ def _finish(out: Path, job, result: dict) -> dict:
 def tune_cell(cell: Cell, fold, task: str, storage: str) -> dict:
     """Tune on the fold's training + validation parts, then test the best trial's model."""
     from aerec import models
-    from aerec.tune import run_study, study_name, tuning_users
+    from aerec.tune import defaults_key, run_study, study_name, tuning_users
 
     cls = models.get(cell.model)
     spec = cell.config["tuned"]
     name = study_name(cell.model, f"{cell.dataset}-{cell.protocol}", cell.fold,
                       {"base": spec["base"], "space": spec["space"], "seed": cell.seed, "n_folds": cell.n_folds,
-                       "options": cell.protocol_options})  # not the budget: a bigger one continues the study
+                       "options": cell.protocol_options, **defaults_key(cls, spec["base"])})  # not the budget: a bigger one continues the study
     res = run_study(cls, fold, fixed=spec["base"], space=spec["space"], trials=spec["trials"],
                     timeout=spec["timeout"], seed=cell.seed, storage=storage, name=name, label=cell.label(),
                     clock=spec.get("clock", "wall"))

@@ -178,13 +178,7 @@ def _enabled(spec: dict, values: dict, hints: dict) -> bool:
     return True
 
 
-def sample(trial, space: dict, cls, fixed: dict | None = None) -> dict:
-    """Draw one setting with an Optuna trial: {field: value} for the sampled and derived fields.
-
-    ``fixed`` (the settings not searched) decides the "when" conditions together with the
-    values drawn earlier in the space's order.
-    """
-    hints = _fields(cls)
+def _defaults(cls, fixed: dict | None, hints: dict) -> dict:
     defaults = {}
     for f in dataclasses.fields(cls.Config):
         if f.default is not dataclasses.MISSING:
@@ -192,7 +186,44 @@ def sample(trial, space: dict, cls, fixed: dict | None = None) -> dict:
         elif f.default_factory is not dataclasses.MISSING:
             defaults[f.name] = f.default_factory()
     defaults.update({k: cfgmod._coerce(v, hints[k], k) for k, v in (fixed or {}).items() if k in hints})
-    values = {**defaults}
+    return defaults
+
+
+def default_point(space: dict, cls, fixed: dict | None = None) -> dict:
+    """The model's reference setting as Optuna parameters, to enqueue as a study's first trial.
+
+    Numbers outside a range are clipped into it and a default that is not among a categorical's
+    choices is left out (the sampler draws that one), so the point always lies in the space.
+    """
+    hints = _fields(cls)
+    values = _defaults(cls, fixed, hints)
+    point = {}
+    for key, spec in space.items():
+        if spec["type"] == "sum" or not _enabled(spec, values, hints):
+            continue
+        v = values.get(key)
+        if spec["type"] in ("float", "int"):
+            if v is None or isinstance(v, bool):
+                continue
+            v = min(max(v, spec["low"]), spec["high"])
+            point[key] = int(round(v)) if spec["type"] == "int" else float(v)
+        else:
+            text = json.dumps(_norm(v))
+            if text not in [json.dumps(_norm(c)) for c in spec["choices"]]:
+                continue
+            point[key] = text
+        values[key] = json.loads(point[key]) if spec["type"] == "categorical" else point[key]
+    return point
+
+
+def sample(trial, space: dict, cls, fixed: dict | None = None) -> dict:
+    """Draw one setting with an Optuna trial: {field: value} for the sampled and derived fields.
+
+    ``fixed`` (the settings not searched) decides the "when" conditions together with the
+    values drawn earlier in the space's order.
+    """
+    hints = _fields(cls)
+    values = _defaults(cls, fixed, hints)
     params = {}
     for key, spec in space.items():
         if spec["type"] == "sum" or not _enabled(spec, values, hints):
