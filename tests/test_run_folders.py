@@ -236,6 +236,23 @@ def test_bench_overwrite_starts_afresh_and_foreign_folders_are_refused(capsys, t
     assert code == 2 and "holds no bench run" in err
 
 
+def test_a_failed_bench_overwrite_leaves_the_old_run_and_no_build_folder(capsys, tmp_path, good_csv, monkeypatch):
+    from aerec import bench
+
+    out = tmp_path / "bench"
+    args = ["-q", "bench", "--datasets", good_csv, "--models", "pop", "--folds", "3", "--out", out]
+    assert run_cli(capsys, *args)[0] == 0
+    before = snapshot(out)
+
+    def broken(*a, **k):
+        raise DataError("simulated failure")
+
+    monkeypatch.setattr(bench, "run_cell", broken)
+    code, _, err = run_cli(capsys, *args, "--seed", "3", "--overwrite")
+    assert code == 2 and "simulated failure" in err
+    assert snapshot(out) == before and siblings(out) == ["bench", "data.csv"]  # no .bench.partial left
+
+
 # --nproc ------------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -107,85 +108,90 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     if final.exists() and not fsutil.is_empty_dir(final) and not ((final / "run.json").exists() or (final / "cells").is_dir()):
         raise ConfigError(f"{final}: folder is not empty and holds no bench run; choose another --out")
     out = fsutil.fresh_partial(final) if overwrite else final  # cells and reports are each written atomically
-    if loader is None:
-        from aerec.data import load as loader
-    started, cpu_started, load_started = time.time(), _cpu_seconds(), _load()
-    cells_done, fingerprints = [], {}
-    todo = []
-    columns = dataopts.columns_only(data_options or {})
-    skipped: list[str] = []
-    for dataset in datasets:
-        data = loader(dataset, **columns) if columns else loader(dataset)
-        fingerprints[dataset] = fingerprint(data)
-        fb = feedback.of(data, data_options)
-        for task in ("rating", "ranking"):
-            for (proto_name, opts), names in plan(chosen, task, ranking_protocol).items():
-                if task == "rating" and fb.kind != "explicit":
-                    ui.info(f"{dataset}: rating models ({', '.join(names)}) skipped: {fb.describe()}")
-                    skipped.append(f"{', '.join(names)} on {dataset} ({fb.describe()})")
-                    continue
-                user_opts = dict(protocol_options or {}) if task == "ranking" and proto_name == ranking_protocol else {}
-                proto = protocols.get(proto_name, folds=None if proto_name == "weak" else folds, seed=seed,
-                                      **{**dict(opts), **user_opts})
-                resolved, line = feedback.protocol_options(data, fb, proto_name, proto.options(),
-                                                           set(user_opts) | set(dict(opts)))
-                ui.info(line)
-                changed = {k: v for k, v in resolved.items() if proto.options().get(k) != v}
-                opts = tuple(sorted({**dict(opts), **user_opts, **changed}.items()))
-                if changed:
+    try:
+        if loader is None:
+            from aerec.data import load as loader
+        started, cpu_started, load_started = time.time(), _cpu_seconds(), _load()
+        cells_done, fingerprints = [], {}
+        todo = []
+        columns = dataopts.columns_only(data_options or {})
+        skipped: list[str] = []
+        for dataset in datasets:
+            data = loader(dataset, **columns) if columns else loader(dataset)
+            fingerprints[dataset] = fingerprint(data)
+            fb = feedback.of(data, data_options)
+            for task in ("rating", "ranking"):
+                for (proto_name, opts), names in plan(chosen, task, ranking_protocol).items():
+                    if task == "rating" and fb.kind != "explicit":
+                        ui.info(f"{dataset}: rating models ({', '.join(names)}) skipped: {fb.describe()}")
+                        skipped.append(f"{', '.join(names)} on {dataset} ({fb.describe()})")
+                        continue
+                    user_opts = dict(protocol_options or {}) if task == "ranking" and proto_name == ranking_protocol else {}
                     proto = protocols.get(proto_name, folds=None if proto_name == "weak" else folds, seed=seed,
-                                          **dict(opts))
-                folds_list = None  # split lazily: a fully cached grid never splits
-                for f in range(proto.n_folds):
-                    for m in names:
-                        cfg = {**configs.get(m, {}), **(overrides or {}).get(m, {})}
-                        if smoke:
-                            cfg = suites.smoke_config(m, cfg)
-                        cell = Cell(m, dataset, proto_name, f, proto.n_folds, seed, cfg, dict(opts),
-                                    ks=tuple(ks) if ks else None)
-                        cached = load_cell(cell, out)
-                        if cached is not None:
-                            cells_done.append(cached)
-                            continue
-                        if folds_list is None:
-                            folds_list = proto.folds(data)
-                        cell.weight = suites.expected_seconds(m, cfg, len(data))
-                        todo.append((cell, registry.get(m).prepare_fold(folds_list[f], data), task))
-    if skipped and not todo and not cells_done:
-        raise ConfigError(f"nothing to run: rating models need explicit ratings, skipped {'; '.join(skipped)}; "
-                          "pass --feedback explicit if the values are ratings")
-    progress = Progress([c.weight for c, _, _ in todo], jobs)
-    ui.info(f"bench: {len(cells_done)} cells cached, {len(todo)} to run -> {out}"
-            + (f"; first estimate {_clock(progress.estimate())} (ETA updates as cells finish)" if todo else ""))
-    if jobs > 1 and len(todo) > 1:
-        cells_done += _run_parallel(todo, out, jobs, progress)
-    else:
-        for cell, fold, task in todo:
-            result = run_cell(cell, fold, task)
-            save_cell(cell, out, result)
-            cells_done.append(result)
-            progress.done(cell, result)
-    rows = report.aggregate(cells_done)
-    report.mark_significance(rows, cells_done)
-    header = f"# aerec bench: suite `{suite}`{' (smoke)' if smoke else ''}\n\nCommand: `{' '.join(_command())}`\n"
-    footer = "\n".join(part for part in (report.base_comparisons(rows, cells_done), published.section(rows)) if part)
-    report.write_tables(rows, out, header, footer=footer)
-    pngs = report.plots(rows, cells_done, out)
-    fsutil.write_json(out / "run.json", {
-        "command": _command(), "suite": suite, "datasets": list(datasets), "models": chosen,
-        "folds": folds, "seed": seed, "ranking_protocol": ranking_protocol,
-        **({"data_options": data_options} if data_options else {}),
-        **({"protocol_options": protocol_options} if protocol_options else {}),
-        **({"ks": list(ks)} if ks else {}),
-        "jobs": jobs, "versions": versions(), "machine": machine(),
-        "data_sha256": fingerprints, "cells": len(cells_done), "seconds": time.time() - started,
-        "cpu_seconds": _cpu_seconds() - cpu_started, "load_average": {"start": load_started, "end": _load()},
-        "plots": [Path(p).name for p in pngs], **({"smoke": True} if smoke else {}),
-    })
-    if out != final:
-        fsutil.replace_dir(out, final)
-        pngs = [str(final / Path(p).name) for p in pngs]
-    return {"rows": rows, "plots": pngs, "out": str(final)}
+                                          **{**dict(opts), **user_opts})
+                    resolved, line = feedback.protocol_options(data, fb, proto_name, proto.options(),
+                                                               set(user_opts) | set(dict(opts)))
+                    ui.info(line)
+                    changed = {k: v for k, v in resolved.items() if proto.options().get(k) != v}
+                    opts = tuple(sorted({**dict(opts), **user_opts, **changed}.items()))
+                    if changed:
+                        proto = protocols.get(proto_name, folds=None if proto_name == "weak" else folds, seed=seed,
+                                              **dict(opts))
+                    folds_list = None  # split lazily: a fully cached grid never splits
+                    for f in range(proto.n_folds):
+                        for m in names:
+                            cfg = {**configs.get(m, {}), **(overrides or {}).get(m, {})}
+                            if smoke:
+                                cfg = suites.smoke_config(m, cfg)
+                            cell = Cell(m, dataset, proto_name, f, proto.n_folds, seed, cfg, dict(opts),
+                                        ks=tuple(ks) if ks else None)
+                            cached = load_cell(cell, out)
+                            if cached is not None:
+                                cells_done.append(cached)
+                                continue
+                            if folds_list is None:
+                                folds_list = proto.folds(data)
+                            cell.weight = suites.expected_seconds(m, cfg, len(data))
+                            todo.append((cell, registry.get(m).prepare_fold(folds_list[f], data), task))
+        if skipped and not todo and not cells_done:
+            raise ConfigError(f"nothing to run: rating models need explicit ratings, skipped {'; '.join(skipped)}; "
+                              "pass --feedback explicit if the values are ratings")
+        progress = Progress([c.weight for c, _, _ in todo], jobs)
+        ui.info(f"bench: {len(cells_done)} cells cached, {len(todo)} to run -> {out}"
+                + (f"; first estimate {_clock(progress.estimate())} (ETA updates as cells finish)" if todo else ""))
+        if jobs > 1 and len(todo) > 1:
+            cells_done += _run_parallel(todo, out, jobs, progress)
+        else:
+            for cell, fold, task in todo:
+                result = run_cell(cell, fold, task)
+                save_cell(cell, out, result)
+                cells_done.append(result)
+                progress.done(cell, result)
+        rows = report.aggregate(cells_done)
+        report.mark_significance(rows, cells_done)
+        header = f"# aerec bench: suite `{suite}`{' (smoke)' if smoke else ''}\n\nCommand: `{' '.join(_command())}`\n"
+        footer = "\n".join(part for part in (report.base_comparisons(rows, cells_done), published.section(rows)) if part)
+        report.write_tables(rows, out, header, footer=footer)
+        pngs = report.plots(rows, cells_done, out)
+        fsutil.write_json(out / "run.json", {
+            "command": _command(), "suite": suite, "datasets": list(datasets), "models": chosen,
+            "folds": folds, "seed": seed, "ranking_protocol": ranking_protocol,
+            **({"data_options": data_options} if data_options else {}),
+            **({"protocol_options": protocol_options} if protocol_options else {}),
+            **({"ks": list(ks)} if ks else {}),
+            "jobs": jobs, "versions": versions(), "machine": machine(),
+            "data_sha256": fingerprints, "cells": len(cells_done), "seconds": time.time() - started,
+            "cpu_seconds": _cpu_seconds() - cpu_started, "load_average": {"start": load_started, "end": _load()},
+            "plots": [Path(p).name for p in pngs], **({"smoke": True} if smoke else {}),
+        })
+        if out != final:
+            fsutil.replace_dir(out, final)
+            pngs = [str(final / Path(p).name) for p in pngs]
+        return {"rows": rows, "plots": pngs, "out": str(final)}
+    except BaseException:  # an --overwrite build that failed is of no use to a rerun (it starts afresh)
+        if out != final:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def _command() -> list[str]:
