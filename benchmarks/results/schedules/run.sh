@@ -5,6 +5,8 @@ set -u
 OUT=${1:?out root}; shift
 MODELS=${*:-"multvae recvae deeprec ract svae lambdanet"}
 # EXTRA: more --set options for every run (none in the committed runs: each model its defaults).
+# SCHEDULES: which schedules to run (default both; "scaled" alone where the paper suite's per-fold
+# reference values on the same folds already exist, as for RecVAE, DeepRec and WARP).
 # STOP_AFTER_FOLDS: stop a run once that many folds are done (CPU budget). A run cut short keeps
 # its finished folds (fold-*/metrics.json); the same command without it (--resume) completes it.
 AEREC=${AEREC:-aerec}
@@ -14,7 +16,7 @@ for m in $MODELS; do
     svae) P="-p temporal --protocol-set mode=user" ;;
     *) P="-p strong" ;;
   esac
-  for s in reference scaled; do
+  for s in ${SCHEDULES:-reference scaled}; do
     d=$OUT/$m-$s
     [ -f "$d/metrics.json" ] && continue
     echo "$(date -u +%H:%M:%S) $m $s" >&2
