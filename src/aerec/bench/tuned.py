@@ -353,7 +353,8 @@ def write_report(out: Path, cells: list[dict], specs: dict, ref_dir, trials: int
               + (f" or {timeout:g} {'CPU seconds (this process)' if clock == 'cpu' else 's'} of trial time, whichever comes first (a trial running at the cap stops "
                  "after that epoch and keeps its best epoch)" if timeout else "")
               + f". Neural trials stop early after {PATIENCE} epochs without a better validation score "
-              "(RaCT: none, its phases are fixed) and a MedianPruner stops trials below the median at the same "
+              f"({', '.join(f'{m}: {p}' for m, p in SLOW_START.items())}; RaCT: none, its phases are fixed). Each study's "
+              "first trial is the model's reference setting, and a MedianPruner stops trials below the median at the same "
               "epoch. Tuning reads only each fold's training users (fitting) and validation users (scoring); "
               "`tuning-users.json` records their counts and SHA-256 digests beside the test users'.\n")
     spaces = ["### Search spaces\n"]
