@@ -237,18 +237,13 @@ class HVamp(TorchRecommender):
         return c.max_beta if c.warmup == 0 else min(c.max_beta, c.max_beta * (epoch + 1) / c.warmup)
 
     def _train_epoch(self, train: sp.csr_matrix, epoch: int, rng: np.random.Generator) -> float:
-        opt = self.optimizers["main"]
         beta = self.beta_at(epoch)
-        total, n = 0.0, 0
-        for rows, batch in self.batches(train, rng):
+
+        def loss_of(batch):
             logits, kl = self.net(batch)
-            loss = (multinomial_nll(logits, batch) + beta * kl).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(rows)
-            n += len(rows)
-        return total / max(n, 1)
+            return (multinomial_nll(logits, batch) + beta * kl).mean()
+
+        return self.step_epoch(train, rng, loss_of)
 
     def _forward(self, batch: SparseBatch) -> torch.Tensor:
         return self.net(batch)[0]

@@ -197,22 +197,15 @@ class MacridVAE(StepCounted, TorchRecommender):
         return annealed_beta(self.update_count, c.anneal_cap, total)
 
     def _train_epoch(self, train: sp.csr_matrix, epoch: int, rng: np.random.Generator) -> float:
-        opt = self.optimizers["main"]
         per_epoch = math.ceil(train.shape[0] / self.config.batch_size)
-        total, n = 0.0, 0
-        for rows, batch in self.batches(train, rng):
+
+        def loss_of(batch):
             beta = self.current_beta(per_epoch)
             logits, kl = self.net(batch)
             loss = (multinomial_nll(logits, batch) + beta * kl).mean()
-            if self.config.lam:
-                loss = loss + self.config.lam * self.net.weight_sq_sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            self.update_count += 1
-            total += float(loss.detach()) * len(rows)
-            n += len(rows)
-        return total / max(n, 1)
+            return loss + self.config.lam * self.net.weight_sq_sum() if self.config.lam else loss
+
+        return self.step_epoch(train, rng, loss_of)
 
     def _forward(self, batch: SparseBatch) -> torch.Tensor:
         return self.net(batch)[0]

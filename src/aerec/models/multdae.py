@@ -105,19 +105,13 @@ class MultDAE(TorchRecommender):
         return DAENet(self.n_items, tuple(self.config.hidden), self.config.dropout)
 
     def _train_epoch(self, train: sp.csr_matrix, epoch: int, rng: np.random.Generator) -> float:
-        opt = self.optimizers["main"]
         reg = self.config.lam / self.config.batch_size
-        total, n = 0.0, 0
-        for rows, batch in self.batches(train, rng):
+
+        def loss_of(batch):
             loss = multinomial_nll(self.net(batch), batch).mean()
-            if reg:
-                loss = loss + reg * self.net.weight_sq_sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(rows)
-            n += len(rows)
-        return total / max(n, 1)
+            return loss + reg * self.net.weight_sq_sum() if reg else loss
+
+        return self.step_epoch(train, rng, loss_of)
 
     def _forward(self, batch: SparseBatch) -> torch.Tensor:
         return self.net(batch)

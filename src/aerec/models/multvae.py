@@ -201,22 +201,15 @@ class MultVAE(StepCounted, TorchRecommender):
         return annealed_beta(self.update_count, c.anneal_cap, c.total_anneal_steps, c.beta)
 
     def _train_epoch(self, train: sp.csr_matrix, epoch: int, rng: np.random.Generator) -> float:
-        opt = self.optimizers["main"]
         reg = self.config.lam / self.config.batch_size
-        total, n = 0.0, 0
-        for rows, batch in self.batches(train, rng):
+
+        def loss_of(batch):
             beta = self.current_beta()
             logits, mu, logvar = self.net(batch)
             loss = (self.recon_loss(logits, batch) + beta * gaussian_kl(mu, logvar)).mean()
-            if reg:
-                loss = loss + reg * self.net.weight_sq_sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            self.update_count += 1
-            total += float(loss.detach()) * len(rows)
-            n += len(rows)
-        return total / max(n, 1)
+            return loss + reg * self.net.weight_sq_sum() if reg else loss
+
+        return self.step_epoch(train, rng, loss_of)
 
     def recon_loss(self, logits: torch.Tensor, target: SparseBatch) -> torch.Tensor:
         """Per-row reconstruction term chosen by ``loss``."""

@@ -193,10 +193,32 @@ class TorchRecommender(Recommender):
             yield rows, SparseBatch.from_csr(train[rows], self.device)
 
 
+    def step_epoch(self, train: sp.csr_matrix, rng: np.random.Generator, loss_of) -> float:
+        """One epoch of optimizer steps over shuffled batches, ``loss_of(batch)`` giving each batch's
+        loss; returns the mean loss per row."""
+        opt = self.optimizers["main"]
+        total, n = 0.0, 0
+        for rows, batch in self.batches(train, rng):
+            loss = loss_of(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            self.after_step()
+            total += float(loss.detach()) * len(rows)
+            n += len(rows)
+        return total / max(n, 1)
+
+    def after_step(self) -> None:
+        pass
+
+
 class StepCounted:
     """Mixin for models whose schedule counts gradient steps: the counter survives a resume."""
 
     update_count: int = 0
+
+    def after_step(self) -> None:
+        self.update_count += 1
 
     def extra_state(self) -> dict:
         return {"update_count": self.update_count}
