@@ -496,14 +496,14 @@ def load(path, *, device: str | None = None):
     device: for torch models, overrides the saved one; by default a model saved on a GPU is
     loaded on the CPU when no GPU is present.
     """
-    from aerec import models
+    from aerec import model_registry
 
     path = Path(path)
     meta = verify(path)
     listed = _check_manifest(path)
     cpath = path / CONFIG
     try:
-        cls = models.get(meta["model"])
+        cls = model_registry.get(meta["model"])
     except AerecError as e:
         raise _bad(cpath, "model", f"names no model aerec knows ({e})") from None
     if meta["task"] != cls.task:
