@@ -67,6 +67,39 @@ def test_interrupted_bench_resumes_without_recomputing(tmp_path, monkeypatch):
     assert calls == []  # a finished grid recomputes nothing
 
 
+def test_report_only_reports_finished_cells_and_names_the_rest(tmp_path, monkeypatch):
+    import aerec.bench as bench_mod
+    from aerec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no finished cell"):
+        run(tmp_path, report_only=True)
+    real = grid.run_cell
+    done = []
+
+    def two_then_stop(cell, fold, task, position=None):
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(cell.label())
+        return real(cell, fold, task)
+
+    monkeypatch.setattr(bench_mod, "run_cell", two_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path)
+    monkeypatch.setattr(bench_mod, "run_cell", lambda *a, **k: pytest.fail("report-only ran a cell"))
+    (tmp_path / "b" / "run.json").write_text(json.dumps({"seconds": 123.0}))  # as a finished earlier pass left it
+    run(tmp_path, report_only=True)
+    out = tmp_path / "b"
+    md = (out / "results.md").read_text()
+    assert "**Partial:** 4 cells have not finished" in md and "multvae tiny fold 3/3" in md
+    run_json = json.loads((out / "run.json").read_text())
+    assert len(run_json["unfinished_cells"]) == 4 and run_json["seconds"] == 123.0
+    assert "--report-only" not in run_json["command"]
+    rows = {r["model"]: r for r in json.loads((out / "results.json").read_text())}
+    assert sum(len(r["metrics"]["ndcg@100"]["per_fold"]) for r in rows.values()) == 2
+    with pytest.raises(ConfigError, match="overwrite"):
+        run(tmp_path, report_only=True, overwrite=True)
+
+
 def test_changed_config_is_a_new_cell():
     a = grid.Cell("multvae", "d", "strong", 0, 5, 0, {"epochs": 3})
     b = grid.Cell("multvae", "d", "strong", 0, 5, 0, {"epochs": 4})

@@ -139,8 +139,11 @@ def test_report_only_runs_nothing_and_says_what_is_missing(tmp_path, monkeypatch
     boom = lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran"))  # noqa: E731
     monkeypatch.setattr(tuned_mod, "tune_cell", boom)
     monkeypatch.setattr(tuned_mod, "run_cell", boom)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "run.json").write_text(json.dumps({"seconds": 55.0}))  # an earlier pass's timing stays
     run_tuned(tmp_path / "b", datasets=["tiny"], models=["ease"], folds=3, trials=2, loader=lambda n: DATA,
               storage="memory", report_only=True)
     md = (tmp_path / "b" / "results.md").read_text()
     assert "**Unfinished:** 6 cells" in md
-    assert json.loads((tmp_path / "b" / "run.json").read_text())["unfinished_cells"] == 6
+    run_json = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert run_json["unfinished_cells"] == 6 and run_json["seconds"] == 55.0

@@ -75,7 +75,8 @@ def fingerprint(data) -> str:
 def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), models=None, folds: int = 5,
               seed: int = 0, jobs: int = 1, loader=None, overrides: dict | None = None,
               ranking_protocol: str = "strong", overwrite: bool = False, smoke: bool = False,
-              data_options: dict | None = None, protocol_options: dict | None = None, ks=None) -> dict:
+              data_options: dict | None = None, protocol_options: dict | None = None, ks=None,
+              report_only: bool = False) -> dict:
     """Run (or resume) the grid and write every report file. `loader(name)` defaults to aerec.data.load.
 
     ranking_protocol: `strong` (k folds over users) or `weak` (RecBole's 8:1:1 recipe, one fold,
@@ -86,6 +87,8 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     check; the numbers mean nothing).
     data_options: the data section (columns, feedback, threshold; aerec.data.options) for every
     data set; protocol_options: options of the ranking protocol (e.g. valid_frac); ks: cutoffs.
+    report_only: run nothing; write the report from the cells finished so far (another process
+    may still be running the same command) and name the unfinished ones.
     """
     from aerec import deps, protocols
     from aerec import models as registry
@@ -104,6 +107,8 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
         raise ConfigError(f"ranking protocol must be one of {', '.join(RANKING_PROTOCOLS)}")
     if smoke:
         folds = suites.SMOKE_FOLDS
+    if report_only and overwrite:
+        raise ConfigError("--report-only reads the cells in OUT; it cannot be combined with --overwrite")
     protocols.get(PROTOCOL_FOR_TASK["rating"], folds=folds, seed=seed)  # folds and seed, checked up front
     if final.exists() and not fsutil.is_empty_dir(final) and not ((final / "run.json").exists() or (final / "cells").is_dir()):
         raise ConfigError(f"{final}: folder is not empty and holds no bench run; choose another --out")
@@ -116,6 +121,7 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
         todo = []
         columns = dataopts.columns_only(data_options or {})
         skipped: list[str] = []
+        unfinished: list[str] = []
         for dataset in datasets:
             data = loader(dataset, **columns) if columns else loader(dataset)
             fingerprints[dataset] = fingerprint(data)
@@ -149,10 +155,15 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
                             if cached is not None:
                                 cells_done.append(cached)
                                 continue
+                            if report_only:
+                                unfinished.append(cell.label())
+                                continue
                             if folds_list is None:
                                 folds_list = proto.folds(data)
                             cell.weight = suites.expected_seconds(m, cfg, len(data))
                             todo.append((cell, registry.get(m).prepare_fold(folds_list[f], data), task))
+        if report_only and not cells_done:
+            raise ConfigError(f"--report-only: {final} holds no finished cell of this command yet")
         if skipped and not todo and not cells_done:
             raise ConfigError(f"nothing to run: rating models need explicit ratings, skipped {'; '.join(skipped)}; "
                               "pass --feedback explicit if the values are ratings")
@@ -169,7 +180,14 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
                 progress.done(cell, result)
         rows = report.aggregate(cells_done)
         report.mark_significance(rows, cells_done)
+        timing = {"seconds": time.time() - started, "cpu_seconds": _cpu_seconds() - cpu_started,
+                  "load_average": {"start": load_started, "end": _load()}}
+        if report_only:  # the cells' cost was paid by the run that made them: keep its figures
+            timing = {k: _previous(out / "run.json").get(k) for k in timing}
         header = f"# aerec bench: suite `{suite}`{' (smoke)' if smoke else ''}\n\nCommand: `{' '.join(_command())}`\n"
+        if unfinished:
+            header += (f"\n**Partial:** {len(unfinished)} cells have not finished, and each row averages only the "
+                       f"folds it has: {', '.join(unfinished)}. Rerunning the command completes them.\n")
         footer = "\n".join(part for part in (report.base_comparisons(rows, cells_done), published.section(rows)) if part)
         report.write_tables(rows, out, header, footer=footer)
         pngs = report.plots(rows, cells_done, out)
@@ -180,8 +198,8 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
             **({"protocol_options": protocol_options} if protocol_options else {}),
             **({"ks": list(ks)} if ks else {}),
             "jobs": jobs, "versions": versions(), "machine": machine(),
-            "data_sha256": fingerprints, "cells": len(cells_done), "seconds": time.time() - started,
-            "cpu_seconds": _cpu_seconds() - cpu_started, "load_average": {"start": load_started, "end": _load()},
+            "data_sha256": fingerprints, "cells": len(cells_done), **timing,
+            **({"unfinished_cells": unfinished} if report_only else {}),
             "plots": [Path(p).name for p in pngs], **({"smoke": True} if smoke else {}),
         })
         if out != final:
@@ -194,7 +212,22 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
         raise
 
 
+def _previous(path: Path) -> dict:
+    """The run.json a report-only pass replaces ({} when there is none or it is unreadable)."""
+    import json
+
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return old if isinstance(old, dict) else {}
+
+
 def _command() -> list[str]:
+    return [a for a in _argv() if a != "--report-only"]  # the command that makes (or completes) the run
+
+
+def _argv() -> list[str]:
     return ["aerec", *sys.argv[1:]] if Path(sys.argv[0]).name in ("aerec", "__main__.py") else sys.argv
 
 

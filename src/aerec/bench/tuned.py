@@ -58,7 +58,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     """
     from aerec import models as registry
     from aerec import protocols
-    from aerec.bench import fingerprint, machine, plan, versions
+    from aerec.bench import _previous, fingerprint, machine, plan, versions
     from aerec.tune import search_space
 
     out = Path(out)
@@ -144,7 +144,8 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
                    "early_stopping_patience": PATIENCE, "storage": _safe(storage) or "OUT/studies/*.db (SQLite)"},
         "search": {m: {"base": s["base"], "space": s["space"]} for m, s in specs.items()},
         "versions": versions(), "machine": machine(), "data_sha256": fingerprints, "cells": len(cells),
-        "seconds": time.time() - started, "plots": result["plots"],
+        "seconds": _previous(out / "run.json").get("seconds") if report_only else time.time() - started,
+        "plots": result["plots"],
     })
     return result
 
@@ -158,7 +159,7 @@ def _safe(url):
 def _command() -> list[str]:
     from aerec.bench import _command as cmd
 
-    return [a for a in cmd() if a != "--report-only"]  # the command that makes (or completes) the run
+    return cmd()
 
 
 def _storage_for(storage: str | None, out: Path, cell: Cell) -> str | None:

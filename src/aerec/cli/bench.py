@@ -47,7 +47,7 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--storage", default=None, help="tuned: Optuna storage URL shared by all studies (default: SQLite "
                                               "files under OUT/studies).")
 @click.option("--report-only", is_flag=True,
-              help="tuned: run nothing; write the report from the cells finished so far.")
+              help="Run nothing; write the report from the cells finished so far and name the unfinished ones.")
 @click.option("--space-file", type=click.Path(dir_okay=False), default=None,
               help="tuned: TOML with [space.MODEL] tables overriding the models' search spaces.")
 def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol_sets, config_file, ks, out, overwrite,
@@ -79,7 +79,7 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol
                            seed=seed, jobs=jobs, ranking_protocol=ranking_protocol,
                            data_options=data_mapping(data_params, file.get("data")) or None,
                            protocol_options={**file.get("protocol", {}), **cfgmod.parse_set(list(protocol_sets))}
-                           or None, ks=ks, overwrite=overwrite, smoke=smoke)
+                           or None, ks=ks, overwrite=overwrite, smoke=smoke, report_only=report_only)
     if as_json:
         click.echo(json.dumps(result["rows"], indent=2))
         return
