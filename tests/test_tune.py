@@ -80,7 +80,7 @@ def test_issue_coverage_of_the_spaces():
             "ract": {"lr_critic", "lr_ac", "actor_epochs", "critic_epochs", "ac_epochs"},
             "warp": {"margin", "n_negatives", "lr"}, "lambdanet": {"n_negatives", "lr"},
             "ease": {"l2"}, "slim": {"l1", "l2"}, "wmf": {"factors", "regularization", "alpha"},
-            "autorec": {"hidden", "lam", "lr", "optimizer"}, "deeprec": {"layers", "dropout", "lr"},
+            "autorec": {"hidden", "lam", "lr"}, "deeprec": {"layers", "dropout", "lr"},
             "svae": {"embed", "hidden", "batch_size", "lr"}}
     for name, keys in want.items():
         assert keys <= set(models.get(name).space), name

@@ -242,9 +242,7 @@ class AutoRec(RatingAutoencoder):
     test_overrides = {"hidden": 16, "epochs": 40, "lam": 1.0, "lr": 0.03, "batch_size": 64, "patience": 0}
     space = {"hidden": {"type": "int", "low": 100, "high": 1000, "log": True},
              "lam": {"type": "float", "low": 1.0, "high": 1e3, "log": True},
-             "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
-             # the paper's full-batch RProp won on ML-1M (benchmarks/results/autorec-ml-1m)
-             "optimizer": {"type": "categorical", "choices": ["adam", "rprop"]}}
+             "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
 
     @property
     def item_based(self) -> bool:
