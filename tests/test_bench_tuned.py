@@ -147,3 +147,16 @@ def test_report_only_runs_nothing_and_says_what_is_missing(tmp_path, monkeypatch
     assert "**Unfinished:** 6 cells" in md
     run_json = json.loads((tmp_path / "b" / "run.json").read_text())
     assert run_json["unfinished_cells"] == 6 and run_json["seconds"] == 55.0
+
+
+def test_trial_patience_lives_beside_each_model():
+    from aerec import models
+    from aerec.bench.tuned import PATIENCE, base_config
+
+    def patience(name):
+        return base_config(models.get(name), name).get("patience")
+
+    assert patience("multvae") == PATIENCE == 10
+    assert patience("warp") == patience("lambdanet") == 30
+    assert patience("bivae") == 100 and patience("hvamp") == 50  # slow-rising curves; H+Vamp's own rule
+    assert patience("ract") is None and base_config(models.get("ease"), "ease") == {}  # fixed phases; closed form

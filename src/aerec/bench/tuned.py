@@ -30,18 +30,20 @@ from aerec.bench.suites import suite_models
 from aerec.errors import ConfigError
 
 # Base settings that the search starts from (the rest are each model's reference defaults).
-# Early stopping bounds every neural trial; RaCT's patience would count across its phases.
+# Early stopping bounds every neural trial: each model's `tune_patience` (default PATIENCE).
 PATIENCE = 10
-NO_PATIENCE = ("ract",)
-# Slow starters: WARP's validation NDCG sat on a plateau for 10+ epochs at low learning rates
-# on ML-100K (benchmarks/results/tuned-ml-100k), so patience 10 stopped good settings early.
-SLOW_START = {"warp": 30, "lambdanet": 30}
+
+
+def _trial_patience(specs: dict) -> dict:
+    """{neural model: its trials' early-stopping patience (None: none)}."""
+    from aerec import models as registry
+
+    return {m: s["base"].get("patience") for m, s in specs.items() if hasattr(registry.get(m), "init_network")}
 
 
 def base_config(cls, name: str) -> dict:
-    if hasattr(cls, "init_network") and name not in NO_PATIENCE:
-        return {"patience": SLOW_START.get(name, PATIENCE)}
-    return {}
+    patience = getattr(cls, "tune_patience", None) if hasattr(cls, "init_network") else None
+    return {"patience": patience} if patience else {}
 
 
 def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int = 0, jobs: int = 1,
@@ -141,7 +143,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
         "budget": {"trials_per_fold": trials, "trial_seconds_per_fold": timeout, "clock": clock,
                    "pruner": "MedianPruner(n_startup_trials=2, n_warmup_steps=3) on per-epoch validation scores",
                    "sampler": "TPE, seeded per (seed, fold, trial number); first max(2, trials // 2) trials random",
-                   "early_stopping_patience": PATIENCE, "storage": _safe(storage) or "OUT/studies/*.db (SQLite)"},
+                   "early_stopping_patience": {"default": PATIENCE, **_trial_patience(specs)}, "storage": _safe(storage) or "OUT/studies/*.db (SQLite)"},
         "search": {m: {"base": s["base"], "space": s["space"]} for m, s in specs.items()},
         "versions": versions(), "machine": machine(), "data_sha256": fingerprints, "cells": len(cells),
         "seconds": _previous(out / "run.json").get("seconds") if report_only else time.time() - started,
@@ -350,11 +352,13 @@ def write_report(out: Path, cells: list[dict], specs: dict, ref_dir, trials: int
     tuned = [c for c in cells if c.get("variant") == "tuned"]
     agg = report.aggregate(tuned)
     report.mark_significance(agg, tuned)
+    other = {m: p if p is not None else "none" for m, p in _trial_patience(specs).items() if p != PATIENCE}
     budget = (f"**Budget, the same for every model:** per fold, {trials} finished trials"
               + (f" or {timeout:g} {'CPU seconds (this process)' if clock == 'cpu' else 's'} of trial time, whichever comes first (a trial running at the cap stops "
                  "after that epoch and keeps its best epoch)" if timeout else "")
-              + f". Neural trials stop early after {PATIENCE} epochs without a better validation score "
-              f"({', '.join(f'{m}: {p}' for m, p in SLOW_START.items())}; RaCT: none, its phases are fixed). Each study's "
+              + f". Neural trials stop early after {PATIENCE} epochs without a better validation score"
+              + (f" ({', '.join(f'{m}: {p}' for m, p in sorted(other.items()))}: each model's `tune_patience`)" if other else "")
+              + ". Each study's "
               "first trial is the model's reference setting, and a MedianPruner stops trials below the median at the same "
               "epoch. Tuning reads only each fold's training users (fitting) and validation users (scoring); "
               "`tuning-users.json` records their counts and SHA-256 digests beside the test users'.\n")

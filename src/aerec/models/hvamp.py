@@ -216,6 +216,7 @@ class HVamp(TorchRecommender):
     """
 
     name = "hvamp"
+    tune_patience = 50  # the reference's own early stopping
     Config = HVampConfig
     test_overrides = {"epochs": 20, "hidden": 32, "z1": 8, "z2": 8, "components": 10, "batch_size": 16,
                       "lr": 1e-2, "warmup": 5, "patience": 0}

@@ -77,6 +77,9 @@ def available_memory(device: torch.device) -> int | None:
 class TorchRecommender(Recommender):
     Config = NeuralConfig
     multi_process = True  # the trainer's epoch loop runs under torchrun (aerec.distributed)
+    # Early-stopping patience of a tuning trial (the tuned suite's base setting; None: the model's
+    # own rule). Slow-rising validation curves need more than the default 10 epochs.
+    tune_patience: int | None = 10
     net: torch.nn.Module
     _shard = None  # set by aerec.distributed while a multi-process fit runs
 

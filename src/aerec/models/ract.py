@@ -144,6 +144,7 @@ class RaCT(MultVAE):
     """
 
     name = "ract"
+    tune_patience = None  # patience would count across its fixed phases
     Config = RaCTConfig
     test_overrides = {"epochs": 30, "actor_epochs": 20, "critic_epochs": 5, "ac_epochs": 5, "hidden": (32,),
                       "latent": 8, "batch_size": 16, "lr": 1e-2, "lr_critic": 1e-3, "lr_ac": 1e-4}
