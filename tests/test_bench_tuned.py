@@ -160,3 +160,13 @@ def test_trial_patience_lives_beside_each_model():
     assert patience("warp") == patience("lambdanet") == 30
     assert patience("bivae") == 100 and patience("hvamp") == 50  # slow-rising curves; H+Vamp's own rule
     assert patience("ract") is None and base_config(models.get("ease"), "ease") == {}  # fixed phases; closed form
+
+
+def test_a_missing_tuned_row_says_unfinished_not_unsearched():
+    from aerec.bench.tuned import comparison_markdown
+
+    rows = [{"dataset": "d", "protocol": "strong", "model": m, "metric": "ndcg@100", "reference": 0.4,
+             "tuned_folds": [], "reference_folds": [0]} for m in ("bivae", "pop")]
+    md = comparison_markdown(rows, {"bivae"})
+    assert "| bivae |" in md and "not run yet" in md.split("| bivae |")[1].splitlines()[0]
+    assert "no space" in md.split("| pop |")[1].splitlines()[0]

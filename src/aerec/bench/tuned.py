@@ -317,7 +317,8 @@ def _f(v, fmt=".4f"):
     return "—" if v is None else format(v, fmt)
 
 
-def comparison_markdown(rows: list[dict]) -> str:
+def comparison_markdown(rows: list[dict], searched=()) -> str:
+    """searched: the models that have a search space (a missing tuned row is then unfinished)."""
     lines = []
     for dataset, protocol in sorted({(r["dataset"], r["protocol"]) for r in rows}):
         members = [r for r in rows if r["dataset"] == dataset and r["protocol"] == protocol]
@@ -329,7 +330,8 @@ def comparison_markdown(rows: list[dict]) -> str:
         lower = metric == "rmse"
         for r in sorted(members, key=lambda r: r.get("tuned", r.get("reference", 0)), reverse=not lower):
             folds = f"{len(r['folds'])}" if "n_pairs" in r else (f"{len(r['tuned_folds'])} tuned" if r.get("tuned_folds") else "—")
-            trials = f"{r['trials']:.1f} ({r['pruned']:.1f})" if "trials" in r else "no space"
+            trials = (f"{r['trials']:.1f} ({r['pruned']:.1f})" if "trials" in r
+                      else "not run yet" if r["model"] in searched else "no space")
             paired = "n_pairs" in r  # both columns over the same folds when a pairing exists
             ref = r["paired_reference"] if paired else r.get("reference")
             tuned = r["paired_tuned"] if paired else r.get("tuned")
@@ -371,7 +373,7 @@ def write_report(out: Path, cells: list[dict], specs: dict, ref_dir, trials: int
                "below cover the folds finished so far. Rerun the command without --report-only to complete "
                "them (finished cells and trials are kept).\n\n") if missing else ""
     header = (f"# aerec bench: suite `tuned`\n\nCommand: `{' '.join(_command())}`\n\n{partial}{budget}\n"
-              + comparison_markdown(rows) + "\n## Tuned results in full\n")
+              + comparison_markdown(rows, {m for m, sp in specs.items() if sp['space']}) + "\n## Tuned results in full\n")
     footer = "\n".join(spaces) + "\n\n" + _best_settings(tuned)
     report.write_tables(agg, out, header, footer=footer)
     fsutil.write_json(out / "comparison.json", rows)
