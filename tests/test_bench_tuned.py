@@ -170,3 +170,20 @@ def test_a_missing_tuned_row_says_unfinished_not_unsearched():
     md = comparison_markdown(rows, {"bivae"})
     assert "| bivae |" in md and "not run yet" in md.split("| bivae |")[1].splitlines()[0]
     assert "no space" in md.split("| pop |")[1].splitlines()[0]
+
+
+def test_tune_final_full_trains_a_capped_best_setting_to_its_end():
+    from aerec import models
+    from aerec.errors import ConfigError
+    from aerec.tune import run_study
+
+    cls = models.get("multvae")
+    fold = protocols.get("strong", folds=3, seed=0).folds(DATA)[0]
+    fixed = {"epochs": 6, "hidden": [16], "latent": 4, "batch_size": 32, "patience": 0}
+    space = {"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}
+    cut = run_study(cls, fold, fixed=fixed, space=space, trials=1, timeout=1e-9, clock="cpu")
+    assert cut["cut_at_epoch"] == 1 and cut["model"].epochs_run == 1 and cut["retrained"] is False
+    full = run_study(cls, fold, fixed=fixed, space=space, trials=1, timeout=1e-9, clock="cpu", final="full")
+    assert full["retrained"] == "full" and full["model"].epochs_run == 6  # the setting's own epochs
+    with pytest.raises(ConfigError):
+        run_study(cls, fold, fixed=fixed, space=space, trials=1, final="longest")

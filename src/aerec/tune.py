@@ -122,12 +122,20 @@ def _spent(t) -> float:
     return float(t.user_attrs.get("budget_seconds", _seconds(t)))
 
 
+FINAL = ("best-trial", "full")
+
+
 def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None, trials: int = 20,
               timeout: float | None = None, seed: int = 0, storage: str | None = None,
               name: str | None = None, label: str = "", keep_model: bool = True, clock: str = "wall",
-              from_defaults: bool = True) -> dict:
+              from_defaults: bool = True, final: str = "best-trial") -> dict:
     """Search on one fold's training + validation parts; returns the best setting, the trial log
-    and (keep_model) the best trial's fitted model, retrained when it came from an earlier run."""
+    and (keep_model) the best trial's fitted model, retrained when it came from an earlier run.
+
+    final: "best-trial" keeps the best trial's model as the time cap left it; "full" trains the
+    best setting again to its own end (epochs, early stopping) when the cap cut that trial short,
+    so a slow model's final fit is not truncated by the search budget.
+    """
     optuna = _optuna()
     from aerec.models.training import monitor_for, validation_score
 
@@ -140,6 +148,8 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
         raise ConfigError(f"model '{cls.name}' has no search space")
     if trials < 1:
         raise ConfigError("trials must be at least 1")
+    if final not in FINAL:
+        raise ConfigError(f"final must be one of {', '.join(FINAL)}")
     rating = cls.task == "rating"
     valid = fold.valid if rating else (fold.valid_in, fold.valid_out)
     if (valid.nnz if rating else valid[1].nnz) == 0:
@@ -220,7 +230,13 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
               "seconds": sum(t["seconds"] for t in log), "budget_seconds": sum(t["budget_seconds"] for t in log),
               "clock": clock, "log": log, "metric": metric, "higher_is_better": higher,
               "study": study.study_name, "space": space, "model": None, "retrained": False}
-    if keep_model:
+    cut = best.user_attrs.get("stopped_at_epoch")
+    result["cut_at_epoch"] = cut
+    if keep_model and final == "full" and cut is not None:  # the cap ended the best trial: fit it to its end
+        t0 = now()
+        result["model"], _ = fit(best.user_attrs.get("params", {}))
+        result["retrained"], result["final_seconds"] = "full", now() - t0
+    elif keep_model:
         if kept.get("number") == best.number:
             result["model"] = kept["model"]
         else:  # the best trial ran in an earlier process: train its setting again (same seed)

@@ -49,14 +49,15 @@ def base_config(cls, name: str) -> dict:
 def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int = 0, jobs: int = 1,
               trials: int = 8, timeout: float | None = None, loader=None, overrides: dict | None = None,
               space_overrides: dict | None = None, storage: str | None = None, reference: str = "run",
-              clock: str = "wall", report_only: bool = False) -> dict:
+              clock: str = "wall", report_only: bool = False, final: str = "best-trial") -> dict:
     """Run (or resume) the tuned suite and write its report.
 
     overrides: {model: fixed settings} for both the reference and the tuned cells (tests use it
     to shrink networks); space_overrides: {model: {field: spec or None}}; reference: "run" (run
     the paper suite's cells here when absent), "none", or a finished `--suite paper` directory.
     report_only: run nothing; write the report from the cells finished so far (another process
-    may still be running the same command).
+    may still be running the same command). final: "best-trial" tests the best trial's model as
+    the time cap left it; "full" first trains that setting to its own end when the cap cut it.
     """
     from aerec import models as registry
     from aerec import protocols
@@ -73,6 +74,8 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
         raise ConfigError("--trials must be at least 1")
     if timeout is not None and timeout <= 0:
         raise ConfigError("--tune-timeout must be positive")
+    if final not in ("best-trial", "full"):
+        raise ConfigError("--tune-final must be best-trial or full")
     ref_dir = None
     if reference not in ("run", "none"):
         ref_dir = Path(reference)
@@ -100,6 +103,8 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
                     spec = {"base": fixed, "space": space, "trials": trials, "timeout": timeout}
                     if timeout is not None and clock != "wall":  # only when set, so wall-clock keys stay
                         spec["clock"] = clock
+                    if final != "best-trial":  # only when set, so existing cells keep their keys
+                        spec["final"] = final
                     specs[m] = spec
                     for f in range(proto.n_folds):
                         order = (f, chosen.index(m), proto_name)  # fold-major: a cut-short run still covers every model
@@ -140,7 +145,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     fsutil.write_json(out / "run.json", {
         "command": _command(), "suite": "tuned", "datasets": list(datasets), "models": chosen, "folds": folds,
         "seed": seed, "jobs": jobs, "reference": reference, "unfinished_cells": missing,
-        "budget": {"trials_per_fold": trials, "trial_seconds_per_fold": timeout, "clock": clock,
+        "budget": {"trials_per_fold": trials, "trial_seconds_per_fold": timeout, "clock": clock, "final": final,
                    "pruner": "MedianPruner(n_startup_trials=2, n_warmup_steps=3) on per-epoch validation scores",
                    "sampler": "TPE, seeded per (seed, fold, trial number); first max(2, trials // 2) trials random",
                    "early_stopping_patience": {"default": PATIENCE, **_trial_patience(specs)}, "storage": _safe(storage) or "OUT/studies/*.db (SQLite)"},
@@ -214,7 +219,7 @@ def tune_cell(cell: Cell, fold, task: str, storage: str) -> dict:
                        "options": cell.protocol_options, **defaults_key(cls, spec["base"])})  # not the budget: a bigger one continues the study
     res = run_study(cls, fold, fixed=spec["base"], space=spec["space"], trials=spec["trials"],
                     timeout=spec["timeout"], seed=cell.seed, storage=storage, name=name, label=cell.label(),
-                    clock=spec.get("clock", "wall"))
+                    clock=spec.get("clock", "wall"), final=spec.get("final", "best-trial"))
     model = res.pop("model")
     metrics, per_user, eval_s = evaluate_cell(cell, model, fold, task)
     users = tuning_users(fold)
@@ -229,7 +234,7 @@ def tune_cell(cell: Cell, fold, task: str, storage: str) -> dict:
         "per_user": per_user,
         "tuning": {k: res[k] for k in ("best_value", "best_trial", "params", "trials", "complete", "pruned",
                                        "seconds", "budget_seconds", "clock", "log", "metric", "study",
-                                       "retrained")} | {"users": users},
+                                       "retrained", "cut_at_epoch")} | {"users": users, "final_seconds": res.get("final_seconds", 0.0)},
     }
 
 
@@ -358,6 +363,10 @@ def write_report(out: Path, cells: list[dict], specs: dict, ref_dir, trials: int
     budget = (f"**Budget, the same for every model:** per fold, {trials} finished trials"
               + (f" or {timeout:g} {'CPU seconds (this process)' if clock == 'cpu' else 's'} of trial time, whichever comes first (a trial running at the cap stops "
                  "after that epoch and keeps its best epoch)" if timeout else "")
+              + (". The best setting is then trained again to its own end (its epochs and early stopping) when the cap "
+                 "cut its trial short (`--tune-final full`; that fit is outside the budget)"
+                 if any(s.get("final") == "full" for s in specs.values()) else
+                 ". The tuned row tests the best trial's own model")
               + f". Neural trials stop early after {PATIENCE} epochs without a better validation score"
               + (f" ({', '.join(f'{m}: {p}' for m, p in sorted(other.items()))}: each model's `tune_patience`)" if other else "")
               + ". Each study's "

@@ -46,12 +46,16 @@ def _split(text: str | None) -> list[str] | None:
                    "none, or a finished --suite paper directory.")
 @click.option("--storage", default=None, help="tuned: Optuna storage URL shared by all studies (default: SQLite "
                                               "files under OUT/studies).")
+@click.option("--tune-final", type=click.Choice(["best-trial", "full"]), default="best-trial", show_default=True,
+              help="tuned: test the best trial's model as the time cap left it, or (full) first train that "
+                   "setting to its own end when the cap cut it short.")
 @click.option("--report-only", is_flag=True,
               help="Run nothing; write the report from the cells finished so far and name the unfinished ones.")
 @click.option("--space-file", type=click.Path(dir_okay=False), default=None,
               help="tuned: TOML with [space.MODEL] tables overriding the models' search spaces.")
 def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol_sets, config_file, ks, out, overwrite,
-          smoke, as_json, trials, tune_timeout, tune_clock, reference, storage, report_only, space_file, **data_params):
+          smoke, as_json, trials, tune_timeout, tune_clock, tune_final, reference, storage, report_only, space_file,
+          **data_params):
     """Run every model on every data set with its proper protocol and write tables and plots.
 
     Finished (model, data set, fold) cells are cached under OUT, so a rerun resumes.
@@ -66,7 +70,7 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol
         from aerec.bench.tuned import run_tuned, space_file_overrides
 
         result = run_tuned(out, datasets=_split(datasets), models=_split(models), folds=folds, seed=seed, jobs=jobs,
-                           trials=trials, timeout=tune_timeout, clock=tune_clock, reference=reference, report_only=report_only, storage=storage,
+                           trials=trials, timeout=tune_timeout, clock=tune_clock, reference=reference, report_only=report_only, storage=storage, final=tune_final,
                            space_overrides=space_file_overrides(space_file) if space_file else None)
         if as_json:
             click.echo(json.dumps(result["comparison"], indent=2))
