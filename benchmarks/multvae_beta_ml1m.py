@@ -18,18 +18,9 @@ import platform
 import time
 from pathlib import Path
 
+from autorec_ml1m import parse  # the same key=value,... grid syntax
+
 OUT = Path(__file__).parent / "results" / "multvae-beta-ml-1m"
-
-
-def parse(text: str) -> dict:
-    out = {}
-    for part in text.split(","):
-        k, v = part.split("=", 1)
-        try:
-            out[k] = int(v) if v.isdigit() else float(v)
-        except ValueError:
-            out[k] = v
-    return out
 
 
 def main() -> None:
