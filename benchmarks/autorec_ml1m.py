@@ -34,6 +34,19 @@ def parse(text: str) -> dict:
     return out
 
 
+def open_log(out: Path) -> tuple[Path, list[dict]]:
+    """The run's JSON-lines log under out (made if absent) and the runs it already holds."""
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "runs.jsonl"
+    return log, [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def record(log: Path, rec: dict) -> None:
+    print(json.dumps(rec), flush=True)
+    with log.open("a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", default="0", help="comma-separated repeats of the 90/10 protocol")
@@ -48,9 +61,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "runs.jsonl"
-    done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    log, done = open_log(out)
     key = lambda r, s: (r, json.dumps(s, sort_keys=True))  # noqa: E731
     have = {key(d["repeat"], d["setting"]) for d in done}
     inter = data.load("ml-1m")
@@ -69,9 +80,7 @@ def main() -> None:
                    "test_mae": float(test["mae"]), "epochs": len(m.history), "best_epoch": int(getattr(m, "best_epoch", 0) or 0),
                    "wall_s": round(time.time() - t, 1), "cpu_s": round(time.process_time() - c, 1),
                    "load_avg": os.getloadavg()}
-            print(json.dumps(rec), flush=True)
-            with log.open("a") as f:
-                f.write(json.dumps(rec) + "\n")
+            record(log, rec)
             done.append(rec)
     report(out, done)
 

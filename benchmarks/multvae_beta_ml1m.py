@@ -18,7 +18,7 @@ import platform
 import time
 from pathlib import Path
 
-from autorec_ml1m import parse  # the same key=value,... grid syntax
+from autorec_ml1m import open_log, parse, record  # the same grid syntax and resumable log
 
 OUT = Path(__file__).parent / "results" / "multvae-beta-ml-1m"
 
@@ -36,9 +36,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "runs.jsonl"
-    done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    log, done = open_log(out)
     have = {json.dumps(d["setting"], sort_keys=True) for d in done}
     inter = data.load("ml-1m")
     proto = protocols.get("strong", folds=5, seed=0)
@@ -58,9 +56,7 @@ def main() -> None:
                "epochs": res["epochs"], "best_epoch": res["best_epoch"],
                "wall_s": round(time.time() - t, 1), "cpu_s": round(time.process_time() - c, 1),
                "load_avg": os.getloadavg()}
-        print(json.dumps(rec), flush=True)
-        with log.open("a") as f:
-            f.write(json.dumps(rec) + "\n")
+        record(log, rec)
         done.append(rec)
     report(out, done)
 

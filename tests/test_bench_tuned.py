@@ -154,12 +154,12 @@ def test_trial_patience_lives_beside_each_model():
     from aerec.bench.tuned import PATIENCE, base_config
 
     def patience(name):
-        return base_config(models.get(name), name).get("patience")
+        return base_config(models.get(name)).get("patience")
 
     assert patience("multvae") == PATIENCE == 10
     assert patience("warp") == patience("lambdanet") == 30
     assert patience("bivae") == 100 and patience("hvamp") == 50  # slow-rising curves; H+Vamp's own rule
-    assert patience("ract") is None and base_config(models.get("ease"), "ease") == {}  # fixed phases; closed form
+    assert patience("ract") is None and base_config(models.get("ease")) == {}  # fixed phases; closed form
 
 
 def test_a_missing_tuned_row_says_unfinished_not_unsearched():

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from aerec import fsutil, ui
-from aerec.bench import report
+from aerec.bench import _command, report
 from aerec.bench.grid import Cell, evaluate_cell, load_cell, run_cell, save_cell
 from aerec.bench.stats import paired_pvalue
 from aerec.bench.suites import suite_models
@@ -41,7 +41,7 @@ def _trial_patience(specs: dict) -> dict:
     return {m: s["base"].get("patience") for m, s in specs.items() if hasattr(registry.get(m), "init_network")}
 
 
-def base_config(cls, name: str) -> dict:
+def base_config(cls) -> dict:
     patience = getattr(cls, "tune_patience", None) if hasattr(cls, "init_network") else None
     return {"patience": patience} if patience else {}
 
@@ -62,7 +62,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     from aerec import models as registry
     from aerec import protocols
     from aerec.bench import _previous, fingerprint, machine, plan, versions
-    from aerec.tune import search_space
+    from aerec.tune import FINAL, search_space
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,8 +74,8 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
         raise ConfigError("--trials must be at least 1")
     if timeout is not None and timeout <= 0:
         raise ConfigError("--tune-timeout must be positive")
-    if final not in ("best-trial", "full"):
-        raise ConfigError("--tune-final must be best-trial or full")
+    if final not in FINAL:
+        raise ConfigError(f"--tune-final must be one of {', '.join(FINAL)}")
     ref_dir = None
     if reference not in ("run", "none"):
         ref_dir = Path(reference)
@@ -96,7 +96,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
                 folds_list = None
                 for m in names:
                     cls = registry.get(m)
-                    fixed = {**base_config(cls, m), **(overrides or {}).get(m, {})}
+                    fixed = {**base_config(cls), **(overrides or {}).get(m, {})}
                     space = search_space(cls, (space_overrides or {}).get(m))
                     space = {k: v for k, v in space.items() if k not in fixed}
                     ref_cfg = {**paper.get(m, {}), **(overrides or {}).get(m, {})}
@@ -161,12 +161,6 @@ def _safe(url):
     from aerec.tune import _safe_url
 
     return _safe_url(url)
-
-
-def _command() -> list[str]:
-    from aerec.bench import _command as cmd
-
-    return cmd()
 
 
 def _storage_for(storage: str | None, out: Path, cell: Cell) -> str | None:
