@@ -57,9 +57,12 @@ def test_star_ratings_guess_the_movielens_cut_and_other_scales_do_not():
     fb = feedback.of(data.from_dataframe(frame))
     assert fb.kind == "explicit" and fb.threshold == 3.5
     tens = frame.assign(rating=[10, 7, 8, 2])
-    assert feedback.of(data.from_dataframe(tens)).kind == "implicit"  # never the 3.5 cut on 1-10
+    fb = feedback.of(data.from_dataframe(tens))  # never the 3.5 cut on 1-10: the scale's own (issue 23 #4)
+    assert fb.kind == "explicit" and fb.threshold == 7 and fb.guessed
+    wide = frame.assign(rating=[100, 7, 8, 2])  # past any star scale: no cut is guessed
+    assert feedback.of(data.from_dataframe(wide)).kind == "implicit"
     with pytest.raises(ConfigError, match="--threshold"):
-        feedback.decide(data.from_dataframe(tens), "explicit")
+        feedback.decide(data.from_dataframe(wide), "explicit")
     fb = feedback.decide(data.from_dataframe(tens), "explicit", 6)
     assert fb.threshold == 6 and fb.threshold_given
 

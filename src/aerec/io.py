@@ -45,7 +45,35 @@ LISTED = (WEIGHTS, CONFIG, ITEMS, USERS, HISTORY, SEEN)  # the files a manifest 
 
 
 class UnknownUserError(DataError):
-    """A user id that the model has no stored history for (the HTTP service answers 404)."""
+    """A user id that the model has no stored history for (the HTTP service answers 404).
+
+    below_threshold: the user is in the training data, but none of its interactions passed the
+    feedback cut; `hint` says how to fold it in, in the caller's words (CLI, HTTP or Python)."""
+
+    def __init__(self, message: str, hint: str | None = None, below_threshold: bool = False):
+        super().__init__(message)
+        self.message, self.hint, self.below_threshold = message, hint, below_threshold
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+def unknown_user(user_id, below: set | None = None, rule: str | None = None) -> UnknownUserError:
+    """The error for a user with no stored history; `below` holds the ids (as strings) of the
+    users the feedback cut (`rule`) left out."""
+    if below and str(user_id) in below:
+        return UnknownUserError(f"user {user_id} has no interactions above the threshold ({rule}), so the model "
+                                "holds no history for it", "fold it in from its items with recommend_items([...])",
+                                below_threshold=True)
+    return UnknownUserError(f"unknown user {user_id!r}: the model has no history for it")
+
+
+def below_threshold_ids(model) -> tuple[set, str | None]:
+    """(ids as strings, rule) of the users the model's feedback cut left out."""
+    below = getattr(model, "below_threshold", None)
+    if not below:
+        return set(), None
+    return {str(x) for x in np.asarray(below["ids"]).tolist()}, str(below["rule"])
 
 
 class RatingsError(DataError):
@@ -130,7 +158,7 @@ def _write_csr(path: Path, m: sp.csr_matrix) -> None:
 
 
 def save(model, path, *, item_ids=None, user_ids=None, history=None, item_titles=None, extra_meta=None,
-         seen=None) -> Path:
+         seen=None, below_threshold=None) -> Path:
     """Write a fitted model to the directory ``path`` (replaced atomically if it exists).
 
     item_ids: original id of each item column (defaults to ``model.item_ids`` of a loaded model).
@@ -139,6 +167,8 @@ def save(model, path, *, item_ids=None, user_ids=None, history=None, item_titles
     Files are 0644 and the folder 0755 (less what the umask removes), so a service account can read them.
     seen: optional CSR of the same shape as history: every item each user interacted with,
     whatever its rating; recommendations exclude these by default.
+    below_threshold: optional {"rule": "value > 3.5", "ids": [...]}: the users the feedback cut
+    left out, so a request for one is answered with that reason rather than "unknown user".
     """
     from aerec import __version__
 
@@ -159,6 +189,8 @@ def save(model, path, *, item_ids=None, user_ids=None, history=None, item_titles
         raise DataError(f"{len(item_titles)} titles for {len(item_ids)} items")
     if history is None and user_ids is None:
         history, user_ids = getattr(model, "histories", None), getattr(model, "user_ids", None)
+        if below_threshold is None:
+            below_threshold = getattr(model, "below_threshold", None)
     if (history is None) != (user_ids is None):
         raise DataError("save() needs user_ids and history together")
     users_json = None
@@ -177,7 +209,10 @@ def save(model, path, *, item_ids=None, user_ids=None, history=None, item_titles
             raise DataError("user ids must be a flat list of integers or strings")
         if history.shape != (len(user_ids), model.n_items):
             raise DataError(f"history has shape {history.shape}, expected {(len(user_ids), model.n_items)}")
-        users_json = _jsonable_ids(user_ids, "user ids")
+        users_json = {"ids": _jsonable_ids(user_ids, "user ids")}
+        if below_threshold:
+            users_json["below_threshold"] = {"rule": str(below_threshold["rule"]),
+                                             "ids": _jsonable_ids(below_threshold["ids"], "user ids")}
     try:
         if path.exists() and not (path.is_dir() and ((path / MANIFEST).exists() or not any(path.iterdir()))):
             raise ModelFileError(f"{path}: exists and is not an aerec model directory; refusing to replace it")
@@ -206,7 +241,7 @@ def save(model, path, *, item_ids=None, user_ids=None, history=None, item_titles
             items["titles"] = [None if t is None else str(t) for t in np.asarray(item_titles, dtype=object)]
         (tmp / ITEMS).write_text(json.dumps(items, ensure_ascii=False) + "\n")
         if history is not None:
-            (tmp / USERS).write_text(json.dumps({"ids": users_json}, ensure_ascii=False) + "\n")
+            (tmp / USERS).write_text(json.dumps(users_json, ensure_ascii=False) + "\n")
             _write_csr(tmp / HISTORY, history)
             if seen is not None:
                 _write_csr(tmp / SEEN, seen)
@@ -542,13 +577,17 @@ def load(path, *, device: str | None = None):
         model.item_titles = np.asarray(titles, dtype=object)
     else:
         model.item_titles = None
-    model.user_ids, model.histories, model.seen = None, None, None
+    model.user_ids, model.histories, model.seen, model.below_threshold = None, None, None, None
     if meta["has_history"]:
         upath = path / USERS
         users = _read_json(upath)
         if not isinstance(users, dict):
             raise ModelFileError(f"{upath}: must be a JSON object, got {type(users).__name__}")
         model.user_ids = np.asarray(_id_list(upath, users, "ids", None))
+        below = _expect(upath, users, "below_threshold", dict, "an object", required=False)
+        if below is not None:
+            rule = _expect(upath, below, "rule", str, "a string")
+            model.below_threshold = {"rule": rule, "ids": _id_list(upath, below, "ids", None)}
         model.histories = _load_history(path / HISTORY, len(model.user_ids), n_items)
         if SEEN in listed:  # optional; verify() has checked its checksum
             model.seen = _load_history(path / SEEN, len(model.user_ids), n_items)
@@ -715,7 +754,7 @@ def recommend_user(model, user_id, k: int = 10, exclude=(), exclude_seen: bool =
     users = _index(model.user_ids, model, "users")
     u = users.get(str(user_id))
     if u is None:
-        raise UnknownUserError(f"unknown user {user_id!r}: the model has no history for it")
+        raise unknown_user(user_id, *below_threshold_ids(model))
     row = model.histories[u]
     excl = seen_columns(model, u) if exclude_seen else set()
     vocab = _vocab(model)

@@ -594,7 +594,7 @@ def train_full(spec: RunSpec, data, out: Path, *, resume: bool = False, overwrit
         if not writer:
             return result
         io.save(model, fdir / "model", item_ids=data.item_ids, user_ids=data.user_ids, history=train,
-                item_titles=data.item_titles, seen=prepared.seen,
+                item_titles=data.item_titles, seen=prepared.seen, below_threshold=prepared.below_threshold(),
                 extra_meta={"dataset": spec.dataset, "protocol": "full", "seed": spec.seed})
         shutil.rmtree(fdir / "checkpoint", ignore_errors=True)
         record = {"fold": "full", "history": list(getattr(model, "history", []) or [])}

@@ -123,8 +123,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv, debug: bool) -> int:
+    from aerec.errors import cli_words
+
     try:
-        cli.main(args=argv, prog_name="aerec", standalone_mode=False)
+        with cli_words():
+            cli.main(args=argv, prog_name="aerec", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130

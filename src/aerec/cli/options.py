@@ -29,8 +29,8 @@ def data_options(f):
                      help="explicit: ratings (top-N models learn from those above --threshold); implicit: counts, "
                           "plays, clicks or pairs (every row kept). Default: guessed, and the guess is printed."),
         click.option("--threshold", type=float,
-                     help="Keep interactions whose value is above this (default 3.5 for 1-5 star ratings, "
-                          "none for implicit feedback)."),
+                     help="Keep interactions whose value is above this (default for star ratings: 0.7 x the "
+                          "scale's top, 3.5 of 5, 4.9 of 7, 7 of 10; none for implicit feedback)."),
     ]
     for opt in reversed(opts):
         f = opt(f)

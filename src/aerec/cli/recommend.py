@@ -86,7 +86,15 @@ def recommend(model_dir, user_id, items_text, items_file, ratings_text, all_user
     if all_users:
         return _all_users(engine, out, k, exclude, block, not include_seen)
     if user_id is not None:
-        rec, who = engine.recommend_user(user_id, k, exclude, exclude_seen=not include_seen), f"user {user_id}"
+        from aerec.io import UnknownUserError
+
+        try:
+            rec = engine.recommend_user(user_id, k, exclude, exclude_seen=not include_seen)
+        except UnknownUserError as e:
+            if e.below_threshold:
+                e.hint = "fold in with --items ITEM,ITEM,..."
+            raise
+        who = f"user {user_id}"
     else:
         if items_file:
             items, ratings = read_items_file(items_file)

@@ -3,12 +3,15 @@
     from aerec import data
     ml = data.load("ml-100k")                       # fetched and cached on first use
     mine = data.load("ratings.csv", user_col="uid", item_col="sku", rating_col="stars")
-    df_data = data.from_dataframe(df, user="uid", item="sku", rating="stars", time="ts")
+    df_data = data.from_dataframe(df, user="uid", item="sku", rating="stars", time="ts",
+                                  feedback="explicit", threshold=6.5)
     fake = data.synth(1000, 500, 20_000, seed=0)
 
 `load` returns `Interactions` (CSR on demand, id vocabularies, timestamps, titles). What the
 values mean (explicit ratings or implicit counts, and which rows a top-N model learns from) is
-decided by `aerec.data.feedback` (`feedback.of(inter)`), never silently.
+decided by `aerec.data.feedback` (`feedback.of(inter)`), never silently: ``feedback=`` and
+``threshold=`` declare it on every entry point (load, from_dataframe, a model's fit), and
+``print(inter)`` shows the decision in one line.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from aerec.data import cache, feedback, registry, sources
 from aerec.data.interactions import Interactions
 from aerec.data.readers import DataWarning, from_frame, read_file
 from aerec.data.synth import synth
-from aerec.errors import DataError
+from aerec.errors import FILE_WORDS, FRAME_WORDS, DataError, api_words
 
 __all__ = ["Interactions", "DataError", "DataWarning", "feedback", "load", "fetch", "from_dataframe", "list_datasets",
            "read_file", "synth", "home"]
@@ -44,7 +47,8 @@ def fetch(name: str, path=None, *, force: bool = False) -> Interactions:
     return inter
 
 
-def from_dataframe(df, user=None, item=None, rating=None, time=None, title=None, *, name: str = "dataframe") -> Interactions:
+def from_dataframe(df, user=None, item=None, rating=None, time=None, title=None, *, name: str = "dataframe",
+                   feedback: str | None = None, threshold: float | None = None) -> Interactions:
     """Interactions from a pandas DataFrame, one row per interaction.
 
     user/item/rating/time/title name the columns (or give 0-based positions); unnamed user and
@@ -52,16 +56,35 @@ def from_dataframe(df, user=None, item=None, rating=None, time=None, title=None,
     are used only when named or found under a common name. Ids keep their values: integer
     columns stay integers, text ids ("007", "A-12") stay text exactly. Duplicate (user, item)
     rows keep the latest (by time, else the last row), with a DataWarning giving the count.
+    feedback ("explicit" or "implicit") and threshold (keep value > threshold) declare what the
+    values mean, as for `load`; without them the meaning is guessed (see aerec.data.feedback).
     """
     import numpy as np
     import pandas as pd
 
-    if not isinstance(df, pd.DataFrame):
-        raise DataError(f"from_dataframe needs a pandas DataFrame, got {type(df).__name__}")
-    frame = df.reset_index(drop=True)
-    frame.index = np.arange(1, len(frame) + 1)
-    return from_frame(frame, label=f"DataFrame {name!r}", name=name, user_col=user, item_col=item,
-                      rating_col=rating, time_col=time, title_col=title, unit="row", source="pandas DataFrame")
+    with api_words(FRAME_WORDS):
+        if not isinstance(df, pd.DataFrame):
+            raise DataError(f"from_dataframe needs a pandas DataFrame, got {type(df).__name__}")
+        frame = df.reset_index(drop=True)
+        frame.index = np.arange(1, len(frame) + 1)
+        inter = from_frame(frame, label=f"DataFrame {name!r}", name=name, user_col=user, item_col=item,
+                           rating_col=rating, time_col=time, title_col=title, unit="row", source="pandas DataFrame")
+        return declare(inter, feedback, threshold)
+
+
+def declare(inter: Interactions, feedback: str | None = None, threshold: float | None = None) -> Interactions:
+    """`inter` with its feedback semantics declared (kept in ``meta``); a contradiction
+    (explicit without ratings, a threshold that is not a number, ...) fails here."""
+    from dataclasses import replace
+
+    from aerec.data import feedback as fbmod
+
+    semantics = {k: v for k, v in (("feedback", feedback), ("threshold", threshold)) if v is not None}
+    if not semantics:
+        return inter
+    inter = replace(inter, meta={**inter.meta, **semantics})
+    fbmod.of(inter)
+    return inter
 
 
 _FRAME_KEYS = {"user_col": "user", "item_col": "item", "rating_col": "rating", "time_col": "time",
@@ -78,17 +101,11 @@ def load(name_or_path, **mapping) -> Interactions:
     feedback ("explicit" or "implicit") and threshold (keep value > threshold) declare what the
     values mean (see aerec.data.feedback); they are checked here and kept in ``meta``.
     """
-    semantics = {k: mapping.pop(k) for k in ("feedback", "threshold") if mapping.get(k) is not None}
+    semantics = {k: mapping.pop(k, None) for k in ("feedback", "threshold")}
     mapping = {k: v for k, v in mapping.items() if v is not None}
-    inter = _load(name_or_path, mapping)
-    if semantics:
-        from dataclasses import replace
-
-        from aerec.data import feedback
-
-        inter = replace(inter, meta={**inter.meta, **semantics})
-        feedback.of(inter)  # a contradiction (explicit without ratings, ...) fails here
-    return inter
+    words = FRAME_WORDS if type(name_or_path).__name__ == "DataFrame" else FILE_WORDS
+    with api_words(words):
+        return declare(_load(name_or_path, mapping), **semantics)
 
 
 def _load(name_or_path, mapping: dict) -> Interactions:

@@ -8,13 +8,15 @@ with ``feedback="explicit"|"implicit"`` and ``threshold=X`` (keep value > X); ot
 
 - no value column: implicit, every row kept;
 - a value column named like a count (count, plays, clicks, ...): implicit;
-- values on a 1-5 star scale (0.5 to 5 in half steps, as MovieLens and Netflix): explicit with
-  MovieLens's cut, rating > 3.5;
-- anything else: implicit, every row kept. The 3.5 cut is never applied to values that are not
-  on a 1-5 scale.
+- values on a bounded star scale (whole or half steps from 0 up to a top of 5, 7 or 10: the
+  smallest of those at or above the largest value): explicit, keeping ratings above 0.7 of the
+  top. That is MovieLens's cut (rating > 3.5 of 5, Liang et al.) carried to other scales:
+  > 4.9 of 7 (5, 6, 7) and > 7 of 10 (8, 9, 10), always above the scale's midpoint;
+- anything else (values past 10, fractions, negatives): implicit, every row kept.
 
-A filter that would drop more than half of the rows or users of a user's file is refused with a
-message naming the option to change, unless the threshold was given explicitly.
+A guessed cut that would drop more than half of the rows or users of a user's file is refused
+with a message naming the option to change. A threshold the user gave is applied, with a
+warning (one line, with counts) when it drops more than half of the rows or users.
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from aerec.data.interactions import Interactions
+from aerec.data.notes import warn
 from aerec.errors import ConfigError, DataError
 
 KINDS = ("explicit", "implicit")
 STAR_THRESHOLD = 3.5  # MovieLens's cut (Liang et al.): rating > 3.5
+SCALE_TOPS = (5, 7, 10)  # the star scales a value column is taken for (1-5, 1-7, 1-10, halves)
+CUT_SHARE = 0.7  # the default cut as a share of the scale's top: 0.7 x 5 = MovieLens's 3.5
 IMPLICIT_NAMES = {"count", "counts", "plays", "play_count", "playcount", "clicks", "click", "views", "listens",
                   "purchases", "quantity", "qty", "freq", "frequency", "n", "times", "weight", "visits"}
 
@@ -52,11 +57,26 @@ class Feedback:
         return {"feedback": self.kind, "threshold": self.threshold, "guessed": self.guessed, "reason": self.reason}
 
 
-def _star_scale(values: np.ndarray) -> bool:
-    if not len(values):
-        return False
+def star_scale(values: np.ndarray) -> int | None:
+    """The top of the bounded star scale `values` lie on (5, 7 or 10), or None.
+
+    Whole or half steps, nothing below 0, at most 10; the top is the smallest of SCALE_TOPS at or
+    above the largest value (a 1-10 file whose best rating is 9 is still a 10-point scale)."""
+    if values is None or not len(values):
+        return None
     lo, hi = float(values.min()), float(values.max())
-    return lo >= 0.5 and hi <= 5 and bool(np.all(np.mod(values * 2, 1) == 0))
+    if lo < 0 or hi > SCALE_TOPS[-1] or not bool(np.all(np.mod(values * 2, 1) == 0)):
+        return None
+    return next(top for top in SCALE_TOPS if hi <= top)
+
+
+def default_cut(top: int) -> float:
+    """Keep ratings above this on a scale topped at `top`: 3.5 of 5, 4.9 of 7, 7 of 10."""
+    return round(CUT_SHARE * top, 6)
+
+
+def _scale_reason(span: str, col: str, top: int) -> str:
+    return f"ratings {span} in column '{col}', a {top}-point scale: default cut {CUT_SHARE:g} x {top}, as MovieLens's 3.5 of 5"
 
 
 def _value_column(data: Interactions) -> str:
@@ -84,10 +104,12 @@ def decide(data: Interactions, feedback: str | None = None, threshold: float | N
             raise ConfigError(f"{data.name}: --feedback explicit needs a rating column, and this data has none "
                               "(name it with --rating-col)")
         if not given:
-            if not _star_scale(values):
-                raise ConfigError(f"{data.name}: ratings from {span} are not on a 1-5 scale; give --threshold X "
-                                  "(a top-N model learns from the ratings above X)")
-            threshold = STAR_THRESHOLD
+            top = star_scale(values)
+            if top is None:
+                raise ConfigError(f"{data.name}: ratings from {span} are not on a star scale (whole or half steps "
+                                  "from 0 up to 5, 7 or 10); give --threshold X (a top-N model learns from the "
+                                  "ratings above X)")
+            return Feedback("explicit", default_cut(top), _scale_reason(span, col, top))
         return Feedback("explicit", threshold, f"ratings {span} in column '{col}'", threshold_given=given)
     if feedback == "implicit":
         what = "plain (user, item) pairs" if data.rating is None else f"values {span} in column '{col}' as strengths"
@@ -97,11 +119,13 @@ def decide(data: Interactions, feedback: str | None = None, threshold: float | N
         return Feedback("implicit", threshold, "no rating column: every row is an interaction", True, given)
     if col.split(":")[0].strip().lower() in IMPLICIT_NAMES:
         return Feedback("implicit", threshold, f"column '{col}' holds counts ({span})", True, given)
-    if _star_scale(values):
-        return Feedback("explicit", threshold if given else STAR_THRESHOLD, f"ratings {span} in column '{col}'",
-                        True, given)
-    return Feedback("implicit", threshold, f"values {span} in column '{col}' are not a 1-5 rating scale",
-                    True, given)
+    top = star_scale(values)
+    if top is not None:
+        if given:
+            return Feedback("explicit", threshold, f"ratings {span} in column '{col}'", True, given)
+        return Feedback("explicit", default_cut(top), _scale_reason(span, col, top), True, given)
+    return Feedback("implicit", threshold, f"values {span} in column '{col}' are not on a star scale (0 to 10 "
+                    "in whole or half steps)", True, given)
 
 
 def of(data: Interactions, options: dict | None = None) -> Feedback:
@@ -135,16 +159,25 @@ def kept_line(data: Interactions, mask: np.ndarray, fb: Feedback, rule: str) -> 
 
 
 def check_drop(data: Interactions, mask: np.ndarray, fb: Feedback, rule: str, forced: bool = False) -> None:
-    """Refuse a filter that drops more than half of the rows or users (unless it was asked for)."""
-    if forced or fb.threshold_given or _registered(data) or not len(data):
+    """Refuse a guessed filter that drops more than half of the rows or users; a filter the user
+    asked for (an explicit threshold or protocol option) is applied with a one-line warning."""
+    if not len(data):
+        return
+    asked = forced or fb.threshold_given
+    if not asked and _registered(data):
         return
     rows, total = int(mask.sum()), len(data)
     users, total_users = len(np.unique(data.user[mask])), len(np.unique(data.user))
-    if rows * 2 < total or users * 2 < total_users:
-        hint = ("if the values are counts, plays or clicks pass --feedback implicit (every row kept); "
-                "to keep this cut anyway give --threshold explicitly")
-        raise DataError(f"{data.name}: {fb.describe()} with {rule} would keep only {rows:,} of {total:,} rows and "
-                        f"{users:,} of {total_users:,} users; {hint}")
+    if rows * 2 >= total and users * 2 >= total_users:
+        return
+    kept = f"keeps only {rows:,} of {total:,} rows ({rows / total:.0%}) and {users:,} of {total_users:,} users"
+    if asked:
+        warn(f"{data.name}: the cut {rule} {kept}; most of the data is left out")
+        return
+    hint = ("if the values are counts, plays or clicks pass --feedback implicit (every row kept); "
+            "to keep this cut anyway give --threshold explicitly")
+    raise DataError(f"{data.name}: {fb.describe()} with {rule} would keep only {rows:,} of {total:,} rows and "
+                    f"{users:,} of {total_users:,} users; {hint}")
 
 
 RANKING_KEYS = ("threshold", "min_rating")
@@ -189,6 +222,14 @@ class Prepared:
     train: sp.csr_matrix  # users x items: ratings, ones, or implicit strengths
     seen: sp.csr_matrix  # same shape: every item each user interacted with, whatever its value
     line: str  # what was decided and kept, for the user
+    rule: str = "every row"  # the cut, in words ("value > 3.5")
+    below: np.ndarray | None = None  # ids of the users none of whose interactions passed the cut
+
+    def below_threshold(self) -> dict | None:
+        """The users the cut left out, as io.save stores them, or None."""
+        if self.below is None or not len(self.below):
+            return None
+        return {"rule": self.rule, "ids": self.below}
 
 
 def training_data(data: Interactions, task: str, fb: Feedback | None = None, *, weighted: bool = False,
@@ -218,6 +259,7 @@ def training_data(data: Interactions, task: str, fb: Feedback | None = None, *, 
     compact = kept.compact()
     use_values = weighted and fb.kind == "implicit" and kept.rating is not None
     train = compact.csr("rating" if use_values else "ones")
+    below = data.user_ids[np.setdiff1d(np.unique(data.user), users)]
     if use_values and train.nnz and train.data.min() < 0:
         raise DataError(f"{data.name}: implicit values must be non-negative to serve as weights")
     # every interaction of the kept users with the kept items, whatever its value
@@ -233,7 +275,7 @@ def training_data(data: Interactions, task: str, fb: Feedback | None = None, *, 
     seen.sort_indices()
     if not use_values:
         compact = replace(compact, rating=None)
-    return Prepared(compact, train, seen, line)
+    return Prepared(compact, train, seen, line, rule, below)
 
 
 def _positions(data: Interactions, user_ids, item_ids):

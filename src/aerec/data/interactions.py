@@ -52,6 +52,25 @@ class Interactions:
         cells = self.n_users * self.n_items
         return len(self) / cells if cells else 0.0
 
+    def __repr__(self) -> str:
+        """One line: sizes and what the values mean (never the ids themselves)."""
+        head = f"Interactions({self.name!r}: {self.n_users:,} users x {self.n_items:,} items, {len(self):,} rows"
+        extras = [name for name, arr in (("timestamps", self.timestamp), ("titles", self.item_titles))
+                  if arr is not None]
+        if extras:
+            head += ", with " + " and ".join(extras)
+        if not len(self):
+            return head + ")"
+        from aerec.data import feedback
+
+        try:
+            fb = feedback.of(self)
+        except Exception as e:  # a repr must not raise; the decision's own error says it elsewhere
+            return f"{head}; feedback undecided: {e})"
+        return f"{head}; {fb.describe()}, keeping {fb.rule()})"
+
+    __str__ = __repr__
+
     # matrices --------------------------------------------------------------------------------
     def csr(self, values: str = "auto") -> sp.csr_matrix:
         """User x item CSR (float32). values: 'rating', 'ones', or 'auto' (ratings if present)."""

@@ -75,36 +75,51 @@ class Recommender:
         self.history: list[dict] = []  # per-epoch records, filled by the trainer
 
     # public API ------------------------------------------------------------------------------
-    def fit(self, train, valid=None, **trainer_options):
+    def fit(self, train, valid=None, *, feedback: str | None = None, threshold: float | None = None,
+            **trainer_options):
         """Fit on ``train`` and return self.
 
         train: a users x items scipy sparse matrix, ``aerec.data.Interactions`` (from
         ``aerec.data.load`` or ``aerec.data.from_dataframe``), or a DataFrame whose columns
         ``from_dataframe`` can guess (user, item[, rating][, timestamp]). Interactions are turned into a
-        matrix under their feedback semantics (explicit 1-5 ratings: rating > 3.5 for top-N
-        models; implicit: every row, counts as weights for weighted models such as WMF), and the
-        model keeps the ids and histories, so ``recommend_user(id)`` and
-        ``recommend_items([ids])`` work right away, without a save and load.
+        matrix under their feedback semantics (explicit star ratings: above 0.7 of the scale's top,
+        rating > 3.5 of 5, for top-N models; implicit: every row, counts as weights for weighted
+        models such as WMF), and the model keeps the ids and histories, so ``recommend_user(id)``
+        and ``recommend_items([ids])`` work right away, without a save and load.
+        feedback, threshold: declare what the values mean ("explicit"/"implicit", keep value >
+        threshold) for Interactions or a DataFrame, over what they carry or the guess. The
+        decision is printed on stderr in one line (quiet with AEREC_QUIET=1) and kept as
+        ``model.feedback``.
         valid: for early stopping, ``(valid_in, valid_out)`` CSR matrices (ranking models) or a
         CSR of held-out ratings of the training shape (rating models); None trains for the
         configured epochs.
         trainer_options: neural models take ``progress``, ``checkpoint_dir``, ``resume``, ...
         """
         from aerec.data.interactions import Interactions
+        from aerec.errors import FIT_WORDS, ConfigError, api_words
 
-        if type(train).__name__ == "DataFrame":  # columns guessed (user, item[, rating, time])
-            from aerec.data import from_dataframe
+        with api_words(FIT_WORDS):
+            if type(train).__name__ == "DataFrame":  # columns guessed (user, item[, rating, time])
+                from aerec.data import from_dataframe
 
-            train = from_dataframe(train)
-        if isinstance(train, Interactions):
-            from aerec.data import feedback
+                train = from_dataframe(train)
+            if isinstance(train, Interactions):
+                from aerec import ui
+                from aerec.data import declare
+                from aerec.data import feedback as fbmod
 
-            prepared = feedback.training_data(train, self.task, feedback.of(train), weighted=self.weighted)
-            train = prepared.train
-            self.item_ids, self.user_ids = prepared.data.item_ids, prepared.data.user_ids
-            self.item_titles = prepared.data.item_titles
-            self.histories, self.seen = train.tocsr(), prepared.seen
-            self.feedback = prepared.line
+                train = declare(train, feedback, threshold)
+                prepared = fbmod.training_data(train, self.task, fbmod.of(train), weighted=self.weighted)
+                ui.info(prepared.line)
+                train = prepared.train
+                self.item_ids, self.user_ids = prepared.data.item_ids, prepared.data.user_ids
+                self.item_titles = prepared.data.item_titles
+                self.histories, self.seen = train.tocsr(), prepared.seen
+                self.feedback = prepared.line
+                self.below_threshold = prepared.below_threshold()
+            elif feedback is not None or threshold is not None:
+                raise ConfigError("feedback= and threshold= apply to Interactions or a DataFrame; a matrix is "
+                                  "used as it is (cut it before fitting)")
         deps.check(type(self))
         train = as_csr(train, "train")
         if train.nnz == 0:

@@ -191,6 +191,8 @@ def create_app(model, *, model_dir=None, max_batch: int = 64, batch_wait_ms: flo
             else:
                 query = engine.prepare_items(req.items, req.k, req.exclude, req.ratings)
         except io.UnknownUserError as e:
+            if e.below_threshold:
+                e.hint = 'fold it in from its items: POST /recommend with {"items": [...]}'
             raise HTTPException(404, str(e)) from None
         except io.RatingsError as e:  # a request the model cannot take, like a schema error
             raise HTTPException(422, str(e)) from None

@@ -48,6 +48,7 @@ class Engine:
         self.histories = getattr(model, "histories", None)
         self.user_ids = getattr(model, "user_ids", None) if self.histories is not None else None
         self.user_index = {} if self.user_ids is None else {str(x): i for i, x in enumerate(self.user_ids.tolist())}
+        self.below, self.below_rule = io.below_threshold_ids(model)  # users the feedback cut left out
         self.popularity = None if self.histories is None else io.popularity(model)
         self.liked = io.liked_value(model)
 
@@ -88,7 +89,7 @@ class Engine:
             raise DataError(f"{self.model.name} was saved without user histories; pass the user's items instead")
         u = self.user_index.get(str(user_id))
         if u is None:
-            raise io.UnknownUserError(f"unknown user {user_id!r}: the model has no history for it")
+            raise io.unknown_user(user_id, self.below, self.below_rule)
         row = self.histories[u]
         excl = (io.seen_columns(self.model, u) if exclude_seen else set()) | self._exclusions(exclude)
         if row.nnz == 0:
