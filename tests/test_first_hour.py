@@ -208,3 +208,27 @@ def test_python_fit_keeps_the_left_out_users_through_save_and_load(tmp_path):
     users = json.loads((tmp_path / "m" / "users.json").read_text())
     assert users["below_threshold"] == {"rule": "value > 3.5", "ids": ["low"]}
     assert io.load(tmp_path / "m").below_threshold["ids"] == ["low"]
+
+
+# --- #12 --ks help says what runs ------------------------------------------------------------------
+
+
+def test_ks_help_states_the_cutoffs_metrics_json_gets(tmp_path, capsys):
+    import re
+
+    frame = stars_frame(top=5, low_user=False)
+    f = tmp_path / "stars.csv"
+    frame.to_csv(f, index=False)
+    for command in ("train", "bench", "evaluate"):
+        code, out, _ = run_cli(capsys, command, "--help")
+        text = " ".join(out.split())
+        assert code == 0 and "--ks" in text
+        said = re.search(r"Cutoffs for the ranking metrics \(default ([\d,]+)\)", text)
+        assert said, text
+        helped = [int(k) for k in said.group(1).split(",")]
+    code, _, err = run_cli(capsys, "-q", "train", "pop", "-d", f, "-p", "strong", "--folds", "2",
+                           "--out", tmp_path / "r")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())["metrics"]
+    ran = sorted({int(name.split("@")[1]) for name in metrics if name.startswith("ndcg@")})
+    assert ran == helped

@@ -21,6 +21,10 @@ from aerec.errors import ConfigError
 SEED_MAX = 2**62
 SEED = {"min": 0, "max": SEED_MAX}
 
+# The ranking metrics' default cutoffs (--ks overrides; @10 as RecBole reports). One tuple, so the
+# help, the runner and the bench cannot drift apart (issue 23 #12). Here because this module is light.
+RANKING_KS = (10, 20, 50, 100)
+
 
 def seed_field(default: int = 0):
     """A dataclass field for a seed: an integer in [0, 2**62]."""

@@ -36,8 +36,8 @@ from aerec import config as cfgmod
 from aerec import distributed, fsutil, ui
 from aerec.errors import AerecError, ConfigError, DataError
 
-RANKING_KS = (10, 20, 50, 100)  # the default cutoffs (--ks overrides); @10 as RecBole reports
-WEAK_KS = (10, 20, 50, 100)
+RANKING_KS = cfgmod.RANKING_KS  # the default cutoffs (--ks overrides)
+WEAK_KS = cfgmod.RANKING_KS
 
 
 @dataclasses.dataclass

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from aerec import __version__, fsutil, ui
+from aerec.config import RANKING_KS
 
-RANKING_KS = (10, 20, 50, 100)  # default cutoffs; @10 as RecBole reports
-WEAK_KS = (10, 20, 50, 100)
+WEAK_KS = RANKING_KS
 
 
 def file_tag(dataset: str) -> str:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import click
 
-DEFAULT_KS = (5, 10, 20, 50, 100)
+from aerec.config import RANKING_KS as DEFAULT_KS  # what runs without --ks, so the help says what happens
 
 
 def data_options(f):
