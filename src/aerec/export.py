@@ -28,10 +28,10 @@ DEFAULT_OPSET = 17
 
 
 def _need_onnx():
-    try:
-        import onnx
-    except ImportError:
-        raise AerecError("ONNX export needs the onnx package: pip install 'aerec[onnx]'") from None
+    from aerec import deps
+
+    deps.check_feature("export")
+    import onnx
     return onnx
 
 
@@ -142,10 +142,10 @@ def check_onnx(model, path, history) -> float:
     """Largest absolute difference between onnxruntime on ``path`` and ``model.score(history)``."""
     import numpy as np
 
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise AerecError("checking the export needs onnxruntime: pip install 'aerec[onnx]'") from None
+    from aerec import deps
+
+    deps.check_feature("export")
+    import onnxruntime as ort
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run([OUTPUT], {INPUT: history.toarray().astype(np.float32)})[0]
     return float(np.abs(got - model.score(history)).max()) if history.shape[0] else 0.0

@@ -37,10 +37,10 @@ from aerec.models import space as spacemod
 
 
 def _optuna():
-    try:
-        import optuna
-    except ImportError:
-        raise AerecError("tuning needs Optuna: pip install 'aerec[tune]'") from None
+    from aerec import deps
+
+    deps.check_feature("tune")
+    import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 

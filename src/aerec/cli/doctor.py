@@ -11,15 +11,6 @@ from importlib import metadata
 import click
 
 _PACKAGES = ("numpy", "scipy", "pandas", "pyarrow", "torch", "click", "tqdm", "safetensors")
-# the optional extras of pyproject.toml and the distributions each brings
-EXTRAS = {
-    "serve": ("fastapi", "uvicorn"),
-    "tune": ("optuna",),
-    "peers": ("scikit-surprise", "implicit", "scikit-learn"),
-    "onnx": ("onnx", "onnxruntime", "onnxscript"),
-}
-_EXTRA_USE = {"serve": "aerec serve (HTTP service)", "tune": "aerec tune (Optuna search)",
-              "peers": "wmf model and peer baselines", "onnx": "aerec export --format onnx"}
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "AEREC_HOME", "CUDA_VISIBLE_DEVICES")
 
 
@@ -41,10 +32,31 @@ def _numpy_blas() -> str | None:
         return None
 
 
+def optional() -> list[dict]:
+    """What each optional part needs, from aerec.deps: every model's ``requires`` and the
+    commands' FEATURES (the same table the up-front checks use)."""
+    from aerec import deps, model_registry
+
+    return deps.table([model_registry.get(name) for name in model_registry.names()])
+
+
+def _extras(rows: list[dict]) -> dict:
+    """The same table by extra: what it installs (that aerec uses) and what it is for."""
+    out: dict = {}
+    for row in rows:
+        for extra in row["extras"]:
+            e = out.setdefault(extra, {"installed": True, "packages": {}, "for": []})
+            e["packages"].update(row["packages"])
+            e["installed"] = e["installed"] and row["installed"]
+            e["for"].append(row["for"])
+    return {name: {**e, "for": ", ".join(e["for"])} for name, e in out.items()}
+
+
 def report() -> dict:
     from aerec import __version__
     from aerec.data import cache
 
+    rows = optional()
     out = {
         "aerec": __version__,
         "python": sys.version.split()[0],
@@ -52,8 +64,8 @@ def report() -> dict:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
         "packages": {p: _version(p) for p in _PACKAGES},
-        "extras": {name: {"installed": all(_version(p) for p in pkgs), "packages": {p: _version(p) for p in pkgs},
-                          "for": _EXTRA_USE[name]} for name, pkgs in EXTRAS.items()},
+        "extras": _extras(rows),
+        "optional": rows,
         "numpy_blas": _numpy_blas(),
         "env": {v: os.environ.get(v) for v in _THREAD_VARS if os.environ.get(v) is not None},
     }
@@ -76,10 +88,12 @@ def report() -> dict:
 def _text(r: dict) -> str:
     lines = [f"aerec {r['aerec']}  python {r['python']}  ({r['platform']}, {r['cpus']} CPUs)"]
     lines.append("packages: " + ", ".join(f"{k} {v or 'missing'}" for k, v in r["packages"].items()))
-    lines.append("optional extras (pip install 'aerec[NAME]'):")
-    for name, e in r["extras"].items():
-        state = "installed" if e["installed"] else "missing " + ", ".join(p for p, v in e["packages"].items() if not v)
-        lines.append(f"  {name:<6} {state:<28} {e['for']}")
+    lines.append("optional parts (pip install 'aerec[EXTRA]'):")
+    width = max([len(row["for"]) for row in r["optional"]] + [10])
+    for row in r["optional"]:
+        pkgs = ", ".join(f"{p} {v}" if v else f"{p} (missing)" for p, v in row["packages"].items())
+        state = "ready" if row["installed"] else "to add: pip install " + " ".join(f"'aerec[{e}]'" for e in row["extras"])
+        lines.append(f"  {row['for']:<{width}}  {pkgs}; {state}")
     if r["numpy_blas"]:
         lines.append(f"numpy BLAS: {r['numpy_blas']}")
     t = r["torch"]

@@ -6,8 +6,6 @@ import ipaddress
 
 import click
 
-from aerec.errors import AerecError
-
 
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -39,11 +37,11 @@ def _is_loopback(host: str) -> bool:
 def serve(model_dir, host, port, max_batch, batch_wait_ms, max_body, limit_concurrency, read_timeout, log_level):
     """Serve recommendations from MODEL_DIR (a model directory, or a run directory: its full
     model, else fold 0's) over HTTP: POST /recommend, GET /health, /model, /items/{id}, /docs."""
-    try:
-        import fastapi  # noqa: F401
-        import uvicorn
-    except ImportError as e:
-        raise AerecError(f"aerec serve needs FastAPI and uvicorn ({e.name} is missing): pip install 'aerec[serve]'") from None
+    from aerec import deps
+
+    deps.check_feature("serve")
+    import uvicorn
+
     from aerec import serve as serving
     from aerec import ui
     from aerec.serve.app import create_app
