@@ -71,3 +71,34 @@ def test_bad_input_and_config():
         WMF(alpha=-1.0)
     with pytest.raises(ConfigError):
         WMF(solver="lu")
+
+
+def test_log_confidence_is_hu_et_al_formula():
+    from aerec.models.wmf import excess_confidence
+
+    r = np.array([1.0, 9.0, 99.0])
+    # c - 1 = alpha * log(1 + r / eps): alpha 2, eps 1 -> 2 ln 2, 2 ln 10, 2 ln 100
+    np.testing.assert_allclose(excess_confidence(r, 2.0, "log", 1.0), 2 * np.log([2.0, 10.0, 100.0]))
+    np.testing.assert_allclose(excess_confidence(r, 2.0, "log", 0.5), 2 * np.log([3.0, 19.0, 199.0]))
+    np.testing.assert_allclose(excess_confidence(r, 2.0, "linear"), [2.0, 18.0, 198.0])
+    with pytest.raises(ConfigError, match="epsilon"):
+        WMF(confidence="log", epsilon=0.0)
+    with pytest.raises(ConfigError):
+        WMF(confidence="sqrt")
+
+
+def test_log_confidence_fits_and_folds_in_as_linear_on_log_counts():
+    """WMF(log) on counts R is WMF(linear) on log(1 + R / eps): the same confidences, both in the
+    ALS fit (through implicit) and in our fold-in."""
+    X = random_matrix(seed=4)
+    X.data *= np.random.default_rng(5).pareto(1.0, X.nnz).astype(np.float32) * 50 + 1  # heavy-tailed plays
+    eps = 2.0
+    logged = X.copy()
+    logged.data = np.log1p(logged.data / np.float32(eps))
+    kw = dict(factors=5, regularization=1.0, alpha=3.0, iterations=8, num_threads=1, seed=7)
+    a = WMF(confidence="log", epsilon=eps, **kw).fit(X)
+    b = WMF(confidence="linear", **kw).fit(logged)
+    np.testing.assert_allclose(a.item_factors, b.item_factors, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a.score(X[:10]), b.score(logged[:10]), rtol=1e-4, atol=1e-5)
+    linear = WMF(confidence="linear", **kw).fit(X)  # and it is not the linear model on raw counts
+    assert np.abs(linear.item_factors - a.item_factors).max() > 1e-3

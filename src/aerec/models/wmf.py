@@ -22,6 +22,10 @@ class WMFConfig(BaseConfig):
     factors: int = 100
     regularization: float = 0.01
     alpha: float = 40.0  # confidence c_ui = 1 + alpha * r_ui on observed entries, 1 elsewhere
+    # "linear": c_ui = 1 + alpha * r_ui; "log": c_ui = 1 + alpha * log(1 + r_ui / epsilon), Hu et
+    # al.'s alternative for raw counts (plays), where a few huge values would swamp the rest
+    confidence: Literal["linear", "log"] = "linear"
+    epsilon: float = 1.0  # the log confidence's scale: counts well below epsilon count little
     iterations: int = 15
     solver: Literal["cholesky", "cg"] = "cholesky"
     num_threads: int = 0  # implicit's threads while fitting; 0 = all cores
@@ -32,6 +36,8 @@ class WMFConfig(BaseConfig):
             raise ConfigError("'factors' and 'iterations' must be at least 1")
         if self.regularization < 0 or self.alpha < 0:
             raise ConfigError("'regularization' and 'alpha' must be non-negative")
+        if not self.epsilon > 0:
+            raise ConfigError(f"'epsilon' must be positive, got {self.epsilon}")
         if self.num_threads < 0 or self.fold_in_budget < 1:
             raise ConfigError("'num_threads' must be >= 0 and 'fold_in_budget' >= 1")
 
@@ -45,8 +51,16 @@ def _check_values(x: sp.csr_matrix, name: str) -> None:
         raise DataError(f"{name} holds negative values; WMF takes non-negative interaction strengths")
 
 
+def excess_confidence(r: np.ndarray, alpha: float, confidence: str = "linear", epsilon: float = 1.0) -> np.ndarray:
+    """c_ui - 1 for observed strengths r (in r's dtype): alpha * r, or alpha * log(1 + r / epsilon)."""
+    r = np.asarray(r)
+    if confidence == "log":
+        return alpha * np.log1p(r / epsilon)
+    return alpha * r
+
+
 def fold_in(Y: np.ndarray, history: sp.csr_matrix, regularization: float, alpha: float,
-            budget: int = 1 << 24) -> np.ndarray:
+            budget: int = 1 << 24, confidence: str = "linear", epsilon: float = 1.0) -> np.ndarray:
     """User factors x_u = (Y^T C_u Y + lam I)^-1 Y^T C_u p_u for every history row, in float64.
 
     Y^T C_u Y = Y^T Y + Y^T (C_u - I) Y: Y^T Y once, plus a correction over the user's items only.
@@ -72,9 +86,9 @@ def fold_in(Y: np.ndarray, history: sp.csr_matrix, regularization: float, alpha:
         pos = np.arange(block.nnz) - np.repeat(block.indptr[:-1], c)
         Yp = np.zeros((len(rows), int(c.max()), k))
         Yp[r, pos] = Y[block.indices]
-        w = np.zeros(Yp.shape[:2])  # c_ui - 1 = alpha * r_ui; 0 on the padding
-        w[r, pos] = alpha * block.data
-        cp = np.zeros_like(w)  # c_ui * p_ui = 1 + alpha * r_ui; 0 on the padding
+        w = np.zeros(Yp.shape[:2])  # c_ui - 1 (alpha * r_ui, or its log form); 0 on the padding
+        w[r, pos] = excess_confidence(block.data, alpha, confidence, epsilon)
+        cp = np.zeros_like(w)  # c_ui * p_ui = c_ui; 0 on the padding
         cp[r, pos] = 1.0 + w[r, pos]
         A = G + np.matmul(Yp.transpose(0, 2, 1) * w[:, None, :], Yp)
         b = np.einsum("blk,bl->bk", Yp, cp)
@@ -90,6 +104,8 @@ class WMF(Recommender):
 
     - Model: preferences p_ui = 1 where r_ui > 0, confidences c_ui = 1 + alpha * r_ui (paper eq.;
       ``alpha`` 40 as in the paper); loss sum_ui c_ui (p_ui - x_u.y_i)^2 + lam (|X|^2 + |Y|^2).
+      ``confidence="log"`` takes the paper's other form, c_ui = 1 + alpha * log(1 + r_ui / epsilon),
+      for raw counts whose long tail would otherwise dominate (plays, listens).
     - implicit >= 0.5 uses the *values of the matrix it is given* as c_ui (times its own ``alpha``
       argument) and 1 on missing entries, so we hand it 1 + alpha * X with its alpha = 1. That is
       exactly the paper's C (implicit's own ``alpha * X`` would give c = alpha, not 1 + alpha).
@@ -122,7 +138,7 @@ class WMF(Recommender):
         c = self.config
         als_cls = _implicit_als()
         conf = train.copy()
-        conf.data = 1.0 + c.alpha * conf.data
+        conf.data = 1.0 + excess_confidence(conf.data, c.alpha, c.confidence, c.epsilon)
         with threadpool_limits(1, "blas"):  # implicit parallelizes over users; BLAS threads only contend
             als = als_cls(factors=c.factors, regularization=c.regularization, alpha=1.0, dtype=np.float32,
                           use_cg=c.solver == "cg", iterations=c.iterations, num_threads=c.num_threads,
@@ -135,7 +151,8 @@ class WMF(Recommender):
     def user_vectors(self, history: sp.csr_matrix) -> np.ndarray:
         _check_values(history, "history")
         c = self.config
-        return fold_in(self.item_factors, history, c.regularization, c.alpha, c.fold_in_budget)
+        return fold_in(self.item_factors, history, c.regularization, c.alpha, c.fold_in_budget, c.confidence,
+                       c.epsilon)
 
     def _score(self, history: sp.csr_matrix) -> np.ndarray:
         return (self.user_vectors(history) @ self.item_factors.T.astype(np.float64)).astype(np.float32)
