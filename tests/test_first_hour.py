@@ -266,3 +266,35 @@ def test_doctor_names_only_real_commands_and_flags():
         command = cli.commands[words[1]]
         flags = {opt for p in command.params for opt in getattr(p, "opts", [])}
         assert all(w in flags for w in words[2:] if w.startswith("--")), who
+
+
+# --- #11 nested progress bars off a terminal -------------------------------------------------------------
+
+
+def test_nested_bars_leave_no_escape_codes_off_a_terminal(capsys, monkeypatch):
+    from helpers import sampled_blocks
+
+    from aerec import ui
+
+    monkeypatch.setattr(ui, "_quiet", False)
+    monkeypatch.delenv("AEREC_QUIET", raising=False)
+    monkeypatch.setattr(ui, "BATCH_DELAY", 0.0)  # the bar of batches shows at once
+    capsys.readouterr()
+    models.create("multdae", epochs=2, batch_size=8, hidden=(8,)).fit(sampled_blocks(n_users=60), progress=True)
+    err = capsys.readouterr().err  # captured: not a terminal
+    assert "multdae" in err  # the epoch bar is drawn
+    assert "\x1b" not in err  # and nothing moves the cursor
+    # on a terminal the same fit nests the bar of batches below the epoch bar
+    calls = []
+    real = ui.progress
+
+    def spy(iterable=None, **kw):
+        bar = real(iterable, **kw)
+        calls.append((kw.get("unit"), bar.disable))
+        return bar
+
+    monkeypatch.setattr(ui, "progress", spy)
+    monkeypatch.setattr(ui, "_terminal", lambda stream: True)
+    models.create("multdae", epochs=1, batch_size=8, hidden=(8,)).fit(sampled_blocks(n_users=60), progress=True)
+    assert ("batch", False) in calls
+    capsys.readouterr()
