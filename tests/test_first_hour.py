@@ -58,7 +58,7 @@ def test_bounded_star_scales_get_a_cut_above_their_midpoint(values, cut):
         assert f"{top}-point scale" in fb.describe() and "3.5 of 5" in fb.describe()  # the rule, announced
 
 
-@pytest.mark.parametrize("values", [[1, 20, 300], [0.25, 1.5, 3], [-2, 3, 5], [1, 11, 4]])
+@pytest.mark.parametrize("values", [[1, 20, 300], [0.25, 1.5, 3], [-2, 3, 5], [1, 11, 4], [0, 1, 1], [1, 1, 1]])
 def test_values_off_any_star_scale_stay_implicit(values):
     frame = pd.DataFrame({"user": range(len(values)), "item": range(len(values)), "stars": values})
     fb = feedback.of(data.from_dataframe(frame, rating="stars"))

@@ -9,10 +9,11 @@ with ``feedback="explicit"|"implicit"`` and ``threshold=X`` (keep value > X); ot
 - no value column: implicit, every row kept;
 - a value column named like a count (count, plays, clicks, ...): implicit;
 - values on a bounded star scale (whole or half steps from 0 up to a top of 5, 7 or 10: the
-  smallest of those at or above the largest value): explicit, keeping ratings above 0.7 of the
+  smallest of those at or above the largest value, which must exceed 1; a column of 0s and 1s
+  is a flag): explicit, keeping ratings above 0.7 of the
   top. That is MovieLens's cut (rating > 3.5 of 5, Liang et al.) carried to other scales:
   > 4.9 of 7 (5, 6, 7) and > 7 of 10 (8, 9, 10), always above the scale's midpoint;
-- anything else (values past 10, fractions, negatives): implicit, every row kept.
+- anything else (values past 10, fractions, negatives, 0/1 flags): implicit, every row kept.
 
 A guessed cut that would drop more than half of the rows or users of a user's file is refused
 with a message naming the option to change. A threshold the user gave is applied, with a
@@ -60,12 +61,13 @@ class Feedback:
 def star_scale(values: np.ndarray) -> int | None:
     """The top of the bounded star scale `values` lie on (5, 7 or 10), or None.
 
-    Whole or half steps, nothing below 0, at most 10; the top is the smallest of SCALE_TOPS at or
-    above the largest value (a 1-10 file whose best rating is 9 is still a 10-point scale)."""
+    Whole or half steps, nothing below 0, largest value above 1 (0s and 1s are flags, not stars)
+    and at most 10; the top is the smallest of SCALE_TOPS at or above the largest value (a 1-10
+    file whose best rating is 9 is still a 10-point scale)."""
     if values is None or not len(values):
         return None
     lo, hi = float(values.min()), float(values.max())
-    if lo < 0 or hi > SCALE_TOPS[-1] or not bool(np.all(np.mod(values * 2, 1) == 0)):
+    if lo < 0 or hi <= 1 or hi > SCALE_TOPS[-1] or not bool(np.all(np.mod(values * 2, 1) == 0)):
         return None
     return next(top for top in SCALE_TOPS if hi <= top)
 
