@@ -78,6 +78,24 @@ def test_ten_point_file_from_the_cli_announces_the_cut(tmp_path, capsys):
     assert "10-point scale" in err and "keeping value > 7:" in err
 
 
+@pytest.mark.parametrize("protocol", ["strong", "weak", "temporal"])
+def test_top_n_protocols_take_the_scales_cut_not_the_one_for_five_stars(protocol, tmp_path, capsys):
+    frame = stars_frame(n_users=60)
+    frame["time"] = np.arange(len(frame))
+    f = tmp_path / "stars.csv"
+    frame.to_csv(f, index=False)
+    extra = {"strong": ["--folds", "2"], "weak": ["--protocol-set", "k_core=1"], "temporal": []}[protocol]
+    code, _, err = run_cli(capsys, "split", f, "-p", protocol, "--out", tmp_path / "s", *extra)
+    assert code == 0, err
+    assert "keeping value > 7:" in err and f"{int((frame.stars > 7).sum()):,} of {len(frame):,} rows" in err
+    kept = set()
+    for part in (tmp_path / "s").glob("fold-0/*.csv"):
+        split = pd.read_csv(part, dtype=str)
+        kept |= set(zip(split.iloc[:, 0], split.iloc[:, 1]))
+    low = set(zip(frame.user[frame.stars <= 7], frame["item"][frame.stars <= 7]))
+    assert kept and not kept & low  # no rating of 7 or less reaches any part of the fold
+
+
 def test_an_explicit_threshold_that_drops_most_rows_warns_with_counts(tmp_path, capsys):
     frame = stars_frame()
     f = tmp_path / "stars.csv"

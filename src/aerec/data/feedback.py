@@ -204,7 +204,9 @@ def protocol_options(data: Interactions, fb: Feedback, protocol: str, options: d
         if fb.threshold_given and options.get("threshold") != fb.threshold:
             raise ConfigError(f"--threshold {fb.threshold:g} and the protocol option "
                               f"{user_set[0]}={options.get(user_set[0])} disagree; set one of them")
-    elif fb.kind == "implicit" or fb.threshold_given:
+    elif fb.kind == "implicit" or fb.threshold_given or fb.threshold != STAR_THRESHOLD:
+        # the protocols' own cuts (strong's > 3.5, weak's >= 3) are for 1-5 stars; another
+        # scale's cut (> 7 of 10) replaces them, as a given threshold does
         options["threshold"] = fb.threshold
         if "min_rating" in options:
             options["min_rating"] = None
