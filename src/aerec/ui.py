@@ -38,7 +38,8 @@ def progress(iterable=None, **kwargs):
     kwargs.setdefault("file", sys.stderr)
     kwargs.setdefault("leave", False)
     kwargs.setdefault("dynamic_ncols", True)
-    if not kwargs["disable"] and not _terminal(kwargs["file"]) and "notebook" not in tqdm.__module__:
+    notebook = tqdm.__module__ == "tqdm.auto"  # tqdm.auto defines a class of its own only for widgets
+    if not kwargs["disable"] and not _terminal(kwargs["file"]) and not notebook:
         kwargs.pop("position", None)
         if any(not getattr(bar, "disable", True) for bar in list(tqdm._instances)):
             kwargs["disable"] = True
