@@ -50,7 +50,7 @@ def test_info_column_mapping_and_warning(capsys, tmp_path):
     rc, out, err = run(capsys, "data", "info", str(f), "--no-header", "--sep", "|", "--user-col", "0",
                        "--item-col", "1", "--rating-col", "2", "--time-col", "3")
     assert rc == 0 and "2 users, 2 items, 2 interactions" in out
-    assert "warning: " in err and "1 duplicate (user, item) pairs; kept the latest by timestamp" in err
+    assert "warning: " in err and "1 duplicate (user, item) rows merged, kept the latest by timestamp" in err
     assert "rating histogram" in out and "binarized (rating > 3.5): 1 interactions" in out
 
 

@@ -97,7 +97,7 @@ def test_bad_timestamp_and_non_numeric_where_numeric(tmp_path):
 
 def test_duplicates_keep_latest_by_timestamp(tmp_path):
     p = write(tmp_path, "user,item,rating,timestamp\n1,2,5,300\n1,2,1,100\n1,3,2,50\n1,3,4,60\n")
-    with pytest.warns(DataWarning, match=r"r\.csv: 2 duplicate \(user, item\) pairs; kept the latest by timestamp"):
+    with pytest.warns(DataWarning, match=r"r\.csv: 2 duplicate \(user, item\) rows merged, kept the latest by timestamp"):
         d = read_file(p)
     assert sorted(zip(d.item_ids[d.item].tolist(), d.rating.tolist())) == [(2, 5.0), (3, 4.0)]
     assert d.meta["duplicates_dropped"] == 2

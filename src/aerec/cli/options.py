@@ -25,6 +25,13 @@ def data_options(f):
         click.option("--title-col", help="Item title column (optional)."),
         click.option("--sep", help="Field separator (default: from the extension or the first line; '\\t' for tab)."),
         click.option("--no-header", is_flag=True, default=None, help="The file has no header line."),
+        click.option("--duplicates", type=click.Choice(["sum", "last", "max", "first"]),
+                     help="Rule for repeated (user, item) rows: sum their values, keep the last (latest) or first, "
+                          "or the highest. Default: sum for counts, last for ratings; the rule used is printed."),
+        click.option("--trim-ids", is_flag=True, default=None,
+                     help="Trim spaces around ids (default: ids are kept exactly as written); prints how many changed."),
+        click.option("--dayfirst/--monthfirst", default=None,
+                     help="Order of numeric dates such as 01/02/2020 (refused as ambiguous without it)."),
         click.option("--feedback", type=click.Choice(["explicit", "implicit"]),
                      help="explicit: ratings (top-N models learn from those above --threshold); implicit: counts, "
                           "plays, clicks or pairs (every row kept). Default: guessed, and the guess is printed."),

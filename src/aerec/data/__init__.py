@@ -19,13 +19,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from aerec.data import cache, feedback, registry, sources
+from aerec.data.columns import MAX_ID_CHARS
+from aerec.data.files import check_file, open_input, read_bytes
 from aerec.data.interactions import Interactions
-from aerec.data.readers import DataWarning, from_frame, read_file
+from aerec.data.readers import DUPLICATES, DataWarning, from_frame, read_file
 from aerec.data.synth import synth
 from aerec.errors import FILE_WORDS, FRAME_WORDS, DataError, api_words
 
 __all__ = ["Interactions", "DataError", "DataWarning", "feedback", "load", "fetch", "from_dataframe", "list_datasets",
-           "read_file", "synth", "home"]
+           "read_file", "synth", "home", "check_file", "read_bytes", "open_input", "MAX_ID_CHARS", "DUPLICATES"]
 
 home = cache.home
 
@@ -48,14 +50,18 @@ def fetch(name: str, path=None, *, force: bool = False) -> Interactions:
 
 
 def from_dataframe(df, user=None, item=None, rating=None, time=None, title=None, *, name: str = "dataframe",
-                   feedback: str | None = None, threshold: float | None = None) -> Interactions:
+                   feedback: str | None = None, threshold: float | None = None, duplicates: str | None = None,
+                   trim_ids: bool = False, dayfirst: bool | None = None) -> Interactions:
     """Interactions from a pandas DataFrame, one row per interaction.
 
     user/item/rating/time/title name the columns (or give 0-based positions); unnamed user and
     item columns are guessed from common names (user_id, item_id, ...), and rating/time columns
     are used only when named or found under a common name. Ids keep their values: integer
-    columns stay integers, text ids ("007", "A-12") stay text exactly. Duplicate (user, item)
-    rows keep the latest (by time, else the last row), with a DataWarning giving the count.
+    columns stay integers (uint64 too), text ids ("007", "A-12", "NaN", " x ") stay text
+    exactly; only None/NaN/pd.NA values are missing ids. Duplicate (user, item) rows are merged
+    by `duplicates` ("sum" for counts and "last" otherwise by default; "max", "first"), with a
+    DataWarning giving the rule and the count. trim_ids trims spaces around ids (announced);
+    dayfirst settles dates such as 01/02/2020.
     feedback ("explicit" or "implicit") and threshold (keep value > threshold) declare what the
     values mean, as for `load`; without them the meaning is guessed (see aerec.data.feedback).
     """
@@ -68,7 +74,8 @@ def from_dataframe(df, user=None, item=None, rating=None, time=None, title=None,
         frame = df.reset_index(drop=True)
         frame.index = np.arange(1, len(frame) + 1)
         inter = from_frame(frame, label=f"DataFrame {name!r}", name=name, user_col=user, item_col=item,
-                           rating_col=rating, time_col=time, title_col=title, unit="row", source="pandas DataFrame")
+                           rating_col=rating, time_col=time, title_col=title, unit="row", source="pandas DataFrame",
+                           duplicates=duplicates, trim_ids=trim_ids, dayfirst=dayfirst, feedback=feedback)
         return declare(inter, feedback, threshold)
 
 
@@ -89,7 +96,8 @@ def declare(inter: Interactions, feedback: str | None = None, threshold: float |
 
 _FRAME_KEYS = {"user_col": "user", "item_col": "item", "rating_col": "rating", "time_col": "time",
                "title_col": "title", "user": "user", "item": "item", "rating": "rating", "time": "time",
-               "title": "title", "name": "name"}
+               "title": "title", "name": "name", "duplicates": "duplicates", "trim_ids": "trim_ids",
+               "dayfirst": "dayfirst", "feedback": "feedback"}
 
 
 def load(name_or_path, **mapping) -> Interactions:
@@ -97,12 +105,15 @@ def load(name_or_path, **mapping) -> Interactions:
     or a pandas DataFrame (see `from_dataframe`).
 
     mapping (files): user_col, item_col, rating_col, time_col, title_col, sep, header, encoding,
-    name; (DataFrames): the same column keys, or user/item/rating/time/title. For any source,
+    name, duplicates, trim_ids, dayfirst; (DataFrames): the same keys but sep, header and
+    encoding, or user/item/rating/time/title. For any source,
     feedback ("explicit" or "implicit") and threshold (keep value > threshold) declare what the
     values mean (see aerec.data.feedback); they are checked here and kept in ``meta``.
     """
     semantics = {k: mapping.pop(k, None) for k in ("feedback", "threshold")}
     mapping = {k: v for k, v in mapping.items() if v is not None}
+    if semantics.get("feedback") is not None and not _is_registered(name_or_path, mapping):
+        mapping["feedback"] = semantics["feedback"]  # counts are summed by default, ratings are not
     words = FRAME_WORDS if type(name_or_path).__name__ == "DataFrame" else FILE_WORDS
     with api_words(words):
         return declare(_load(name_or_path, mapping), **semantics)
@@ -124,10 +135,7 @@ def _load(name_or_path, mapping: dict) -> Interactions:
         raise DataError(f"load() takes a data set name, a file path or a DataFrame, got {type(name_or_path).__name__}")
     key = str(name_or_path)
     path = Path(key).expanduser()
-    try:
-        exists = path.exists()
-    except OSError:  # a name too long for the file system, for instance
-        exists = False
+    exists = _exists(path)
     if key.lower() in registry.REGISTRY and not exists:
         if mapping:
             raise DataError(f"{key} is a registered data set; column options ({', '.join(mapping)}) apply to files only")
@@ -135,6 +143,29 @@ def _load(name_or_path, mapping: dict) -> Interactions:
     if not exists:
         raise DataError(f"{key}: no such file, and not a registered data set ({', '.join(registry.names())})")
     return read_file(path, **mapping)
+
+
+def _exists(path: Path) -> bool:
+    """Whether something is there; a path that cannot be looked at counts, so that the file
+    guard reports why (permission denied) instead of "no such file"."""
+    import os
+
+    try:
+        os.stat(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except PermissionError:
+        return True
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
+
+
+def _is_registered(name_or_path, mapping: dict) -> bool:
+    if not isinstance(name_or_path, (str, Path)):
+        return False
+    key = str(name_or_path)
+    return key.lower() in registry.REGISTRY and not _exists(Path(key).expanduser())
 
 
 def list_datasets() -> list[dict]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from aerec.data.files import bomb_error
 from aerec.data.interactions import Interactions
 from aerec.data.readers import (
     build,
@@ -71,11 +72,12 @@ class Root:
                 # read into memory (pandas' C reader wants a seekable file), at most the cap: a
                 # member that expands beyond it is refused as a compression bomb
                 cap = decompressed_cap(self.path.stat().st_size)
+                if z.getinfo(member).file_size > cap:  # declared too big: refused before inflating
+                    raise bomb_error(self.label(member), cap)
                 with z.open(member) as f:
                     data = f.read(cap + 1)
                 if len(data) > cap:
-                    raise DataError(f"{self.label(member)}: decompresses to more than {cap:,} bytes; refused as a "
-                                    "possible compression bomb (set AEREC_MAX_DECOMPRESSED=BYTES to allow more)")
+                    raise bomb_error(self.label(member), cap)
                 return io.BytesIO(data)
         check_regular(Path(member), member)
         return open(member, "rb")

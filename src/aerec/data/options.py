@@ -1,7 +1,8 @@
 """The data section shared by every command and run config: how to read a file and what its
 values mean. Keys (TOML ``[data]``; command-line ``--user-col`` ... ``--threshold``):
 
-user_col, item_col, rating_col, time_col, title_col, sep, header, feedback, threshold
+user_col, item_col, rating_col, time_col, title_col, sep, header, duplicates, trim_ids, dayfirst,
+feedback, threshold
 
 They become keyword arguments of ``aerec.data.load``.
 """
@@ -10,8 +11,11 @@ from __future__ import annotations
 
 from aerec.errors import ConfigError
 
-KEYS = ("user_col", "item_col", "rating_col", "time_col", "title_col", "sep", "header", "feedback", "threshold")
-_TYPES = {"header": (bool,), "threshold": (int, float), "feedback": (str,), "sep": (str,)}
+KEYS = ("user_col", "item_col", "rating_col", "time_col", "title_col", "sep", "header", "duplicates", "trim_ids",
+        "dayfirst", "feedback", "threshold")
+_TYPES = {"header": (bool,), "threshold": (int, float), "feedback": (str,), "sep": (str,), "duplicates": (str,),
+          "trim_ids": (bool,), "dayfirst": (bool,)}
+DUPLICATES = ("sum", "last", "max", "first")
 
 
 def merge(section: dict | None, given: dict | None = None, where: str = "[data]") -> dict:
@@ -31,6 +35,8 @@ def merge(section: dict | None, given: dict | None = None, where: str = "[data]"
                 raise ConfigError(f"{label}: data option {k} = {v!r} has the wrong type")
             if k in ("user_col", "item_col", "rating_col", "time_col", "title_col") and not isinstance(v, (str, int)):
                 raise ConfigError(f"{label}: data option {k} must be a column name or a 0-based position")
+            if k == "duplicates" and v not in DUPLICATES:
+                raise ConfigError(f"{label}: duplicates must be one of {', '.join(DUPLICATES)}, got {v!r}")
             if k == "feedback" and v not in ("explicit", "implicit"):
                 raise ConfigError(f"{label}: feedback must be 'explicit' or 'implicit', got {v!r}")
             out[k] = v
