@@ -7,6 +7,9 @@ Import as ``from helpers import block_data``: pytest puts ``tests/`` on ``sys.pa
 - ``sampled_blocks``: the same block layout, each user holding a random ``per_user`` of its
   block's items (no held-out item).
 - ``lowrank_ratings``: a low-rank explicit rating matrix (1..5) cut into train and test.
+- ``hostile_ids``: distinct text ids that break careless readers (quotes, separators, spaces,
+  unicode, leading zeros, "NaN", "None", empty-looking, long); ``write_raw_table`` writes them
+  unquoted wherever a reader following the RFC keeps them as written.
 """
 
 from __future__ import annotations
@@ -55,3 +58,55 @@ def lowrank_ratings(seed: int = 0, n_users: int = 50, n_items: int = 36,
         return sp.csr_matrix((values, (u[mask], i[mask])), shape=full.shape)
 
     return make(~test), make(test)
+
+
+# every id below must come back exactly, from every input format
+HOSTILE_FIXED = [
+    '"Weird Al" Yankovic', "Weird Al Yankovic", "Sigur Rós ", "Sigur Rós", " Sigur Rós", "AC/DC",
+    "Crosby, Stills, Nash & Young", "Artist 174", "a\tb", "a;b", "a|b", "a::b", "a,b,c", '"quoted"', 'say "hi"',
+    '5" floppy', "'single'", "''", '""', '"', "\\", "back\\slash", " ", "  ", "\u00a0", "\u3000", "\u200b",
+    "007", "0", "00", "7", "-0", "+1", "1e3", "1.0", "0x10", "1２", "1٢", "١٢", "12", "NaN", "nan", "None", "none",
+    "NA", "N/A", "n/a", "null", "NULL", "#N/A", "<NA>", "True", "False", "inf", "-inf", "[]", "{}", "()", "#comment",
+    "=1+1", "@user", "日本語", "Ünïcödé", "emoji 🎸", "e\u0301", "\u00e9", "عربي", "\ufeffbom", "x" * 300,
+    "long " * 150, "C-00042", "SKU-0001", "Björk", "Motörhead", "Sigur Rós", "trailing\t", "\tleading",
+]
+
+
+def hostile_ids(n: int = 1000, seed: int = 0) -> list[str]:
+    """n distinct, deterministic text ids: the fixed hostile ones, then random mixes of the same
+    ingredients (no newlines, NUL or lone surrogates: those are refused as ids by design)."""
+    rng = np.random.default_rng(seed)
+    parts = ['"', ",", ";", "|", "\t", " ", "  ", "0", "007", "NaN", "None", "ü", "日", "🎸", "'", "\\", "::", "x",
+             "Rós", "A", "-", ".", "e"]
+    out = list(dict.fromkeys(HOSTILE_FIXED))
+    seen = set(out)
+    while len(out) < n:
+        k = int(rng.integers(1, 6))
+        text = "".join(parts[int(j)] for j in rng.integers(0, len(parts), size=k))
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out[:n]
+
+
+def write_raw_table(path, rows, sep: str, header=("user", "item")) -> None:
+    """A table written as a person would: fields raw, quoted only where a reader could not
+    otherwise tell them apart (a separator or quote-wrapped field), quotes inside doubled."""
+
+    def glued(x: str) -> bool:  # '"Weird Al" Yankovic': a quote closes before the field ends
+        j = 1
+        while (k := x.find('"', j)) >= 0:
+            if x[k + 1:k + 2] == '"':
+                j = k + 2
+                continue
+            return k + 1 < len(x)
+        return False
+
+    def field(x: str) -> str:
+        if sep in x or "\n" in x or "\r" in x or (x.startswith('"') and not glued(x)):
+            return '"' + x.replace('"', '""') + '"'
+        return x
+
+    lines = [sep.join(header)] + [sep.join(field(str(v)) for v in row) for row in rows]
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write("\n".join(lines) + "\n")

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from aerec import io, models  # noqa: E402
 from aerec.cli import main  # noqa: E402
+from aerec.limits import MAX_ID_CHARS  # noqa: E402
 from aerec.serve.app import create_app  # noqa: E402
 from aerec.serve.engine import Engine  # noqa: E402
 
@@ -114,7 +115,7 @@ def test_unknown_user_is_404_with_a_message(client):
     b'{"user": ["u0"]}', b'{"user": null}', b'{"items": "100"}', b'{"items": [100, [101]]}',
     b'{"items": [100], "ratings": [5, 4]}', b'{"items": [100], "ratings": [NaN]}', b'{"user": "u0", "ratings": [5]}',
     b'{"user": "u0", "items": [100]}', b"{}", b'{"user": "u0", "extra": 1}', b'{"user": "u0", "exclude": 100}',
-    b'{"user": "' + b"x" * 300 + b'"}',
+    b'{"user": "' + b"x" * (MAX_ID_CHARS + 1) + b'"}',
 ])
 def test_malformed_requests_are_422(client, body):
     r = client.post("/recommend", content=body, headers={"content-type": "application/json"})

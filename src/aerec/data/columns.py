@@ -20,8 +20,8 @@ import pandas as pd
 
 from aerec.data.notes import warn
 from aerec.errors import DataError
+from aerec.limits import MAX_ID_CHARS  # noqa: F401  (re-exported)
 
-MAX_ID_CHARS = 1024  # shared with aerec.serve: an id read from a file can always be sent back
 _INT_RE = r"[+-]?[0-9]+"  # ASCII digits only: "1٢" is text, not 12
 # integer text that converts to an int and back unchanged ("007", "+1", "-0" do not)
 _CANONICAL_INT_RE = r"0|-?[1-9][0-9]*"
@@ -116,37 +116,38 @@ def vocab(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniques, codes.astype(np.int32)
 
 
-def _text_values(s: pd.Series, label: str, what: str, df: pd.DataFrame, unit: str) -> pd.Series:
-    """An object column's values as text: strings stay, Python/numpy integers become their digits;
-    anything else (tuples, floats mixed with text, bytes) is refused."""
-    if s.dtype != object:
-        return s.astype(str)
-    ok = s.map(lambda x: isinstance(x, (str, int, np.integer)) and not isinstance(x, (bool, np.bool_)))
-    bad = ~ok.to_numpy(dtype=bool)
-    if bad.any():
-        x = s[bad].iloc[0]
-        raise DataError(f"{label} {where(df, bad, unit)}: {what} id {_short(x)} is a {type(x).__name__}; "
-                        f"ids must be text or integers{count(bad)}")
-    return s.astype(str)
-
-
 def _short(x) -> str:
     r = repr(x)
     return r if len(r) <= 60 else r[:57] + "..."
 
 
-def _check_text(vocab_: pd.Series, codes: np.ndarray, df, label: str, what: str, unit: str) -> None:
-    """Every distinct id: valid Unicode (no lone surrogate) and at most MAX_ID_CHARS long."""
-    long_ = (vocab_.str.len() > MAX_ID_CHARS).to_numpy(dtype=bool)
-    if long_.any():
-        bad = long_[codes]
-        raise DataError(f"{label} {where(df, bad, unit)}: {what} id of {int(vocab_[long_].str.len().iloc[0]):,} "
-                        f"characters; ids are at most {MAX_ID_CHARS}{count(bad)}")
-    surrogate = vocab_.str.contains("[\ud800-\udfff]", regex=True).to_numpy(dtype=bool)
-    if surrogate.any():
-        bad = surrogate[codes]
-        raise DataError(f"{label} {where(df, bad, unit)}: {what} id {_short(vocab_[surrogate].iloc[0])} holds a "
-                        f"lone surrogate, not valid Unicode text{count(bad)}")
+def _distinct_text(s: pd.Series, label: str, what: str, df: pd.DataFrame, unit: str):
+    """(codes, distinct ids as text) of a text or object column, each distinct value checked:
+    text or an integer (tuples, bytes, floats among text are refused), valid Unicode (no lone
+    surrogate) and at most MAX_ID_CHARS characters."""
+    codes, uniq = pd.factorize(s)
+    values = list(np.asarray(uniq, dtype=object))
+    problem = None
+    for j, x in enumerate(values):
+        if isinstance(x, (bool, np.bool_)) or not isinstance(x, (str, int, np.integer)):
+            problem = j, f"{what} id {_short(x)} is a {type(x).__name__}; ids must be text or integers"
+            break
+        if not isinstance(x, str):
+            values[j] = str(x)
+            continue
+        if len(x) > MAX_ID_CHARS:
+            problem = j, f"{what} id of {len(x):,} characters; ids are at most {MAX_ID_CHARS}"
+            break
+        try:
+            x.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = j, f"{what} id {_short(x)} holds a lone surrogate, not valid Unicode text"
+            break
+    if problem is not None:
+        j, why = problem
+        bad = codes == j
+        raise DataError(f"{label} {where(df, bad, unit)}: {why}{count(bad)}")
+    return codes, pd.Series(values, dtype=object)
 
 
 def parse_ids(df: pd.DataFrame, col, label: str, what: str, *, numeric: bool, unit: str = "line",
@@ -175,9 +176,7 @@ def parse_ids(df: pd.DataFrame, col, label: str, what: str, *, numeric: bool, un
         if numeric:
             raise DataError(f"{label} {where(df, ~whole, unit)}: {what} id {v[~whole][0]!r} is not an integer{count(~whole)}")
         s = s.astype(str)
-    raw_codes, raw = pd.factorize(_text_values(s, label, what, df, unit))
-    raw = pd.Series(np.asarray(raw, dtype=object), dtype=object)
-    _check_text(raw, raw_codes, df, label, what, unit)
+    raw_codes, raw = _distinct_text(s, label, what, df, unit)
     if trim:
         stripped = raw.str.strip()
         merge, uniq = pd.factorize(stripped, sort=True)

@@ -132,9 +132,11 @@ def _glued(data: bytes, sep: str) -> bool:
 
 
 def requote(data: bytes, sep: str) -> bytes:
-    """The same table with every not-quite-quoted field quoted, so pandas keeps it as written."""
+    """The same table with every field that is not properly quoted on its own line quoted, so
+    pandas keeps it as written. A quoted field ends on its line here: in a file that is not
+    RFC-clean, a quote that opens and never closes on its line is a character of the id."""
     s = _field_class(sep)
-    field = re.compile(rb'(?P<q>"(?:[^"]|"")*"(?=[' + s + rb'\r\n]|\Z))|(?P<u>[^' + s + rb'\r\n]+)')
+    field = re.compile(rb'(?P<q>"(?:[^"\r\n]|"")*"(?=[' + s + rb'\r\n]|\Z))|(?P<u>[^' + s + rb'\r\n]+)')
 
     def fix(m: re.Match) -> bytes:
         u = m.group("u")
@@ -239,7 +241,8 @@ def read_frame(path, *, sep: str | None = None, header: bool = True, encoding: s
         raise DataError(f"{label}: holds NUL bytes; not a text table (a binary file?)")
     first = head.decode(encoding, errors="replace").splitlines()[0] if head else ""
     sep = check_sep(sep) if sep is not None else sniff_sep(inner, first)
-    if _glued(data, sep):
+    glued = _glued(data, sep)
+    if glued:
         data = requote(bytes(data), sep)
     dtype = str
     if text_columns is not None:
@@ -250,6 +253,15 @@ def read_frame(path, *, sep: str | None = None, header: bool = True, encoding: s
     src = io.BytesIO(data) if isinstance(data, bytes) else path
     try:
         df = read_table(src, label, sep=sep, header=header, encoding=encoding, dtype=dtype)
+    except DataError as e:
+        # a quote that opens a field and never closes swallows the next lines: read it literally
+        if glued or "malformed row" not in str(e) or _field_class(sep) is None or data.find(b'"') < 0:
+            raise
+        try:
+            df = read_table(io.BytesIO(requote(bytes(data), sep)), label, sep=sep, header=header,
+                            encoding=encoding, dtype=dtype)
+        except DataError:
+            raise e from None
     finally:
         if not isinstance(data, bytes):
             data.close()

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, String
 
 from aerec import io
 from aerec.errors import AerecError
+from aerec.limits import MAX_ID_CHARS
 from aerec.serve.batching import MicroBatcher
 from aerec.serve.engine import Engine
 
@@ -31,7 +32,6 @@ log = logging.getLogger("aerec.serve")
 MAX_K = 1000
 MAX_ITEMS = 5000  # per list in a request; the body limit usually binds first
 MAX_BODY = 64 * 1024
-MAX_ID_CHARS = 256
 MAX_HEADER_BYTES = 16 * 1024
 
 Id = StrictInt | Annotated[str, StringConstraints(strict=True, max_length=MAX_ID_CHARS)]
