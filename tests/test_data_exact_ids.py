@@ -88,13 +88,16 @@ def test_missing_ids_follow_one_rule_for_files_and_dataframes(tmp_path):
             data.from_dataframe(pd.DataFrame({"user": [missing, "b"], "item": [1, 2]}))
 
 
-def test_uint64_ids_keep_their_value():
+def test_uint64_ids_keep_their_value(tmp_path):
     big = [2**64 - 1, 2**63, 7]
     frame = pd.DataFrame({"user": np.array(big, dtype=np.uint64), "item": np.array(big, dtype=np.uint64)})
     d = data.from_dataframe(frame)
     assert sorted(d.user_ids.tolist()) == sorted(big) and sorted(d.item_ids.tolist()) == sorted(big)
     model = models.create("pop").fit(d)
     assert set(model.recommend_items([2**64 - 1], k=5).item_ids) == {2**63, 7}
+    model.save(tmp_path / "m")
+    again = io.load(tmp_path / "m")
+    assert sorted(again.item_ids.tolist()) == sorted(big) and set(again.recommend_user(2**63, k=5).item_ids) == {2**64 - 1, 7}
 
 
 def test_only_ascii_digits_are_numbers(tmp_path):

@@ -349,6 +349,16 @@ def _id_list(path: Path, obj: dict, field: str, n: int | None) -> list:
     return ids
 
 
+def _id_array(ids: list) -> np.ndarray:
+    """Ids as an array that keeps every value: integers beyond int64 (uint64 ids of 2^63 and
+    above) would otherwise become inexact floats."""
+    if ids and all(isinstance(x, int) for x in ids) and not all(-2**63 <= x < 2**63 for x in ids):
+        if all(0 <= x < 2**64 for x in ids):
+            return np.asarray(ids, dtype=np.uint64)
+        return np.asarray(ids, dtype=object)
+    return np.asarray(ids)
+
+
 def _check_manifest(path: Path) -> dict:
     """The manifest's schema and the HMAC; returns its file table."""
     mpath = path / MANIFEST
@@ -566,7 +576,7 @@ def load(path, *, device: str | None = None):
     items = _read_json(ipath)
     if not isinstance(items, dict):
         raise ModelFileError(f"{ipath}: must be a JSON object, got {type(items).__name__}")
-    model.item_ids = np.asarray(_id_list(ipath, items, "ids", n_items))
+    model.item_ids = _id_array(_id_list(ipath, items, "ids", n_items))
     titles = _expect(ipath, items, "titles", list, "a list of titles", required=False)
     if titles is not None:
         if len(titles) != n_items:
@@ -583,7 +593,7 @@ def load(path, *, device: str | None = None):
         users = _read_json(upath)
         if not isinstance(users, dict):
             raise ModelFileError(f"{upath}: must be a JSON object, got {type(users).__name__}")
-        model.user_ids = np.asarray(_id_list(upath, users, "ids", None))
+        model.user_ids = _id_array(_id_list(upath, users, "ids", None))
         below = _expect(upath, users, "below_threshold", dict, "an object", required=False)
         if below is not None:
             rule = _expect(upath, below, "rule", str, "a string")
