@@ -34,8 +34,9 @@ def test_dates_of_any_year_load_as_exact_seconds(tmp_path, capsys):
 
 
 def test_mixed_dates_and_date_times_parse(tmp_path):
-    d = data.load(_csv(tmp_path, "user,item,date\n1,1,2020-01-01\n1,2,2020-01-01 23:59:59\n"))
-    assert d.timestamp.tolist() == [_seconds("2020-01-01"), _seconds("2020-01-01") + 86399]
+    d = data.load(_csv(tmp_path, "user,item,date\n1,1,2020-01-01\n1,2,2020-01-01 23:59:59\n1,3,9999-12-31 23:59:59\n"))
+    assert d.timestamp.tolist() == [_seconds("2020-01-01"), _seconds("2020-01-01") + 86399,
+                                    _seconds("9999-12-31") + 86399]
 
 
 def test_day_first_ambiguity_is_refused_or_declared(tmp_path, capsys):
