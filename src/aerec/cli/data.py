@@ -22,13 +22,14 @@ def _summary_text(s: dict) -> str:
     lines = [
         f"{s['name']}: {s['users']:,} users, {s['items']:,} items, {s['interactions']:,} interactions, "
         f"density {s['density']:.4%}",
-        f"  ratings: {'yes' if s['has_ratings'] else 'no'}, timestamps: {'yes' if s['has_timestamps'] else 'no'}, "
+        f"  {_values_words(s)}, timestamps: {'yes' if s['has_timestamps'] else 'no'}, "
         f"titles: {'yes' if s['has_titles'] else 'no'}",
     ]
     if "rating_histogram" in s:
         hist = s["rating_histogram"]
         total = sum(hist.values()) or 1
-        lines.append("  rating histogram:")
+        what = "value" if s.get("values") == "counts" else "rating"
+        lines.append(f"  {what} histogram{' (log bins)' if s.get('histogram_bins') == 'log' else ''}:")
         for k, v in hist.items():
             lines.append(f"    {k:>9}  {v:>10,}  {v / total:6.1%}")
     if "feedback" in s:
@@ -47,11 +48,19 @@ def _summary_text(s: dict) -> str:
     return "\n".join(lines)
 
 
+def _values_words(s: dict) -> str:
+    if s.get("values") == "counts":
+        return "values: counts"
+    return f"ratings: {'yes' if s['has_ratings'] else 'no'}"
+
+
 def _summary(inter) -> dict:
     s = inter.summary()
-    for key in ("source", "ids", "duplicates_dropped", "values"):
+    for key in ("source", "ids", "duplicates_dropped", "duplicates", "unused_columns"):
         if key in inter.meta:
             s[key] = inter.meta[key]
+    if "values" in inter.meta:  # a format's note on its value column (MSD drops play counts)
+        s["values_note"] = inter.meta["values"]
     return s
 
 

@@ -165,17 +165,17 @@ class Interactions:
             "has_titles": self.item_titles is not None,
         }
         if self.rating is not None and len(self):
-            values, counts = np.unique(self.rating, return_counts=True)
-            if len(values) <= 20:
-                out["rating_histogram"] = {f"{v:g}": int(c) for v, c in zip(values, counts)}
-            else:
-                hist, edges = np.histogram(self.rating, bins=10)
-                out["rating_histogram"] = {f"{a:g}-{b:g}": int(c) for a, b, c in zip(edges[:-1], edges[1:], hist)}
+            out["rating_histogram"], log = histogram(self.rating)
+            if log:
+                out["histogram_bins"] = "log"
         from aerec.data import feedback
 
+        out["values"] = "none" if self.rating is None else "ratings"
         if len(self):
             fb = feedback.decide(self, self.meta.get("feedback"), self.meta.get("threshold"))
             out["feedback"] = fb.to_dict()
+            if self.rating is not None and fb.kind == "implicit":
+                out["values"] = "counts"
             if fb.kind == "explicit" and fb.threshold is not None:
                 b = self.binarize(fb.threshold)
                 out["binarized"] = {
@@ -185,3 +185,24 @@ class Interactions:
                     "items": int(len(np.unique(b.item))),
                 }
         return out
+
+
+def histogram(values: np.ndarray) -> tuple[dict, bool]:
+    """{label: count} of the values, and whether the bins are logarithmic.
+
+    Up to 20 distinct values get one bin each. Otherwise 10 bins, spaced logarithmically when
+    the values are positive with a heavy tail (the top is 50 times the median or more, as play
+    counts are), so that the bulk does not all land in the first bin.
+    """
+    uniq, counts = np.unique(values, return_counts=True)
+    if len(uniq) <= 20:
+        return {f"{v:g}": int(c) for v, c in zip(uniq, counts)}, False
+    lo, hi, mid = float(uniq[0]), float(uniq[-1]), float(np.median(values))
+    if lo > 0 and mid > 0 and hi >= 50 * mid:
+        edges = np.geomspace(lo, hi, 11)
+        if np.all(np.mod(values, 1) == 0):  # whole numbers: whole edges, no empty repeats
+            edges = np.unique(np.r_[np.floor(edges[:-1]), hi])
+        hist, edges = np.histogram(values, bins=edges)
+        return {f"{a:g}-{b:g}": int(c) for a, b, c in zip(edges[:-1], edges[1:], hist)}, True
+    hist, edges = np.histogram(values, bins=10)
+    return {f"{a:g}-{b:g}": int(c) for a, b, c in zip(edges[:-1], edges[1:], hist)}, False
