@@ -127,8 +127,9 @@ def _glued(data: bytes, sep: str) -> bool:
     s = _field_class(sep)
     if s is None or data.find(b'"') < 0:
         return False
-    pattern = rb'(?:^|(?<=[' + s + rb']))"(?:[^"]|"")*"(?![' + s + rb'\r\n]|\Z)'
-    return re.search(pattern, data, re.M) is not None
+    # starts with the quote itself (fast scanning); the lookbehind keeps quotes that open a field
+    pattern = rb'"(?<![^' + s + rb'\r\n]")(?:[^"]|"")*"(?![' + s + rb'\r\n]|\Z)'
+    return re.search(pattern, data) is not None
 
 
 def requote(data: bytes, sep: str) -> bytes:
