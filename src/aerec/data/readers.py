@@ -243,8 +243,8 @@ def _hint(path: Path, message: str, sep: str | None, header: bool, encoding: str
         return ""
     better = sep_that_parses(head, used)
     if better is not None:
-        tried = f"--sep {shown_sep(used)}" if sep is not None else f"the separator {shown_sep(used)}"
-        return f"the file parses with --sep {shown_sep(better)} (not {tried.split(' ', 1)[1]})"
+        tried = f"not --sep {shown_sep(used)}" if sep is not None else f"{shown_sep(used)} was guessed"
+        return f"the file parses with --sep {shown_sep(better)} ({tried})"
     if header and "cannot tell which column" in message and first_row_is_data(head, used):
         return "the first line looks like data, not a header: add --no-header"
     return ""
