@@ -69,12 +69,15 @@ HOSTILE_FIXED = [
     "NA", "N/A", "n/a", "null", "NULL", "#N/A", "<NA>", "True", "False", "inf", "-inf", "[]", "{}", "()", "#comment",
     "=1+1", "@user", "日本語", "Ünïcödé", "emoji 🎸", "e\u0301", "\u00e9", "عربي", "\ufeffbom", "x" * 300,
     "long " * 150, "C-00042", "SKU-0001", "Björk", "Motörhead", "Sigur Rós", "trailing\t", "\tleading",
+    "line\nbreak", "carriage\rreturn", "crlf\r\n", "a\u2028b", "a\u2029b", "a\x85b", "a\x0bb", "\u202eevil",
+    '"Weird Al"\nYankovic', '"two\nlines" glued',
 ]
 
 
 def hostile_ids(n: int = 1000, seed: int = 0) -> list[str]:
-    """n distinct, deterministic text ids: the fixed hostile ones, then random mixes of the same
-    ingredients (no newlines, NUL or lone surrogates: those are refused as ids by design)."""
+    """n distinct, deterministic text ids: the fixed hostile ones (line breaks inside ids
+    included), then random mixes of the same ingredients (no NUL or lone surrogate: those are
+    refused by design)."""
     rng = np.random.default_rng(seed)
     parts = ['"', ",", ";", "|", "\t", " ", "  ", "0", "007", "NaN", "None", "ü", "日", "🎸", "'", "\\", "::", "x",
              "Rós", "A", "-", ".", "e"]

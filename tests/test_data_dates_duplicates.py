@@ -98,6 +98,6 @@ def test_the_duplicate_rule_can_be_chosen_everywhere(tmp_path, rule, want, capsy
 def test_a_value_beyond_float32_is_refused_where_it_enters(tmp_path, capsys):
     f = _csv(tmp_path, "user_id,item_id,rating\n1,1,1e39\n1,2,4\n2,1,5\n")
     assert main(["data", "info", str(f)]) == 2
-    assert "line 2: value 1e+39 is beyond the float32 range" in capsys.readouterr().err
-    with pytest.raises(DataError, match="row 1: value 1e"):
+    assert "line 2: rating 1e+39 is beyond the 32-bit float range" in capsys.readouterr().err
+    with pytest.raises(DataError, match="row 1: rating 1e"):
         data.from_dataframe(pd.DataFrame({"user": [1], "item": [1], "rating": [1e39]}), rating="rating")

@@ -22,7 +22,7 @@ def _rows(items: list[str], users: list[str]) -> list[tuple[str, str]]:
 def _inputs(tmp_path, rows):
     frame = pd.DataFrame(rows, columns=["user", "item"])
     csv = tmp_path / "pandas.csv"
-    frame.to_csv(csv, index=False)
+    frame.to_csv(csv, index=False, lineterminator="\r\n")  # CRLF: pandas then quotes ids holding a bare \r
     raw_csv = tmp_path / "raw.csv"
     write_raw_table(raw_csv, rows, ",")
     tsv = tmp_path / "raw.tsv"

@@ -241,8 +241,8 @@ def parse_ratings(df: pd.DataFrame, col, label: str, unit: str = "line") -> np.n
         raise DataError(f"{label} {where(df, inf, unit)}: rating {v[inf][0]} is not finite{count(inf)}")
     big = np.abs(v) > np.finfo(np.float32).max  # would become inf in float32
     if big.any():
-        raise DataError(f"{label} {where(df, big, unit)}: value {v[big][0]:g} is beyond the float32 range "
-                        f"(±3.4e38){count(big)}")
+        raise DataError(f"{label} {where(df, big, unit)}: rating {v[big][0]:g} is beyond the 32-bit float range "
+                        f"(+-3.4e38){count(big)}")
     return v.astype(np.float32)
 
 

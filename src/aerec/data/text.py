@@ -128,16 +128,19 @@ def _glued(data: bytes, sep: str) -> bool:
     if s is None or data.find(b'"') < 0:
         return False
     # starts with the quote itself (fast scanning); the lookbehind keeps quotes that open a field
-    pattern = rb'"(?<![^' + s + rb'\r\n]")(?:[^"]|"")*"(?![' + s + rb'\r\n]|\Z)'
+    # possessive: a quoted part ends at its first lone quote, as in the RFC
+    pattern = rb'"(?<![^' + s + rb'\r\n]")(?:[^"]|"")*+"(?![' + s + rb'\r\n]|\Z)'
     return re.search(pattern, data) is not None
 
 
-def requote(data: bytes, sep: str) -> bytes:
-    """The same table with every field that is not properly quoted on its own line quoted, so
-    pandas keeps it as written. A quoted field ends on its line here: in a file that is not
-    RFC-clean, a quote that opens and never closes on its line is a character of the id."""
+def requote(data: bytes, sep: str, line_bound: bool = False) -> bytes:
+    """The same table with every field that is not properly quoted quoted, so pandas keeps it
+    as written. A quoted field ends at its first lone quote (possessive match, as in the RFC)
+    and may span lines; with line_bound it must close on its own line, which reads a quote that
+    opens a field and never closes as a character of the id."""
     s = _field_class(sep)
-    field = re.compile(rb'(?P<q>"(?:[^"\r\n]|"")*"(?=[' + s + rb'\r\n]|\Z))|(?P<u>[^' + s + rb'\r\n]+)')
+    inside = rb'[^"\r\n]' if line_bound else rb'[^"]'
+    field = re.compile(rb'(?P<q>"(?:' + inside + rb'|"")*+"(?=[' + s + rb'\r\n]|\Z))|(?P<u>[^' + s + rb'\r\n]+)')
 
     def fix(m: re.Match) -> bytes:
         u = m.group("u")
@@ -259,8 +262,8 @@ def read_frame(path, *, sep: str | None = None, header: bool = True, encoding: s
         if glued or "malformed row" not in str(e) or _field_class(sep) is None or data.find(b'"') < 0:
             raise
         try:
-            df = read_table(io.BytesIO(requote(bytes(data), sep)), label, sep=sep, header=header,
-                            encoding=encoding, dtype=dtype)
+            df = read_table(io.BytesIO(requote(bytes(data), sep, line_bound=True)), label, sep=sep,
+                            header=header, encoding=encoding, dtype=dtype)
         except DataError:
             raise e from None
     finally:
