@@ -95,6 +95,11 @@ def test_uint64_ids_keep_their_value(tmp_path):
     assert sorted(d.user_ids.tolist()) == sorted(big) and sorted(d.item_ids.tolist()) == sorted(big)
     model = models.create("pop").fit(d)
     assert set(model.recommend_items([2**64 - 1], k=5).item_ids) == {2**63, 7}
+    f = tmp_path / "big.csv"
+    f.write_text("user,item\n" + "".join(f"{b},{b}\n" for b in big))
+    assert sorted(data.load(f).item_ids.tolist()) == sorted(big)  # the same ids from text
+    f.write_text("user,item\n1,-1\n1,18446744073709551616\n")
+    assert data.load(f).item_ids.tolist() == ["-1", "18446744073709551616"]  # beyond 64 bits: text
     model.save(tmp_path / "m")
     again = io.load(tmp_path / "m")
     assert sorted(again.item_ids.tolist()) == sorted(big) and set(again.recommend_user(2**63, k=5).item_ids) == {2**64 - 1, 7}

@@ -197,9 +197,11 @@ def parse_ids(df: pd.DataFrame, col, label: str, what: str, *, numeric: bool, un
     exact = is_int if numeric else vocab_.str.fullmatch(_CANONICAL_INT_RE).to_numpy(dtype=bool)
     if exact.all() and len(exact):
         try:
-            ints = vocab_.map(int).to_numpy(dtype=np.int64)
-        except (OverflowError, ValueError):
-            ints = None  # beyond int64: keep them as text
+            ints = vocab_.astype(np.int64).to_numpy()
+        except (OverflowError, ValueError):  # beyond int64
+            values = [int(x) for x in vocab_]
+            # uint64, as a uint64 DataFrame column reads; beyond 64 bits they stay text
+            ints = np.array(values, dtype=np.uint64) if all(0 <= x < 2**64 for x in values) else None
         if ints is not None:
             order = np.argsort(ints, kind="stable")
             rank = np.empty_like(order)
