@@ -177,7 +177,10 @@ def parse_ids(df: pd.DataFrame, col, label: str, what: str, *, numeric: bool, un
             raise DataError(f"{label} {where(df, ~whole, unit)}: {what} id {v[~whole][0]!r} is not an integer{count(~whole)}")
         s = s.astype(str)
     raw_codes, raw = _distinct_text(s, label, what, df, unit)
-    if trim:
+    if numeric:  # a registered format's numeric ids: spaces around them carry no meaning
+        merge, uniq = pd.factorize(raw.str.strip(), sort=True)
+        codes = merge[raw_codes]
+    elif trim:
         stripped = raw.str.strip()
         merge, uniq = pd.factorize(stripped, sort=True)
         codes = merge[raw_codes]
@@ -189,7 +192,7 @@ def parse_ids(df: pd.DataFrame, col, label: str, what: str, *, numeric: bool, un
         merge, uniq = pd.factorize(raw, sort=True)
         codes = merge[raw_codes]
         spaced = int((raw.str.strip() != raw).sum())
-        if spaced and not numeric:
+        if spaced:
             warn(f"{label}: {spaced:,} {what} ids begin or end with spaces and are kept as written "
                  "(trim them with --trim-ids)")
     vocab_ = pd.Series(np.asarray(uniq, dtype=object), dtype=object)
