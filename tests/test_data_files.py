@@ -102,3 +102,18 @@ def test_a_compression_bomb_is_refused_before_any_parsing(tmp_path, monkeypatch,
     assert main(["data", "info", str(bomb)]) == 2
     assert "compression bomb" in capsys.readouterr().err
     assert parsed == []  # refused on the streamed bytes, not after reading rows
+
+
+def test_a_zip_whose_header_lies_about_the_size_is_one_clear_error(tmp_path, capsys):
+    import struct
+
+    f = tmp_path / "liar.zip"
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("r.csv", b"user,item\n" + b"1,1\n" * 100_000)
+    raw = bytearray(f.read_bytes())
+    for sig, at in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # local and central headers: 10 bytes
+        i = raw.find(sig)
+        raw[i + at:i + at + 4] = struct.pack("<I", 10)
+    f.write_bytes(bytes(raw))
+    assert main(["data", "info", str(f)]) == 2
+    assert "not a readable zip file" in capsys.readouterr().err

@@ -125,9 +125,10 @@ class CappedStream(io.RawIOBase):
 
 def zlib_errors():
     import lzma
+    import zipfile
     import zlib
 
-    return (zlib.error, lzma.LZMAError)
+    return (zlib.error, lzma.LZMAError, zipfile.BadZipFile)  # a bad CRC, a size the header lied about
 
 
 def _decompressor(path: Path, kind: str, label: str):
