@@ -61,6 +61,9 @@ def test_weird_al_and_a_trailing_space_stay_distinct_in_a_headerless_tsv(tmp_pat
     quoted = tmp_path / "q.csv"
     quoted.write_text('user,item\n1,"Weird Al"\n1,"a,""b"""\n2,x"y\n', encoding="utf-8")
     assert sorted(data.load(quoted).item_ids.tolist()) == sorted(["Weird Al", 'a,"b"', 'x"y'])
+    unclosed = tmp_path / "u.csv"
+    unclosed.write_text('user,item\n1,"Weird Al\n2,x\n', encoding="utf-8")  # a quote that never closes
+    assert sorted(data.load(unclosed).item_ids.tolist()) == ['"Weird Al', "x"]
 
 
 def test_trimming_is_asked_for_and_counted(tmp_path):

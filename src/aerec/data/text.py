@@ -259,7 +259,8 @@ def read_frame(path, *, sep: str | None = None, header: bool = True, encoding: s
         df = read_table(src, label, sep=sep, header=header, encoding=encoding, dtype=dtype)
     except DataError as e:
         # a quote that opens a field and never closes swallows the next lines: read it literally
-        if glued or "malformed row" not in str(e) or _field_class(sep) is None or data.find(b'"') < 0:
+        unclosed = "malformed row" in str(e) or "EOF inside string" in str(e)
+        if glued or not unclosed or _field_class(sep) is None or data.find(b'"') < 0:
             raise
         try:
             df = read_table(io.BytesIO(requote(bytes(data), sep, line_bound=True)), label, sep=sep,
