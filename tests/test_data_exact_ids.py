@@ -140,6 +140,8 @@ def test_dataframe_mistakes_are_one_clear_error():
         data.from_dataframe(pd.DataFrame({"user": ["a", "b\ud800"], "item": [1, 2]}, dtype=object))
     with pytest.raises(DataError, match=r"row 1: item id \(1, 2\) is a tuple"):
         data.from_dataframe(pd.DataFrame({"user": ["a"], "item": [(1, 2)]}))
+    with pytest.raises(DataError, match=r"row 2: user ids 7 and '7' would be the same id"):
+        data.from_dataframe(pd.DataFrame({"user": [7, "7"], "item": [1, 2]}))
 
 
 def test_the_service_takes_back_every_id_it_returns(tmp_path):

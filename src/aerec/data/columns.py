@@ -143,6 +143,14 @@ def _distinct_text(s: pd.Series, label: str, what: str, df: pd.DataFrame, unit: 
         except UnicodeEncodeError:
             problem = j, f"{what} id {_short(x)} holds a lone surrogate, not valid Unicode text"
             break
+    if problem is None and len(set(values)) < len(values):  # 7 and "7" in one object column
+        first = {}
+        for j, x in enumerate(values):
+            if x in first:
+                problem = j, (f"{what} ids {_short(uniq[first[x]])} and {_short(uniq[j])} would be the same id; "
+                              "give the column one type")
+                break
+            first[x] = j
     if problem is not None:
         j, why = problem
         bad = codes == j
@@ -161,7 +169,8 @@ def parse_ids(df: pd.DataFrame, col, label: str, what: str, *, numeric: bool, un
     s = df[col]
     missing = s.isna().to_numpy()
     if missing.any():
-        raise DataError(f"{label} {where(df, missing, unit)}: missing {what} id (an empty field?){count(missing)}")
+        why = "an empty field?" if unit == "line" else "None, NaN or NA"
+        raise DataError(f"{label} {where(df, missing, unit)}: missing {what} id ({why}){count(missing)}")
     if pd.api.types.is_bool_dtype(s.dtype):
         s = s.astype(str)
     elif pd.api.types.is_integer_dtype(s.dtype):
