@@ -72,3 +72,34 @@ def test_binary_garbage(tmp_path):
     z = tmp_path / "g.npz"
     z.write_bytes(b"PK\x03\x04 broken")
     _read(read_file, z)
+
+
+ID_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                  min_size=1, max_size=12)
+
+
+@SETTINGS
+@given(ids=st.lists(ID_TEXT, min_size=1, max_size=12, unique=True), sep=st.sampled_from([",", "\t", ";", "|"]),
+       writer=st.sampled_from(["csv", "raw"]))
+def test_any_text_id_round_trips(tmp_path_factory, ids, sep, writer):
+    """Ids written by an RFC writer (Python's csv, quoting where needed) or by hand (raw unless
+    a separator, line break or leading quote needs quotes) read back exactly."""
+    import csv
+
+    from helpers import write_raw_table
+
+    p = tmp_path_factory.mktemp("ids") / "r.csv"
+    rows = [("u", x) for x in ids]
+    if writer == "csv":
+        with open(p, "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f, delimiter=sep, lineterminator="\r\n")
+            w.writerow(["user", "item"])
+            w.writerows(rows)
+    else:
+        write_raw_table(p, rows, sep)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = read_file(p, sep=sep)
+    assert sorted(map(str, d.item_ids.tolist())) == sorted(ids)
