@@ -66,13 +66,18 @@ def test_weird_al_and_a_trailing_space_stay_distinct_in_a_headerless_tsv(tmp_pat
     assert sorted(data.load(unclosed).item_ids.tolist()) == ['"Weird Al', "x"]
 
 
-def test_trimming_is_asked_for_and_counted(tmp_path):
+def test_trimming_is_asked_for_and_counted(tmp_path, capsys):
     f = tmp_path / "r.csv"
     f.write_text("user,item\n1,Sigur Rós \n1,Sigur Rós\n2, x\n", encoding="utf-8")
     with pytest.warns(data.DataWarning, match="2 item ids begin or end with spaces and are kept"):
         assert data.load(f).n_items == 3
     with pytest.warns(data.DataWarning, match=r"trimmed spaces around 2 item ids; 1 of them merged"):
         assert sorted(data.load(f, trim_ids=True).item_ids.tolist()) == ["Sigur Rós", "x"]
+    from aerec.cli import main
+
+    assert main(["data", "info", str(f), "--trim-ids", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert '"items": 2' in out and "trimmed spaces around 2 item ids; 1 of them merged" in err
 
 
 def test_missing_ids_follow_one_rule_for_files_and_dataframes(tmp_path):
