@@ -122,7 +122,9 @@ def merge_duplicates(inter: Interactions, rule: str, label: str) -> Interactions
         rating = rating.astype(np.float32)
     keep = np.argsort(pick, kind="stable")  # rows stay in file order
     merged = n - len(pick)
-    words = _rule_words(rule, inter.timestamp is not None)
+    words = _rule_words(rule if value is not None or rule == "first" else "last", inter.timestamp is not None)
+    if value is None and rule in ("sum", "max"):
+        words += f" (no value column to {rule})"
     warn(f"{label}: {merged:,} duplicate (user, item) rows merged, {words}; "
          f"choose with --duplicates {'|'.join(DUPLICATES)}")
     meta["duplicates"] = {"rule": rule, "merged_rows": int(merged)}
