@@ -6,6 +6,8 @@
     df_data = data.from_dataframe(df, user="uid", item="sku", rating="stars", time="ts",
                                   feedback="explicit", threshold=6.5)
     fake = data.synth(1000, 500, 20_000, seed=0)
+    data.check_file(path, max_bytes=1 << 20)        # the guard every reader uses: regular file, size cap
+    raw = data.read_bytes(path, max_bytes=1 << 20)  # a small file (an item list) behind that guard
 
 `load` returns `Interactions` (CSR on demand, id vocabularies, timestamps, titles). What the
 values mean (explicit ratings or implicit counts, and which rows a top-N model learns from) is
