@@ -213,3 +213,35 @@ def test_a_new_study_starts_from_the_reference_setting():
     res = tune("ease", data, "strong", trials=3, seed=0, folds=3)
     assert res["log"][0]["params"] == {"l2": models.get("ease").Config().l2}
     assert len({json.dumps(t["params"]) for t in res["log"]}) == 3  # the others are drawn
+
+
+# protocols whose test users train --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol, options", [("weak", {"k_core": 2}), ("temporal", {})])
+def test_tuning_refuses_a_protocol_that_trains_on_its_test_users(protocol, options):
+    data = synth(150, 60, 3000, seed=1)
+    with pytest.raises(ConfigError, match="trains on its own test users"):
+        tune("ease", data, protocol, trials=1, folds=1, protocol_options=options)
+
+
+def test_a_study_refuses_a_fold_whose_test_users_train():
+    from aerec import protocols
+    from aerec.tune import run_study
+
+    data = synth(150, 60, 3000, seed=1)
+    fold = protocols.get("weak", k_core=2).folds(data)[0]  # the Python API's way round the protocol check
+    with pytest.raises(ConfigError, match="test users are among its training"):
+        run_study(models.get("ease"), fold, trials=1)
+
+
+def test_cli_tune_weak_is_refused_in_one_line(tmp_path, capsys):
+    from conftest import block_interactions, write_csv
+
+    from aerec.cli import main
+
+    csv = write_csv(block_interactions(), tmp_path / "d.csv")
+    assert main(["tune", "ease", "--dataset", csv, "-p", "weak", "--dir", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "trains on its own test users" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "s").exists()

@@ -85,6 +85,15 @@ def tuning_users(fold) -> dict:
             "disjoint": not (test & (fit | score))}
 
 
+def refuse_leaky(proto) -> None:
+    """Refuse a protocol whose test users are also its training users: no study on it can leave
+    the users it reports unread (weak generalization, global temporal)."""
+    if getattr(proto, "trains_on_test_users", False):
+        mode = f" (mode={proto.mode})" if getattr(proto, "mode", None) else ""
+        raise ConfigError(f"protocol '{proto.name}'{mode} trains on its own test users, so tuning on it would fit "
+                          "on the users it reports; tune on 'strong' (or 'temporal' with mode=user) instead")
+
+
 # one study --------------------------------------------------------------------------------------
 
 
@@ -154,6 +163,9 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
     valid = fold.valid if rating else (fold.valid_in, fold.valid_out)
     if (valid.nnz if rating else valid[1].nnz) == 0:
         raise ConfigError("tuning needs validation data, and this fold has none")
+    if not tuning_users(fold)["disjoint"]:  # a study must never fit or score a user (rating) it reports
+        raise ConfigError(f"{label or cls.name}: this fold's test users are among its training or validation "
+                          "users; tuning on it would read them (tune on a held-out-users protocol such as 'strong')")
     metric, higher = monitor_for(cls)
     neural = hasattr(cls, "init_network")
     kept: dict = {}
@@ -274,6 +286,7 @@ def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, 
     from aerec import models, protocols
 
     cls = models.get(model_name)
+    refuse_leaky(protocols.get(protocol_name, **{"seed": seed, **(protocol_options or {})}))
     proto = protocols.get(protocol_name, folds=folds, **{"seed": seed, **(protocol_options or {})})
     if proto.task != cls.task:
         raise ConfigError(f"model '{model_name}' is a {cls.task} model; protocol '{protocol_name}' is for {proto.task}")

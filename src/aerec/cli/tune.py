@@ -77,6 +77,9 @@ def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items,
     file = cfgmod.load_toml(config_file) if config_file else {}
     mapping = data_mapping(data_params, file.get("data"))
     given = {**file.get("protocol", {}), **cfgmod.parse_set(list(protocol_sets))}
+    from aerec.tune import refuse_leaky
+
+    refuse_leaky(protocols.get(protocol, **{"seed": seed, **given}))  # before --folds, which weak has no use for
     base = protocols.get(protocol, folds=folds, **{"seed": seed, **given}).options()
     with warnings_as_lines():
         inter = data.load(dataset, **dataopts.columns_only(mapping))

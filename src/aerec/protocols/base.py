@@ -89,6 +89,9 @@ class Protocol:
 
     name = "protocol"
     task = "ranking"
+    # True where the test users are also training users (weak, global temporal): a study on such a
+    # split cannot leave its test users unread, so tuning refuses it (aerec.tune)
+    trains_on_test_users = False
 
     @property
     def n_folds(self) -> int:  # overridden where the count depends on options

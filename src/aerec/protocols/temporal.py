@@ -65,6 +65,10 @@ class Temporal(Protocol):
 
     name = "temporal"
 
+    @property
+    def trains_on_test_users(self) -> bool:  # global: the test users' earlier items are training rows
+        return self.mode == "global"
+
     def __post_init__(self):
         if self.n_folds is None:
             object.__setattr__(self, "n_folds", 1 if self.mode == "global" or self.n_heldout is not None else 5)

@@ -35,6 +35,7 @@ class WeakGeneralization(Protocol):
     seed: int = cfgmod.seed_field()
 
     name = "weak"
+    trains_on_test_users = True
 
     def __post_init__(self):
         object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))
