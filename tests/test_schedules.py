@@ -14,7 +14,7 @@ from aerec.models.deeprec import DeepRec
 from aerec.models.lambdanet import LambdaNet
 from aerec.models.multvae import MultVAE, annealed_beta, scaled_beta
 from aerec.models.ract import RaCT
-from aerec.models.recvae import RecVAE
+from aerec.models.recvae import SCALED_MAX_EPOCHS, RecVAE
 from aerec.models.schedules import DEEPREC_REF, MULTVAE_REF, RACT_REF, RECVAE_REF, SVAE_REF, steps_per_epoch
 from aerec.models.svae import SVAE, svae_scaled_beta
 
@@ -134,27 +134,40 @@ def test_deeprec_scaled_trains_with_the_scaled_lr():
     assert m.optimizers["main"].param_groups[0]["lr"] == 0.005
 
 
-def test_recvae_scaled_ceiling_is_the_reference_step_budget():
-    assert unfitted(RecVAE, ML20M_TRAIN_USERS, schedule="scaled", hidden=4, latent=2, layers=1).epoch_ceiling() == 50
-    m = unfitted(RecVAE, ML1M_TRAIN_USERS, schedule="scaled", hidden=4, latent=2, layers=1)
-    assert m.epoch_ceiling() == math.ceil(50 * 234 / 8) and m.stop_patience() == 20
-    ref = {"schedule": "reference", "hidden": 4, "latent": 2, "layers": 1}
+def test_recvae_unset_epochs_scaled_ceiling_is_the_reference_step_budget_bounded():
+    small = {"hidden": 4, "latent": 2, "layers": 1}
+    assert unfitted(RecVAE, ML20M_TRAIN_USERS, schedule="scaled", **small).epoch_ceiling() == 50
+    m = unfitted(RecVAE, 20_000, schedule="scaled", **small)  # 40 batches per epoch: below the bound
+    assert m.epoch_ceiling() == math.ceil(50 * 234 / 40) and m.stop_patience() == 20
+    m = unfitted(RecVAE, ML1M_TRAIN_USERS, schedule="scaled", **small)  # 1,463 by steps: bounded
+    assert m.epoch_ceiling() == SCALED_MAX_EPOCHS == 500
+    ref = {"schedule": "reference", **small}
     assert unfitted(RecVAE, ML1M_TRAIN_USERS, **ref).epoch_ceiling() == 50
     assert unfitted(RecVAE, ML1M_TRAIN_USERS, **ref).stop_patience() == 0
-    m = unfitted(RecVAE, ML1M_TRAIN_USERS, schedule="scaled", patience=5, hidden=4, latent=2, layers=1)
+    m = unfitted(RecVAE, ML1M_TRAIN_USERS, schedule="scaled", patience=5, **small)
     assert m.stop_patience() == 5
 
 
-def test_recvae_scaled_trains_past_its_epochs_and_reports_the_ceiling():
+def test_recvae_typed_epochs_are_exact_under_both_schedules():
+    for schedule in ("reference", "scaled"):
+        m = unfitted(RecVAE, ML1M_TRAIN_USERS, schedule=schedule, epochs=3, hidden=4, latent=2, layers=1)
+        assert m.epoch_ceiling() == 3 and m.stop_patience() == 0 and m.schedule_note(3, 0) is None
+    x, _ = block_data(30)
+    m = RecVAE(**{**RecVAE.test_overrides, "epochs": 3, "batch_size": 16, "schedule": "scaled"}).fit(
+        x, (x, x), progress=False)
+    assert m.epochs_run == 3 == m.epoch_limit  # issue 23: --epochs 3 trains 3, not a ceiling of hundreds
+
+
+def test_recvae_unset_epochs_trains_past_50_and_says_so(capsys):
     x, held = block_data(30)
-    valid = (x, x)
-    over = {**RecVAE.test_overrides, "epochs": 2, "batch_size": 16, "patience": 3}
-    ref = RecVAE(**over).fit(x, valid, progress=False)  # test_overrides: schedule=reference
-    assert ref.epochs_run == 2 and ref.epoch_limit == 2
-    sc = RecVAE(**{**over, "schedule": "scaled"}).fit(x, valid, progress=False)
-    assert sc.epoch_limit == math.ceil(2 * 234 / 2)  # 2 batches of 16 per epoch
-    assert 2 < sc.epochs_run <= sc.epoch_limit
-    assert sc.history[-1]["epoch"] == sc.epochs_run
+    over = {**RecVAE.test_overrides, "epochs": None, "batch_size": 16, "patience": 3}
+    ref = RecVAE(**over).fit(x, (x, x), progress=False)  # test_overrides: schedule=reference
+    assert ref.epoch_limit == 50
+    sc = RecVAE(**{**over, "schedule": "scaled"}).fit(x, (x, x), progress=True)
+    assert sc.epoch_limit == SCALED_MAX_EPOCHS  # 2 batches of 16 per epoch: 5,850 by steps
+    assert sc.epochs_run <= sc.epoch_limit and sc.history[-1]["epoch"] == sc.epochs_run
+    err = capsys.readouterr().err
+    assert "recvae: epochs unset, so schedule 'scaled' trains up to 500 epochs (+450 over the reference's 50" in err
 
 
 def test_svae_scaled_beta_is_the_references_batch_one_sawtooth():
@@ -185,3 +198,52 @@ def test_recvae_scaled_without_validation_trains_its_epochs():
     x, _ = block_data(30)
     m = RecVAE(**{**RecVAE.test_overrides, "epochs": 2, "batch_size": 16, "schedule": "scaled"}).fit(x, progress=False)
     assert m.epochs_run == 2 == m.epoch_limit  # no validation, no early stopping: the ceiling is epochs
+    m = unfitted(RecVAE, ML1M_TRAIN_USERS, schedule="scaled", hidden=4, latent=2, layers=1)
+    assert m.planned_epochs() == 50  # unset: the reference's 50
+
+
+# early stopping waits for the schedule ---------------------------------------------------------
+
+
+def _flat_validation(monkeypatch):
+    """Every epoch scores the same: the first epoch stays best and every later one is 'bad'."""
+    from aerec.models import training
+
+    monkeypatch.setattr(training, "validation_score", lambda model, valid: 0.5)
+
+
+def test_multvae_scaled_holds_early_stopping_until_beta_reaches_its_cap(monkeypatch):
+    assert unfitted(MultVAE, ML20M_TRAIN_USERS, schedule="scaled").no_stop_before() == 171  # 40,000 / 234
+    assert unfitted(MultVAE, ML1M_TRAIN_USERS, schedule="scaled").no_stop_before() == 172  # step 1,368 of 8 per epoch
+    assert unfitted(MultVAE, ML1M_TRAIN_USERS, schedule="scaled", anneal_steps_frac=0.5).no_stop_before() == 101
+    assert unfitted(MultVAE, ML1M_TRAIN_USERS, schedule="reference").no_stop_before() == 0
+    assert unfitted(MultVAE, ML1M_TRAIN_USERS, schedule="scaled", beta=0.2).no_stop_before() == 0
+    m = unfitted(MultVAE, ML1M_TRAIN_USERS, schedule="scaled", epochs=40)
+    floor = m.no_stop_before()
+    assert m.current_beta() < m.config.anneal_cap and 30 < floor < 40
+    m.update_count = (floor - 1) * 8 - 1  # the last step of the epoch before: beta still rising
+    assert m.current_beta() < m.config.anneal_cap
+    m.update_count = floor * 8
+    assert m.current_beta() == m.config.anneal_cap
+
+    _flat_validation(monkeypatch)
+    x, _ = block_data(30)
+    over = {**MultVAE.test_overrides, "epochs": 12, "batch_size": 16, "patience": 2}
+    run = MultVAE(**{**over, "schedule": "scaled"}).fit(x, (x, x), progress=False)
+    assert run.stop_floor == run.no_stop_before() == 11  # 0.855 of 12 epochs, rounded up
+    assert run.epochs_run == 12 and run.best_epoch == 1  # no stop before 11, then 1 bad epoch of 2
+    run = MultVAE(**{**over, "schedule": "reference"}).fit(x, (x, x), progress=False)
+    assert run.epochs_run == 3 and run.stop_floor == 0  # the literal code: patience from epoch 1
+
+
+def test_deeprec_holds_early_stopping_until_its_last_lr_halving(monkeypatch):
+    _flat_validation(monkeypatch)
+    x, test = lowrank_ratings()
+    base = {**DeepRec.test_overrides, "optimizer": "sgd", "lr": 0.01, "epochs": 10, "lr_milestones": (2, 5),
+            "patience": 2}
+    m = DeepRec(**{**base, "schedule": "reference"}).fit(x, test, progress=False)
+    assert m.stop_floor == 6 and m.epochs_run == 8  # the halving at 0-based epoch 5 applies in epoch 6
+    m = DeepRec(**{**base, "schedule": "scaled"}).fit(x, test, progress=False)
+    assert m.stop_floor == 0 and m.epochs_run == 3  # 2 x 3,730 batches lie past 10 small epochs
+    m = DeepRec(**{**base, "optimizer": "adam"}).fit(x, test, progress=False)
+    assert m.stop_floor == 0 and m.epochs_run == 3

@@ -101,7 +101,8 @@ def test_neural_run_history_and_evaluate(capsys, implicit_csv, tmp_path):
                              "--json", "--out", tmp_path / "run")
     assert code == 0, err
     result = json.loads(out)
-    assert result["epochs"] == [{"run": 2, "best": result["epochs"][f]["best"], "ceiling": 2} for f in range(3)]
+    assert result["epochs"] == [{"run": 2, "best": result["epochs"][f]["best"], "ceiling": 2, "requested": 2,
+                                 "no_stop_before": 0} for f in range(3)]
     with open(tmp_path / "run" / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["fold"], r["epoch"]) for r in rows] == [(str(f), str(e)) for f in range(3) for e in (1, 2)]

@@ -75,7 +75,7 @@ def test_every_declared_space_is_valid_and_its_draws_build_configs(name):
 def test_issue_coverage_of_the_spaces():
     want = {"multvae": {"hidden", "latent", "dropout", "lam", "anneal_cap", "total_anneal_steps", "lr"},
             "multdae": {"hidden", "dropout", "lam", "lr"},
-            "recvae": {"gamma", "beta", "dropout", "hidden", "latent", "lr", "epochs"},
+            "recvae": {"gamma", "beta", "dropout", "hidden", "latent", "lr"},
             "cdae": {"dropout", "negatives", "hidden", "lr", "l2"},
             "ract": {"lr_critic", "lr_ac", "actor_epochs", "critic_epochs", "ac_epochs"},
             "warp": {"margin", "n_negatives", "lr"}, "lambdanet": {"n_negatives", "lr"},

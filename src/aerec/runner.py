@@ -253,6 +253,10 @@ def _epochs(model) -> dict:
     out = {"run": run, "best": int(getattr(model, "best_epoch", run) or run)}
     if getattr(model, "epoch_limit", None) is not None:  # the ceiling the run could have reached
         out["ceiling"] = int(model.epoch_limit)
+        # what `epochs` said (null: unset, the schedule chose the ceiling), and the epochs before
+        # which a running schedule held early stopping off
+        out["requested"] = getattr(model.config, "epochs", None)
+        out["no_stop_before"] = int(getattr(model, "stop_floor", 0) or 0)
     return out
 
 

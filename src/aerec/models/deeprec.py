@@ -179,6 +179,18 @@ class DeepRec(RatingAutoencoder):
             passed = sum(1 for m in c.lr_milestones if m <= epoch)
         return c.lr * c.lr_gamma ** passed
 
+    def no_stop_before(self) -> int:
+        """SGD: the epoch whose start applies the last lr halving inside the budget (``scaled`` on
+        small data usually has none: its milestones lie past any budget), so early stopping never
+        cuts a run before its last lr step. Adam has no schedule."""
+        c = self.config
+        if c.optimizer != "sgd" or not c.lr_milestones:
+            return 0
+        per_epoch = steps_per_epoch(int((np.diff(self._inputs.indptr) > 0).sum()), c.batch_size)
+        rates = [self.lr_at(e, per_epoch) for e in range(c.epochs)]
+        changes = [e for e in range(1, c.epochs) if rates[e] != rates[e - 1]]
+        return changes[-1] + 1 if changes else 0
+
     def _train_epoch(self, train: sp.csr_matrix, epoch: int, rng: np.random.Generator) -> float:
         c = self.config
         if c.optimizer == "sgd":

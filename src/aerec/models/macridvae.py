@@ -191,6 +191,11 @@ class MacridVAE(StepCounted, TorchRecommender):
         c = self.config
         return MacridNet(self.n_items, c.kfac, tuple(c.hidden), c.latent, c.dropout, c.tau, c.std, c.nogb)
 
+    def no_stop_before(self) -> int:
+        """Early stopping waits for the annealing (``anneal_epochs``) to end."""
+        c = self.config
+        return math.ceil(c.anneal_epochs) if c.anneal_cap > 0 else 0
+
     def current_beta(self, batches_per_epoch: int) -> float:
         c = self.config
         total = int(round(c.anneal_epochs * batches_per_epoch))

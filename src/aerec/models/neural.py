@@ -41,7 +41,7 @@ class NeuralConfig(BaseConfig):
     def validate(self):
         from aerec.errors import ConfigError
 
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:  # None: the schedule decides (RecVAE)
             raise ConfigError("'epochs' must be at least 1")
         if self.batch_size < 1:
             raise ConfigError("'batch_size' must be at least 1")
@@ -104,9 +104,27 @@ class TorchRecommender(Recommender):
         """Most epochs the Trainer runs (a schedule may raise it above ``epochs``; issue 13)."""
         return self.config.epochs
 
+    def planned_epochs(self) -> int:
+        """Epochs the Trainer runs without validation data (no early stopping possible)."""
+        return self.config.epochs
+
     def stop_patience(self) -> int:
         """Early-stopping patience the Trainer uses (0: never stops early)."""
         return self.config.patience
+
+    def no_stop_before(self) -> int:
+        """Epochs during which early stopping is off because the model's schedule (KL annealing,
+        a warm-up, lr milestones) has not reached its end; patience counts only after them. The
+        best epoch is still tracked (and restored) over every epoch. 0: no such schedule."""
+        return 0
+
+    def schedule_note(self, ceiling: int, floor: int) -> str | None:
+        """One line for the user when a schedule changes the epoch count or holds early stopping
+        off (printed by the Trainer); None when there is nothing to say."""
+        if floor and self.stop_patience() and floor < ceiling:
+            return (f"{self.name}: early stopping waits until epoch {floor} of {ceiling}, when its "
+                    "schedule ends; patience counts after that")
+        return None
 
     def extra_state(self) -> dict:
         return {}

@@ -18,11 +18,16 @@ from aerec.models.schedules import RECVAE_REF, Schedule, step_ratio
 
 LOG_2PI = math.log(2 * math.pi)
 SCALED_PATIENCE = 20  # early stopping under schedule="scaled" when patience is left at 0
+# the most epochs `scaled` may plan when `epochs` is unset (10x the reference's 50): a bound on
+# wall time for data far smaller than ML-20M, where the step budget alone reaches thousands
+SCALED_MAX_EPOCHS = 500
 
 
 @dataclasses.dataclass
 class RecVAEConfig(NeuralConfig):
-    epochs: int = 50
+    # None: the schedule decides (the reference's 50 under "reference"; under "scaled" a ceiling,
+    # see below); a number is trained exactly (with early stopping only if `patience` is set)
+    epochs: int | None = None
     lr: float = 5e-4
     hidden: int = 600
     latent: int = 200
@@ -35,9 +40,10 @@ class RecVAEConfig(NeuralConfig):
     dec_epochs: int = 1
     mixture_weights: tuple[float, ...] = (3 / 20, 3 / 4, 1 / 10)  # N(0,1), old posterior, N(0,e^10)
     wide_logvar: float = 10.0
-    # "reference": at most `epochs` (50) epochs; "scaled": at most the reference's gradient-step
-    # budget (50 epochs of ML-20M's 234 batches) in epochs of this data, with early stopping
-    # (patience 0 then means SCALED_PATIENCE; without validation data the ceiling is `epochs`).
+    # With `epochs` unset: "reference" trains the reference's 50 epochs; "scaled" trains at most the
+    # reference's gradient-step budget (50 epochs of ML-20M's 234 batches) in epochs of this data,
+    # bounded by SCALED_MAX_EPOCHS, with early stopping (patience 0 then means SCALED_PATIENCE);
+    # without validation data, 50.
     # The default by the ML-100K evidence (docs/models.md, Schedules)
     schedule: Schedule = "scaled"
 
@@ -174,23 +180,39 @@ class RecVAE(TorchRecommender):
              "dropout": {"type": "float", "low": 0.2, "high": 0.8},
              "hidden": {"type": "int", "low": 200, "high": 1000, "log": True},
              "latent": {"type": "int", "low": 64, "high": 400, "log": True},
-             "lr": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True},
-             "epochs": {"type": "int", "low": 20, "high": 150}}
+             "lr": {"type": "float", "low": 1e-4, "high": 3e-3, "log": True}}
+    # no `epochs` dimension: under "scaled" early stopping (best epoch restored) sets the length
 
     def _build(self) -> nn.Module:
         return RecVAENet(self.n_items, self.config)
 
     def epoch_ceiling(self) -> int:
-        """``scaled``: epochs x (234 / our batches per epoch), never below ``epochs``; exactly
-        ``epochs`` on ML-20M's shape."""
+        """A set ``epochs`` is exact. Unset: ``reference`` 50; ``scaled`` 50 x (234 / our batches
+        per epoch), between 50 (exactly 50 on ML-20M's shape) and SCALED_MAX_EPOCHS."""
         c = self.config
-        if c.schedule != "scaled":
+        if c.epochs is not None:
             return c.epochs
-        return max(c.epochs, math.ceil(c.epochs * step_ratio(RECVAE_REF, self.n_users, c.batch_size)))
+        if c.schedule != "scaled":
+            return RECVAE_REF.epochs
+        budget = math.ceil(RECVAE_REF.epochs * step_ratio(RECVAE_REF, self.n_users, c.batch_size))
+        return min(max(RECVAE_REF.epochs, budget), SCALED_MAX_EPOCHS)
+
+    def planned_epochs(self) -> int:
+        return self.config.epochs or RECVAE_REF.epochs
 
     def stop_patience(self) -> int:
         c = self.config
-        return c.patience or (SCALED_PATIENCE if c.schedule == "scaled" else 0)
+        return c.patience or (SCALED_PATIENCE if c.schedule == "scaled" and c.epochs is None else 0)
+
+    def schedule_note(self, ceiling: int, floor: int) -> str | None:
+        c = self.config
+        if c.epochs is not None or ceiling == RECVAE_REF.epochs:
+            return None
+        return (f"recvae: epochs unset, so schedule '{c.schedule}' trains up to {ceiling} epochs "
+                f"({ceiling - RECVAE_REF.epochs:+d} over the reference's {RECVAE_REF.epochs}: its gradient-step budget "
+                f"at {math.ceil(self.n_users / c.batch_size)} batches per epoch"
+                + (f", bounded at {SCALED_MAX_EPOCHS}" if ceiling == SCALED_MAX_EPOCHS else "")
+                + f"), stopping after {self.stop_patience()} epochs without gain; set epochs for an exact count")
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         lr = self.config.lr

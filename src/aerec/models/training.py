@@ -87,9 +87,13 @@ class Trainer:
         if state["epoch"] == 0:
             torch.manual_seed(cfg.seed + 1)
 
-        # a ceiling above `epochs` needs validation to stop early; without it, `epochs` it is
-        ceiling = model.epoch_ceiling() if valid is not None else cfg.epochs
-        patience = model.stop_patience()
+        # a ceiling above `epochs` needs validation to stop early; without it, the planned epochs
+        ceiling = model.epoch_ceiling() if valid is not None else model.planned_epochs()
+        patience = model.stop_patience() if valid is not None else 0
+        floor = min(model.no_stop_before(), ceiling) if patience else 0  # schedule still running: no stop
+        note = model.schedule_note(ceiling, floor) if valid is not None else None
+        if note and self.progress and state["epoch"] == 0:
+            ui.info(note)
         bar = ui.progress(total=ceiling, initial=state["epoch"], desc=self.label or model.name,
                           disable=ui.quiet() or not self.progress)
         # multi-process: sliced batches from a memory-mapped matrix, gradients all-reduced per step
@@ -117,7 +121,7 @@ class Trainer:
                     if improved:
                         state.update(best_value=value, best_epoch=epoch + 1, bad_epochs=0)
                         best = {k: v.detach().clone() for k, v in model.state_tensors().items()}
-                    else:
+                    elif epoch + 1 > floor:  # patience counts once the schedule has ended
                         state["bad_epochs"] += 1
                 record["seconds"] = time.perf_counter() - t0
                 state["history"].append(record)
@@ -147,6 +151,7 @@ class Trainer:
         model.best_epoch = state["best_epoch"] if state["best_epoch"] > 0 else state["epoch"]
         model.epochs_run = state["epoch"]
         model.epoch_limit = ceiling
+        model.stop_floor = floor
         return state["history"]
 
     # checkpoints -----------------------------------------------------------------------------
