@@ -75,6 +75,19 @@ def test_beta_warms_up_per_epoch():
     assert create("hvamp", warmup=0, max_beta=0.2).beta_at(0) == 0.2
 
 
+def test_no_early_stop_during_the_warm_up_and_patience_counted_after(monkeypatch):
+    from aerec.models import training
+
+    monkeypatch.setattr(training, "validation_score", lambda model, valid: 0.5)  # epoch 1 stays best
+    x, _ = block_data(12)
+    m = small(epochs=20, warmup=5, patience=2).fit(x, (x, x), progress=False)
+    assert m.no_stop_before() == 5 and m.stop_floor == 5
+    assert m.epochs_run == 7 and m.best_epoch == 1  # 5 warm-up epochs, then 2 without gain
+    m = small(epochs=20, warmup=0, patience=2).fit(x, (x, x), progress=False)
+    assert m.epochs_run == 3  # no warm-up: patience from epoch 1
+    assert create("hvamp").no_stop_before() == 100  # the reference's warm-up
+
+
 def test_ranks_planted_item_first_and_scores_empty_rows():
     x, held = block_data(n_users=60)
     model = small().fit(x, progress=False)

@@ -206,7 +206,8 @@ class HVamp(TorchRecommender):
       at one sample; beta = max_beta * epoch / warmup (per epoch, epoch counted from 1), capped at
       max_beta = 0.3 (the README's command), warmup 100;
     - weights N(0, 2 / fan_in) (He), biases PyTorch's default; Adam lr 5e-4, batch 200, 400 epochs,
-      early stopping after 50 epochs without a better validation score;
+      early stopping after 50 epochs without a better validation score, counted only after the
+      warm-up (EVCF never stops during it; ``no_stop_before``), the best epoch kept over all;
     - scoring: z2 = mean of q(z2|x), z1 = mean of q(z1|x, z2).
 
     Departures: plain Adam instead of EVCF's AdamNormGrad (Adam on per-parameter unit-norm
@@ -232,6 +233,10 @@ class HVamp(TorchRecommender):
 
     def _build(self) -> nn.Module:
         return HVampNet(self.n_items, self.config)
+
+    def no_stop_before(self) -> int:
+        """EVCF's rule: no early stop during the beta warm-up; patience counts after it."""
+        return self.config.warmup
 
     def beta_at(self, epoch: int) -> float:
         c = self.config
