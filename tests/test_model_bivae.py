@@ -63,6 +63,19 @@ def test_epoch_updates_stored_codes_and_scores_new_users_by_the_user_encoder():
     np.testing.assert_array_equal(model.score(fives), model.score(new))
 
 
+def test_fit_ends_with_cornacs_final_pass_over_every_mean():
+    x, _ = block_data(n_users=40)  # 40 users, 24 items: several user and item batches of 16
+    model = create("bivae", **{**BiVAE.test_overrides, "epochs": 3, "batch_size": 16})
+    model.fit(x, progress=False)
+    net, ones = model.net, x.copy()
+    ones.data[:] = 1.0
+    with torch.no_grad():  # the final encoders' means of every item column and every user row
+        items, _ = net.item(SparseBatch.from_csr(ones.T.tocsr()))
+        users, _ = net.user(SparseBatch.from_csr(ones))
+    torch.testing.assert_close(net.mu_beta, items, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(net.mu_theta, users, rtol=1e-5, atol=1e-6)
+
+
 def test_ranks_planted_item_first_and_scores_empty_rows():
     x, held = block_data(n_users=60)
     model = create("bivae", **BiVAE.test_overrides).fit(x, progress=False)

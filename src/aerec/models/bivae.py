@@ -128,6 +128,8 @@ class BiVAE(TorchRecommender):
       after the step the item encoder is run again and its sample and mean are stored as beta and
       mu_beta), then user batches the same way against the sampled beta; two Adam optimizers.
       theta starts U(-1/sqrt(k), 1/sqrt(k)), beta N(0, 0.01^2);
+    - after training, every item's and user's mean code is recomputed with the final encoders, as
+      Cornac's ``learn()`` ends (aerec: the restored best epoch's encoders);
     - scoring: mu_theta . mu_beta, rank-equivalent to Cornac's sigmoid of it.
 
     New users (strong generalization): the user encoder is run on the history row and its mean is
@@ -182,6 +184,24 @@ class BiVAE(TorchRecommender):
                 getattr(net, means)[idx] = mu
             total += float(loss.detach()) * len(ids)
         return total, x.shape[0]
+
+    def _fit(self, train: sp.csr_matrix, valid, **trainer_options) -> None:
+        super()._fit(train, valid, **trainer_options)
+        self.final_means(train)
+
+    @torch.no_grad()
+    def final_means(self, train: sp.csr_matrix) -> None:
+        """Cornac's ``learn()`` ends by recomputing every item's and then every user's mean code
+        with the final encoders (during an epoch each batch's means come from the encoder as it was
+        then). Here "final" is the restored best epoch's encoders."""
+        x = train.copy()
+        x.data[:] = 1.0
+        net = self.net
+        net.eval()
+        for rows, encoder, means in ((x.T.tocsr(), net.item, "mu_beta"), (x, net.user, "mu_theta")):
+            for ids in batch_order(rows.shape[0], self.config.batch_size, None):
+                mu, _ = encoder(SparseBatch.from_csr(rows[ids], self.device))
+                getattr(net, means)[torch.from_numpy(ids).to(self.device)] = mu
 
     def _train_epoch(self, train: sp.csr_matrix, epoch: int, rng: np.random.Generator) -> float:
         if self._shard is not None:
