@@ -14,8 +14,8 @@ p = 0 gives the unregularized least-squares solutions (DLAE: the identity; EDLAE
 Same dense solve and memory guard as EASE (aerec.models.ease). The low-rank EDLAE (iterative
 ALS in the paper) is not implemented; neither are emphasis weights other than full emphasis.
 
-Defaults: dropout p = 0.33 and l2 = 300, chosen on ML-1M validation users (docs/models.md says
-how and why; the paper tunes p and lambda per data set).
+Defaults: dropout p = 0.33 and l2 = 300, the author's full-rank setting for ML-20M in the
+reference notebook (hasteck/EDLAE_NeurIPS2020); docs/models.md, "Where each default comes from".
 """
 
 from __future__ import annotations
