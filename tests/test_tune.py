@@ -158,6 +158,67 @@ def test_killed_study_resumes_from_its_storage(tmp_path):
     assert [t["params"] for t in again["log"][:2]] == [t["params"] for t in first["log"]]
 
 
+KILLED_STUDY = """
+import sys, time
+from aerec import models, protocols
+from aerec.data import synth
+from aerec.models import training
+from aerec.tune import run_study
+
+real = training.validation_score
+training.validation_score = lambda m, v: (time.sleep(1.0), real(m, v))[1]  # a slow trial to kill mid-way
+data = synth(120, 50, 2500, seed=2)
+fold = protocols.get("strong", folds=3, seed=0).folds(data)[0]
+run_study(models.get("multdae"), fold, fixed={"epochs": 5, "hidden": [8], "batch_size": 32},
+          space={"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}, trials=2,
+          storage=sys.argv[1], name="killed", heartbeat=1, keep_model=False)
+"""
+
+
+def test_a_trial_killed_mid_run_is_rerun_when_the_study_resumes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from aerec import protocols
+    from aerec.tune import run_study, sqlite_url
+
+    url = sqlite_url(tmp_path / "s.db")
+    script = tmp_path / "kill_me.py"
+    script.write_text(KILLED_STUDY)
+    proc = subprocess.Popen([sys.executable, str(script), url], env={**os.environ, "AEREC_QUIET": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait until the first trial has reported an epoch
+            time.sleep(0.2)
+            assert proc.poll() is None, "the study ended before it could be killed"
+            try:
+                trials = optuna.load_study(study_name="killed", storage=url).trials
+            except KeyError:
+                continue
+            if trials and trials[0].intermediate_values:
+                break
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    study = optuna.load_study(study_name="killed", storage=url)
+    assert [t.state.name for t in study.trials] == ["RUNNING"]  # what a kill leaves behind
+    killed_params = study.trials[0].params
+    time.sleep(2.5)  # past the grace period: the heartbeat has been silent long enough
+
+    data = synth(120, 50, 2500, seed=2)
+    fold = protocols.get("strong", folds=3, seed=0).folds(data)[0]
+    res = run_study(models.get("multdae"), fold, fixed={"epochs": 5, "hidden": [8], "batch_size": 32},
+                    space={"lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True}}, trials=2,
+                    storage=url, name="killed", heartbeat=1, grace=2, keep_model=False)
+    trials = optuna.load_study(study_name="killed", storage=url).trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[1].params == killed_params and trials[1].system_attrs["failed_trial"] == 0  # the rerun
+    assert res["trials"] == 2 and res["complete"] == 2  # the killed trial does not spend the budget
+
+
 def test_tune_records_disjoint_tuning_and_test_users():
     data = synth(150, 60, 3000, seed=1)
     res = tune("ease", data, "strong", trials=1, seed=0, folds=3, fold=2)

@@ -116,9 +116,40 @@ def sqlite_url(path: str | Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+# A trial's process writes a heartbeat every HEARTBEAT seconds; one silent for GRACE seconds was
+# killed, and the next process to resume the study marks it failed and reruns its setting.
+HEARTBEAT, GRACE = 30, 120
+RETRIES = 2  # reruns of one killed setting before the study gives up on it
+
+
+def open_storage(url: str | None, heartbeat: int = HEARTBEAT, grace: int | None = None):
+    """An Optuna RDB storage with heartbeats and a retry callback for a database URL (a killed
+    trial is rerun on resume); None (in memory) as it is."""
+    if url is None:
+        return None
+    import warnings
+
+    optuna = _optuna()
+    grace = int(grace if grace is not None else 4 * heartbeat)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        new = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # Optuna >= 4.9
+        if new is not None:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=int(heartbeat), grace_period=grace,
+                                              heartbeat_stale_trial_callback=new(max_retry=RETRIES))
+        return optuna.storages.RDBStorage(url, heartbeat_interval=int(heartbeat), grace_period=grace,
+                                          failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=RETRIES))
+
+
+def _killed(t, optuna) -> bool:
+    """A trial failed by the heartbeat check (its process died): our own failures always record
+    their budget seconds, a killed process never reaches that line."""
+    return t.state == optuna.trial.TrialState.FAIL and "budget_seconds" not in t.user_attrs
+
+
 def _finished(study, optuna) -> list:
     done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-    return [t for t in study.trials if t.state in done]
+    return [t for t in study.trials if t.state in done and not _killed(t, optuna)]
 
 
 def _seconds(t) -> float:
@@ -137,13 +168,17 @@ FINAL = ("best-trial", "full")
 def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None, trials: int = 20,
               timeout: float | None = None, seed: int = 0, storage: str | None = None,
               name: str | None = None, label: str = "", keep_model: bool = True, clock: str = "wall",
-              from_defaults: bool = True, final: str = "best-trial") -> dict:
+              from_defaults: bool = True, final: str = "best-trial", heartbeat: int = HEARTBEAT,
+              grace: int | None = None) -> dict:
     """Search on one fold's training + validation parts; returns the best setting, the trial log
     and (keep_model) the best trial's fitted model, retrained when it came from an earlier run.
 
     final: "best-trial" keeps the best trial's model as the time cap left it; "full" trains the
     best setting again to its own end (epochs, early stopping) when the cap cut that trial short,
     so a slow model's final fit is not truncated by the search budget.
+    storage: a database URL gets heartbeats (every ``heartbeat`` s): a trial whose process was
+    killed is failed after ``grace`` s of silence (default 4 heartbeats) by the next run of the
+    study, which reruns its setting (at most RETRIES times); it does not count toward ``trials``.
     """
     optuna = _optuna()
     from aerec.models.training import monitor_for, validation_score
@@ -211,7 +246,7 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
                 kept.update(value=value, number=trial.number, model=model)
         return value
 
-    study = optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
+    study = optuna.create_study(storage=open_storage(storage, heartbeat, grace), study_name=name, load_if_exists=True,
                                 direction="maximize" if higher else "minimize",
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3))
     if from_defaults and not study.trials:
@@ -222,7 +257,7 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
         spent = sum(_spent(t) for t in done)
         if len(done) >= trials or (timeout is not None and spent >= timeout):
             break
-        n = len(study.trials)
+        n = len(study.trials) - sum(_killed(t, optuna) for t in study.trials)  # as an uninterrupted run draws
         study.sampler = optuna.samplers.TPESampler(seed=base_seed + n, n_startup_trials=max(2, trials // 2))
         deadline = None if timeout is None else now() + (timeout - spent)
         t0 = time.perf_counter()
