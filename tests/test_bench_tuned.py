@@ -47,6 +47,9 @@ def test_tuned_suite_writes_the_side_by_side_report(finished):
     assert "tuned" not in rows[("pop", "strong")] and "reference" in rows[("pop", "strong")]  # pop has no space
     md = (out / "results.md").read_text()
     assert "reference settings vs tuned" in md and "| ease |" in md and "2 finished trials" in md
+    assert "validation → test" in md and "one-sided paired t-test" in md and "### Chosen setting per fold" in md
+    sel = [t for t in json.loads((out / "comparison.json").read_text()) if "validation" in t]
+    assert sel and all(r["valid_test_gap"] == pytest.approx(r["tuned"] - r["validation"]) for r in sel)
     budget = json.loads((out / "run.json").read_text())["budget"]
     assert budget["trials_per_fold"] == 2
     trials = json.loads((out / "trials.json").read_text())
@@ -63,10 +66,11 @@ def test_a_fold_study_never_scores_that_folds_test_users(tmp_path, monkeypatch):
               reference="none", storage="memory")
     folds = list(protocols.get("strong", folds=3, seed=0).split(DATA))
     same = lambda a, b: a.shape == b.shape and (a != b).nnz == 0  # noqa: E731
-    for f in folds:  # each fold: 2 trials scored on its validation users, then one test evaluation
-        assert sum(same(m, f.valid_in) for m in seen) == 2
+    for f in folds:  # each fold: 2 trials scored on its validation users (the mean, then the per-user
+        # values of the selection test), then one test evaluation
+        assert sum(same(m, f.valid_in) for m in seen) == 2 * 2
         assert sum(same(m, f.test_in) for m in seen) == 1
-    assert len(seen) == 3 * 3
+    assert len(seen) == 3 * 5
 
 
 def test_finished_tuned_suite_resumes_without_work(finished, monkeypatch):

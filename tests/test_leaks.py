@@ -275,8 +275,22 @@ def test_a_study_that_fits_on_test_users_is_caught(tmp_path, monkeypatch):
         return real(cls, fold, **kw)
 
     monkeypatch.setattr(tunemod, "run_study", fitted)
+    # the id-list guard in run_study sees the planted rating pairs and refuses; silence it, as a leak
+    # that the id lists do not show would be, so the spy alone has to catch it
+    monkeypatch.setattr(tunemod, "tuning_users", lambda fold: {"disjoint": True})
     run_tuned(tmp_path / "b", datasets=["uniq"], models=["ease", "autorec", "svae"], folds=3, trials=1,
               loader=lambda n: DATA, overrides=TINY, space_overrides=SPACE, storage="memory", reference="none")
     found = leaks_of(spy, independent_folds())
     for key in (("ranking", False), ("rating", False), ("ranking", True)):  # ease, autorec, svae
         assert any(x.startswith(f"fold {(*key, f)}") and "fit:" in x for x in found for f in range(3)), (key, found)
+
+
+def test_the_id_guard_refuses_planted_test_ratings_before_any_fit(monkeypatch):
+    from aerec.errors import ConfigError
+    from aerec.models import get
+
+    fold = protocols.get("ratings-kfold", folds=3, seed=0).folds(DATA)[0]
+    leaky = dataclasses.replace(fold, train=(fold.train + fold.test).tocsr())
+    with pytest.raises(ConfigError, match="test users are among"):
+        tunemod.run_study(get("autorec"), leaky, fixed=TINY["autorec"], space={"lam": {"type": "float", "low": 0.1,
+                                                                                        "high": 10.0}}, trials=1)

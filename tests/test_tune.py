@@ -306,3 +306,44 @@ def test_cli_tune_weak_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "trains on its own test users" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+# selection that survives noise ------------------------------------------------------------------
+
+
+def _study_with(start_values, best_values, start_mean=0.40, best_mean=0.41):
+    dist = optuna.distributions.FloatDistribution(1.0, 1000.0)
+    study = optuna.create_study(direction="maximize")
+    for mean, values, start in ((start_mean, start_values, True), (best_mean, best_values, False)):
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE, value=mean, params={"l2": 500.0 if start else 3.0},
+            distributions={"l2": dist},
+            user_attrs={"start": start, "params": {}, "config": {}, "valid_per_user": list(values)}))
+    return study
+
+
+def test_a_trial_replaces_the_start_only_when_a_paired_test_says_so():
+    import numpy as np
+
+    from aerec.tune import ALPHA, _select
+
+    rng = np.random.default_rng(0)
+    base = rng.random(400)
+    noisy = base + 0.01 + rng.normal(0, 0.5, 400)  # a lead of 0.01 buried in noise
+    chosen, rec = _select(_study_with(base, noisy), optuna, "paired", ALPHA, True, None, None, None)
+    assert chosen.number == 0 and rec["kept_start"] and rec["p"] >= ALPHA and rec["pairs"] == 400
+    steady = base + 0.01 + rng.normal(0, 0.001, 400)  # the same lead on nearly every user
+    chosen, rec = _select(_study_with(base, steady), optuna, "paired", ALPHA, True, None, None, None)
+    assert chosen.number == 1 and not rec["kept_start"] and rec["p"] < 1e-6
+    chosen, rec = _select(_study_with(base, noisy), optuna, "best", ALPHA, True, None, None, None)
+    assert chosen.number == 1 and rec["p"] is None  # the old rule: the best mean wins
+
+
+def test_run_study_reports_its_selection_and_the_chosen_setting():
+    data = synth(150, 60, 3000, seed=1)
+    res = tune("ease", data, "strong", trials=4, seed=0, folds=3)
+    sel = res["selection"]
+    assert sel["rule"] == "paired" and sel["alpha"] == 0.05 and sel["start_trial"] == 0
+    chosen = next(t for t in res["log"] if t["number"] == sel["chosen_trial"])
+    assert res["config"]["l2"] == pytest.approx(chosen["params"]["l2"])
+    assert sel["kept_start"] == (sel["chosen_trial"] == 0)

@@ -163,19 +163,47 @@ def _spent(t) -> float:
 
 
 FINAL = ("best-trial", "full")
+SELECT = ("paired", "best")
+ALPHA = 0.05  # a trial replaces the starting setting only if a one-sided paired t-test gives p < ALPHA
+
+
+def per_user_validation(model, valid) -> np.ndarray:
+    """The fitted model's validation values per unit: NDCG@100 per validation user with a target
+    (ranking), squared error per validation rating (rating); the pairs of the selection test."""
+    from aerec import evaluation
+
+    if model.task == "rating":
+        return np.asarray(evaluation.evaluate_rating(model, valid)["squared_error"], dtype=np.float64)
+    return np.asarray(evaluation.evaluate_ranking(model, valid[0], valid[1], ks=(100,))["ndcg@100"], dtype=np.float64)
+
+
+def one_sided_p(a, b, higher: bool) -> float:
+    """p of 'a is better than b' by a one-sided paired t-test across units (1.0 when equal)."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    d = a - b if higher else b - a
+    if len(d) < 2 or np.allclose(d, 0):
+        return 1.0
+    if np.allclose(d, d[0]):
+        return 0.0 if d[0] > 0 else 1.0
+    return float(stats.ttest_1samp(d, 0.0, alternative="greater").pvalue)
 
 
 def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None, trials: int = 20,
               timeout: float | None = None, seed: int = 0, storage: str | None = None,
               name: str | None = None, label: str = "", keep_model: bool = True, clock: str = "wall",
               from_defaults: bool = True, final: str = "best-trial", heartbeat: int = HEARTBEAT,
-              grace: int | None = None) -> dict:
+              grace: int | None = None, select: str = "paired", alpha: float = ALPHA) -> dict:
     """Search on one fold's training + validation parts; returns the best setting, the trial log
     and (keep_model) the best trial's fitted model, retrained when it came from an earlier run.
 
     final: "best-trial" keeps the best trial's model as the time cap left it; "full" trains the
     best setting again to its own end (epochs, early stopping) when the cap cut that trial short,
     so a slow model's final fit is not truncated by the search budget.
+    select: "paired" (default) keeps the starting (reference) setting unless the best trial beats
+    it on the validation units by a one-sided paired t-test at ``alpha``; "best" takes the best
+    trial's mean, however small its lead. The chosen trial's setting is the result.
     storage: a database URL gets heartbeats (every ``heartbeat`` s): a trial whose process was
     killed is failed after ``grace`` s of silence (default 4 heartbeats) by the next run of the
     study, which reruns its setting (at most RETRIES times); it does not count toward ``trials``.
@@ -194,6 +222,10 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
         raise ConfigError("trials must be at least 1")
     if final not in FINAL:
         raise ConfigError(f"final must be one of {', '.join(FINAL)}")
+    if select not in SELECT:
+        raise ConfigError(f"select must be one of {', '.join(SELECT)}")
+    if not 0 < alpha < 1:
+        raise ConfigError("alpha must be in (0, 1)")
     rating = cls.task == "rating"
     valid = fold.valid if rating else (fold.valid_in, fold.valid_out)
     if (valid.nnz if rating else valid[1].nnz) == 0:
@@ -240,17 +272,21 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
             trial.set_user_attr("budget_seconds", now() - t0)
         trial.set_user_attr("epochs", int(getattr(model, "epochs_run", 0) or 0))
         trial.set_user_attr("best_epoch", int(getattr(model, "best_epoch", 0) or 0))
+        if select == "paired" and np.isfinite(value):  # the pairs for the selection test
+            trial.set_user_attr("valid_per_user", [round(float(v), 7) for v in per_user_validation(model, valid)])
         if keep_model:
             best = kept.get("value")
             if np.isfinite(value) and (best is None or (value > best if higher else value < best)):
                 kept.update(value=value, number=trial.number, model=model)
+            if trial.user_attrs.get("start"):
+                kept["start"] = (trial.number, model)
         return value
 
     study = optuna.create_study(storage=open_storage(storage, heartbeat, grace), study_name=name, load_if_exists=True,
                                 direction="maximize" if higher else "minimize",
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3))
     if from_defaults and not study.trials:
-        study.enqueue_trial(spacemod.default_point(space, cls, fixed))
+        study.enqueue_trial(spacemod.default_point(space, cls, fixed), user_attrs={"start": True})
     base_seed = int(seed) * 1_000_003 + int(getattr(fold, "index", 0)) * 10_007
     while True:
         done = _finished(study, optuna)
@@ -270,13 +306,14 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise AerecError(f"{label or cls.name}: no trial finished (see the trial log); widen the budget")
-    best = study.best_trial
+    best, selection = _select(study, optuna, select, alpha, higher, fold, fit, valid)
     result = {"best_value": float(best.value), "best_trial": best.number, "config": best.user_attrs["config"],
               "params": best.user_attrs.get("params", {}), "trials": len(_finished(study, optuna)),
               "complete": len(complete), "pruned": sum(t["state"] == "pruned" for t in log),
               "seconds": sum(t["seconds"] for t in log), "budget_seconds": sum(t["budget_seconds"] for t in log),
               "clock": clock, "log": log, "metric": metric, "higher_is_better": higher,
-              "study": study.study_name, "space": space, "model": None, "retrained": False}
+              "study": study.study_name, "space": space, "model": None, "retrained": False,
+              "selection": selection}
     cut = best.user_attrs.get("stopped_at_epoch")
     result["cut_at_epoch"] = cut
     if keep_model and final == "full" and cut is not None:  # the cap ended the best trial: fit it to its end
@@ -286,10 +323,45 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
     elif keep_model:
         if kept.get("number") == best.number:
             result["model"] = kept["model"]
+        elif kept.get("start", (None,))[0] == best.number:  # the start was kept
+            result["model"] = kept["start"][1]
         else:  # the best trial ran in an earlier process: train its setting again (same seed)
             result["model"], _ = fit(best.user_attrs.get("params", {}), stop_epoch=best.user_attrs.get("stopped_at_epoch"))
             result["retrained"] = True
     return result
+
+
+def _select(study, optuna, select: str, alpha: float, higher: bool, fold, fit, valid):
+    """(chosen trial, selection record): the best trial, or under "paired" the starting setting
+    unless the best beats it by a one-sided paired t-test on the validation units at alpha."""
+    best = study.best_trial
+    record = {"rule": select, "alpha": alpha if select == "paired" else None, "best_trial": best.number,
+              "best_value": float(best.value), "start_trial": None, "start_value": None, "p": None,
+              "chosen_trial": best.number, "kept_start": False, "pairs": None}
+    complete = optuna.trial.TrialState.COMPLETE
+    start = next((t for t in study.trials if t.state == complete and (t.user_attrs.get("start") or (
+        t.number == 0 and "fixed_params" in t.system_attrs))), None)  # older studies: the enqueued trial 0
+    if start is None:
+        return best, record
+    record.update(start_trial=start.number, start_value=float(start.value))
+    if select != "paired" or start.number == best.number:
+        record["kept_start"] = start.number == best.number
+        return best, record
+
+    def values(t):
+        got = t.user_attrs.get("valid_per_user")
+        if got is None:  # a trial from before the selection rule: fit its setting again (same seed)
+            model, _ = fit(t.user_attrs.get("params", {}), stop_epoch=t.user_attrs.get("stopped_at_epoch"))
+            got = per_user_validation(model, valid)
+        return np.asarray(got, dtype=np.float64)
+
+    a, b = values(best), values(start)
+    if a.shape != b.shape:
+        raise AerecError("the selection test needs the same validation units for both settings")
+    p = one_sided_p(a, b, higher)
+    chosen = best if p < alpha else start
+    record.update(p=p, chosen_trial=chosen.number, kept_start=chosen is start, pairs=int(len(a)))
+    return chosen, record
 
 
 def trial_log(study, optuna) -> list[dict]:
@@ -342,7 +414,7 @@ def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, 
     res = run_study(cls, the_fold, fixed=fixed, space=space, trials=trials, timeout=timeout, seed=seed,
                     storage=storage, name=name, label=model_name, keep_model=False)
     users = tuning_users(the_fold)
-    out = {"model": model_name, "best_value": res["best_value"], "trials": res["trials"],
+    out = {"model": model_name, "best_value": res["best_value"], "trials": res["trials"], "selection": res["selection"],
            "complete": res["complete"], "pruned": res["pruned"], "config": res["config"], "fold": fold,
            "folds": proto.n_folds, "protocol": protocol_name, "seed": seed, "metric": res["metric"],
            "study": res["study"], "storage": _safe_url(storage), "space": spacemod.describe(space),

@@ -100,7 +100,8 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
                     space = search_space(cls, (space_overrides or {}).get(m))
                     space = {k: v for k, v in space.items() if k not in fixed}
                     ref_cfg = {**paper.get(m, {}), **(overrides or {}).get(m, {})}
-                    spec = {"base": fixed, "space": space, "trials": trials, "timeout": timeout}
+                    # select: the paired rule (tune.ALPHA); cells from before it keep "best" (no key)
+                    spec = {"base": fixed, "space": space, "trials": trials, "timeout": timeout, "select": "paired"}
                     if timeout is not None and clock != "wall":  # only when set, so wall-clock keys stay
                         spec["clock"] = clock
                     if final != "best-trial":  # only when set, so existing cells keep their keys
@@ -213,7 +214,8 @@ def tune_cell(cell: Cell, fold, task: str, storage: str) -> dict:
                        "options": cell.protocol_options, **defaults_key(cls, spec["base"])})  # not the budget: a bigger one continues the study
     res = run_study(cls, fold, fixed=spec["base"], space=spec["space"], trials=spec["trials"],
                     timeout=spec["timeout"], seed=cell.seed, storage=storage, name=name, label=cell.label(),
-                    clock=spec.get("clock", "wall"), final=spec.get("final", "best-trial"))
+                    clock=spec.get("clock", "wall"), final=spec.get("final", "best-trial"),
+                    select=spec.get("select", "best"))
     model = res.pop("model")
     metrics, per_user, eval_s = evaluate_cell(cell, model, fold, task)
     users = tuning_users(fold)
@@ -228,7 +230,8 @@ def tune_cell(cell: Cell, fold, task: str, storage: str) -> dict:
         "per_user": per_user,
         "tuning": {k: res[k] for k in ("best_value", "best_trial", "params", "trials", "complete", "pruned",
                                        "seconds", "budget_seconds", "clock", "log", "metric", "study",
-                                       "retrained", "cut_at_epoch")} | {"users": users, "final_seconds": res.get("final_seconds", 0.0)},
+                                       "retrained", "cut_at_epoch", "selection")}
+                  | {"users": users, "final_seconds": res.get("final_seconds", 0.0)},
     }
 
 
@@ -289,6 +292,11 @@ def comparison(cells: list[dict], ref_rows: dict) -> list[dict]:
             row["pruned"] = float(np.mean([x["pruned"] for x in t]))
             row["tuning_seconds"] = float(np.mean([x["seconds"] for x in t]))
             row["best_params"] = {f: tuned[f]["tuning"]["params"] for f in sorted(tuned)}
+            # validation (the chosen trial's score on the tuning users) -> test, per fold, averaged
+            row["validation"] = float(np.mean([tuned[f]["tuning"]["best_value"] for f in tuned]))
+            row["valid_test_gap"] = row["tuned"] - row["validation"]
+            sel = [tuned[f]["tuning"].get("selection") or {} for f in sorted(tuned)]
+            row["kept_start"] = sum(bool(s.get("kept_start")) for s in sel)
         if ref:
             row["reference"] = float(np.mean([ref[f]["metrics"][metric] for f in ref]))
             row["reference_source"] = "cells"
@@ -324,8 +332,9 @@ def comparison_markdown(rows: list[dict], searched=()) -> str:
         metric = members[0]["metric"]
         title = report.PROTOCOL_TITLES.get(protocol, protocol)
         lines += [f"### {dataset}, {title}: reference settings vs tuned ({metric.upper() if metric == 'rmse' else metric})\n",
-                  "| model | reference | tuned | folds paired | difference | p | paired over | trials/fold (pruned) | tuning wall s/fold |",
-                  "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+                  "| model | reference | tuned | folds paired | difference | p | paired over | trials/fold (pruned) | "
+                  "tuning wall s/fold | validation → test | start kept |",
+                  "|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|"]
         lower = metric == "rmse"
         for r in sorted(members, key=lambda r: r.get("tuned", r.get("reference", 0)), reverse=not lower):
             folds = f"{len(r['folds'])}" if "n_pairs" in r else (f"{len(r['tuned_folds'])} tuned" if r.get("tuned_folds") else "—")
@@ -336,12 +345,17 @@ def comparison_markdown(rows: list[dict], searched=()) -> str:
             tuned = r["paired_tuned"] if paired else r.get("tuned")
             lines.append(f"| {r['model']} | {_f(ref)} | {_f(tuned)} | {folds} | "
                          f"{_f(r.get('difference'), '+.4f')} | {_f(r.get('p'), '.3g')} | {r.get('pairing', '—')} | "
-                         f"{trials} | {_f(r.get('tuning_seconds'), '.0f')} |")
+                         f"{trials} | {_f(r.get('tuning_seconds'), '.0f')} | "
+                         + (f"{r['validation']:.4f} → {r['tuned']:.4f} ({r['valid_test_gap']:+.4f})" if "validation" in r else "—")
+                         + f" | {r['kept_start'] if 'kept_start' in r else '—'}/{len(r.get('tuned_folds', []))} |")
         lines.append("")
     lines.append("Reference: each model's reference settings (the paper suite). Tuned: the best of the fold's own "
                  "study, tested on that fold's test users. Both columns are means over the folds both sides have "
                  "(each side's own folds where there is no pair); difference and p (two-sided paired t-test), paired across users when both sides kept "
-                 "per-user values, else across folds.\n")
+                 "per-user values, else across folds. Validation → test: the chosen setting's validation score (on the "
+                 "users tuning scored) against its test score, mean over the tuned folds; a large drop is selection "
+                 "noise. Start kept: folds whose study kept the starting setting because no trial beat it by a "
+                 "one-sided paired t-test across validation users at p < 0.05 (docs/tuning.md).\n")
     return "\n".join(lines)
 
 
@@ -364,8 +378,9 @@ def write_report(out: Path, cells: list[dict], specs: dict, ref_dir, trials: int
               + f". Neural trials stop early after {PATIENCE} epochs without a better validation score"
               + (f" ({', '.join(f'{m}: {p}' for m, p in sorted(other.items()))}: each model's `tune_patience`)" if other else "")
               + ". Each study's "
-              "first trial is the model's reference setting, and a MedianPruner stops trials below the median at the same "
-              "epoch. Tuning reads only each fold's training users (fitting) and validation users (scoring); "
+              "first trial is the model's starting setting (its defaults), which a later trial replaces only if it beats it "
+              "by a one-sided paired t-test across the validation users at p < 0.05; a MedianPruner stops trials below "
+              "the median at the same epoch. Tuning reads only each fold's training users (fitting) and validation users (scoring); "
               "`tuning-users.json` records their counts and SHA-256 digests beside the test users'.\n")
     spaces = ["### Search spaces\n"]
     for m, s in sorted(specs.items()):
@@ -394,13 +409,19 @@ def write_report(out: Path, cells: list[dict], specs: dict, ref_dir, trials: int
 def _best_settings(tuned: list[dict]) -> str:
     if not tuned:
         return ""
-    lines = ["### Best setting per fold\n", "| data | model | fold | validation | test | setting |", "|---|---|---:|---:|---:|---|"]
+    lines = ["### Chosen setting per fold\n", "| data | model | fold | validation | test | gap | chosen | setting |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
     for c in sorted(tuned, key=lambda c: (c["dataset"], c["protocol"], c["model"], c["fold"])):
         metric = "rmse" if "rmse" in c["metrics"] else "ndcg@100"
         params = ", ".join(f"{k}={json.dumps(v) if isinstance(v, list) else (f'{v:.4g}' if isinstance(v, float) else v)}"
                            for k, v in c["tuning"]["params"].items())
+        sel = c["tuning"].get("selection") or {}
+        chosen = ("best trial (old rule)" if not sel or sel.get("rule") == "best" else
+                  f"start kept (p = {sel['p']:.3g})" if sel.get("kept_start") and sel.get("p") is not None else
+                  "start (also the best)" if sel.get("kept_start") else f"trial {sel['chosen_trial'] + 1} (p = {sel['p']:.3g})")
+        test = c["metrics"][metric]
         lines.append(f"| {c['dataset']} | {c['model']} | {c['fold'] + 1} | {c['tuning']['best_value']:.4f} | "
-                     f"{c['metrics'][metric]:.4f} | {params} |")
+                     f"{test:.4f} | {test - c['tuning']['best_value']:+.4f} | {chosen} | {params} |")
     return "\n".join(lines) + "\n"
 
 
