@@ -437,8 +437,12 @@ def _safe_url(url: str | None) -> str | None:
 def write_toml(result: dict, path, dataset: str, protocol: str) -> None:
     users = result.get("tuning_users") or {}
     unit = users.get("unit", "users")
-    lines = [f"# aerec tune {result['model']}: best validation score {result['best_value']:.5f} "
-             f"over {result['trials']} trials"]
+    sel = result.get("selection") or {}
+    how = ("" if sel.get("p") is None else
+           f" (the starting setting, kept: the best trial's lead had p = {sel['p']:.3g})" if sel.get("kept_start") else
+           f" (trial {sel['chosen_trial'] + 1}, ahead of the starting setting at p = {sel['p']:.3g})")
+    lines = [f"# aerec tune {result['model']}: chosen setting's validation score {result['best_value']:.5f} "
+             f"over {result['trials']} trials{how}"]
     if users:
         lines += [f"# tuned on fold {result.get('fold', 0)} only: fit on {users.get(f'fit_{unit}')} {unit}, scored on "
                   f"{users.get(f'score_{unit}')} validation {unit}; its {users.get(f'test_{unit}')} test {unit} were never read.",
