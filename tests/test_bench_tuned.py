@@ -24,7 +24,7 @@ SPACE = {"multvae": {"latent": None, "hidden": None, "total_anneal_steps": None,
 
 def run(out, **kw):
     return run_tuned(out, datasets=["tiny"], models=["pop", "ease", "multvae", "autorec"], folds=3, trials=2,
-                     loader=lambda name: DATA, overrides=TINY, space_overrides=SPACE, storage="memory", **kw)
+                     loader=lambda name: DATA, overrides=TINY, space_overrides=SPACE, storage="memory", tune_on="fold", **kw)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_a_fold_study_never_scores_that_folds_test_users(tmp_path, monkeypatch):
     real = evaluation.evaluate_ranking
     monkeypatch.setattr(evaluation, "evaluate_ranking", lambda m, inp, tgt, **kw: seen.append(inp) or real(m, inp, tgt, **kw))
     run_tuned(tmp_path / "b", datasets=["tiny"], models=["ease"], folds=3, trials=2, loader=lambda n: DATA,
-              reference="none", storage="memory")
+              reference="none", storage="memory", tune_on="fold")
     folds = list(protocols.get("strong", folds=3, seed=0).split(DATA))
     same = lambda a, b: a.shape == b.shape and (a != b).nnz == 0  # noqa: E731
     for f in folds:  # each fold: 2 trials scored on its validation users (the mean, then the per-user
@@ -90,7 +90,7 @@ def test_reference_rows_can_come_from_a_finished_paper_run(tmp_path, finished):
     (ref / "results.json").write_text(json.dumps([{"dataset": "tiny", "model": "ease", "protocol": "strong",
                                                    "metrics": {"ndcg@100": {"per_fold": [0.1, 0.2, 0.3]}}}]))
     res = run_tuned(tmp_path / "b", datasets=["tiny"], models=["ease"], folds=3, trials=2, loader=lambda n: DATA,
-                    reference=str(ref), storage="memory")
+                    reference=str(ref), storage="memory", tune_on="fold")
     row = res["comparison"][0]
     assert row["reference_source"] == "results.json" and row["pairing"] == "folds"
     assert row["reference"] == pytest.approx(0.2) and row["n_pairs"] == 3
@@ -162,3 +162,35 @@ def test_tune_final_full_trains_a_capped_best_setting_to_its_end():
     assert full["retrained"] == "full" and full["model"].epochs_run == 6  # the setting's own epochs
     with pytest.raises(ConfigError):
         run_study(cls, fold, fixed=fixed, space=space, trials=1, final="longest")
+
+
+# tuning-only users -----------------------------------------------------------------------------
+
+
+def test_tuning_users_mode_runs_one_study_per_model_and_pairs_on_the_same_folds(tmp_path, monkeypatch):
+    from aerec import tune as tunemod
+    from aerec.errors import ConfigError
+    from aerec.protocols.tuning_users import set_aside
+
+    studies = []
+    real = tunemod.run_study
+    monkeypatch.setattr(tunemod, "run_study", lambda cls, fold, **kw: studies.append(kw["name"]) or real(cls, fold, **kw))
+    out = tmp_path / "b"
+    res = run_tuned(out, datasets=["tiny"], models=["ease", "autorec"], folds=3, trials=2, loader=lambda n: DATA,
+                    overrides=TINY, space_overrides=SPACE, storage=None, tune_on="tuning-users", tune_share=0.2)
+    assert len(studies) == 2 and all("tuning-users" in s for s in studies)  # one per model, not per fold
+    assert sorted(p.name for p in (out / "studies" / "tiny" / "ease").iterdir()) == ["strong-tuning-users.db"]
+    tuning, rest = set_aside(DATA, 0.2, 0)
+    folds = protocols.get("strong", folds=3, seed=0).folds(rest)  # the reported folds: the other users only
+    rows = {r["model"]: r for r in res["comparison"]}
+    assert rows["ease"]["pairing"] == "users" and rows["ease"]["n_pairs"] == sum(
+        int((f.test_out.getnnz(axis=1) > 0).sum()) for f in folds)
+    records = json.loads((out / "tuning-users.json").read_text())
+    assert all(r["mode"] == "tuning-users" and r["disjoint"] and r["share"] == 0.2 for r in records)
+    md = (out / "results.md").read_text()
+    assert "one study on the tuning-only users (20% of the users" in md
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["tune_on"] == "tuning-users" and run_json["tuning_users_share"] == 0.2
+    with pytest.raises(ConfigError, match="--reference DIR cannot pair"):
+        run_tuned(tmp_path / "c", datasets=["tiny"], models=["ease"], folds=3, loader=lambda n: DATA,
+                  reference=str(out), tune_on="tuning-users")

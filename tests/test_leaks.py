@@ -203,7 +203,7 @@ def independent_folds():
 def run_suite(out, plant=None, **kw):
     return run_tuned(out, datasets=["uniq"], models=["multdae", "ease", "autorec", "svae"], folds=3, trials=2,
                      loader=lambda name: DATA, overrides=TINY, space_overrides=SPACE, storage="memory",
-                     reference="none", **kw)
+                     reference="none", tune_on="fold", **kw)
 
 
 def test_the_data_make_rows_attributable():
@@ -257,7 +257,7 @@ def test_a_study_that_validates_on_test_users_is_caught(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tunemod, "run_study", swapped)
     run_tuned(tmp_path / "b", datasets=["uniq"], models=["ease", "multdae"], folds=3, trials=1, loader=lambda n: DATA,
-        overrides=TINY, space_overrides=SPACE, storage="memory", reference="none")
+        overrides=TINY, space_overrides=SPACE, storage="memory", reference="none", tune_on="fold")
     found = leaks_of(spy, independent_folds())
     assert any("eval-input" in x for x in found) and any("score" in x for x in found)
     assert any("fit-valid" in x for x in found)
@@ -279,7 +279,7 @@ def test_a_study_that_fits_on_test_users_is_caught(tmp_path, monkeypatch):
     # that the id lists do not show would be, so the spy alone has to catch it
     monkeypatch.setattr(tunemod, "tuning_users", lambda fold: {"disjoint": True})
     run_tuned(tmp_path / "b", datasets=["uniq"], models=["ease", "autorec", "svae"], folds=3, trials=1,
-              loader=lambda n: DATA, overrides=TINY, space_overrides=SPACE, storage="memory", reference="none")
+              loader=lambda n: DATA, overrides=TINY, space_overrides=SPACE, storage="memory", reference="none", tune_on="fold")
     found = leaks_of(spy, independent_folds())
     for key in (("ranking", False), ("rating", False), ("ranking", True)):  # ease, autorec, svae
         assert any(x.startswith(f"fold {(*key, f)}") and "fit:" in x for x in found for f in range(3)), (key, found)
@@ -294,3 +294,70 @@ def test_the_id_guard_refuses_planted_test_ratings_before_any_fit(monkeypatch):
     with pytest.raises(ConfigError, match="test users are among"):
         tunemod.run_study(get("autorec"), leaky, fixed=TINY["autorec"], space={"lam": {"type": "float", "low": 0.1,
                                                                                         "high": 10.0}}, trials=1)
+
+
+# tuning-only users: the studies' rows belong to no reported fold ---------------------------------
+
+
+def _by_item(m, item_ids, n_items=400) -> sp.csr_matrix:
+    """A matrix's columns moved to the data set's item ids (folds of different users have
+    different vocabularies)."""
+    c = sp.csr_matrix(m).tocoo()
+    return sp.csr_matrix((np.ones(c.nnz), (c.row, np.asarray(item_ids)[c.col])), shape=(m.shape[0], n_items))
+
+
+def tuning_users_leaks(monkeypatch, tmp_path) -> list[str]:
+    from aerec.bench import tuned as tuned_mod
+
+    spy = FoldSpy(monkeypatch)
+    studied, reported = {}, []
+    inner = tunemod.run_study
+
+    def study(cls, fold, **kw):
+        studied[(fold.kind, cls.name == "svae")] = fold
+        return inner(cls, fold, **kw)
+
+    monkeypatch.setattr(tunemod, "run_study", study)
+    real_cell = tuned_mod.run_cell
+    monkeypatch.setattr(tuned_mod, "run_cell", lambda cell, fold, task, *a: reported.append(fold) or real_cell(cell, fold, task, *a))
+    run_tuned(tmp_path / "b", datasets=["uniq"], models=["multdae", "ease", "autorec", "svae"], folds=3, trials=2,
+              loader=lambda name: DATA, overrides=TINY, space_overrides=SPACE, storage="memory", reference="run",
+              tune_on="tuning-users")
+    assert len(studied) == 3 and len(reported) >= 3 * 4 * 2  # every family studied; tuned + reference cells
+    found = []
+    ranking = [f for f in reported if f.kind == "ranking"]
+    fold_rows = _binary(sp.vstack([_by_item(m, f.item_ids) for f in ranking
+                                   for m in (f.train, f.valid_in + f.valid_out, f.test_in + f.test_out)]).tocsr())
+    rated = {str(f.user_ids[u]) for f in reported if f.kind == "rating"
+             for m in (f.train, f.valid, f.test) for u in np.unique(m.tocoo().row)}
+    for key, records in spy.by_fold.items():
+        fold = studied[key[:2]]
+        if key[0] == "rating":
+            users = {str(fold.user_ids[u]) for _, task, m in records if task == "rating" for u in np.unique(m.tocoo().row)}
+            if users & rated:
+                found.append(f"{key}: {len(users & rated)} tuning users rated in the reported folds")
+            continue
+        own = _binary(sp.vstack([_by_item(m, fold.item_ids) for m in (fold.train, fold.valid_in + fold.valid_out)]).tocsr())
+        mapped = [(w, t, _by_item(m, fold.item_ids)) for w, t, m in records if t == "ranking"]
+        found += [f"{key} {x}" for x in ranking_leaks(mapped, fold_rows, own)]
+    return found
+
+
+def test_tuning_users_appear_in_no_reported_fold(monkeypatch, tmp_path):
+    assert tuning_users_leaks(monkeypatch, tmp_path) == []
+
+
+def test_tuning_users_that_stay_in_the_folds_are_caught(monkeypatch, tmp_path):
+    from aerec.protocols import tuning_users
+
+    real = tuning_users.set_aside
+    monkeypatch.setattr(tuning_users, "set_aside", lambda data, share, seed: (real(data, share, seed)[0], data))
+    from aerec.bench import tuned as tuned_mod
+    from aerec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="tuning users appear in the evaluation folds"):  # the id guard
+        tuning_users_leaks(monkeypatch, tmp_path / "guarded")
+    monkeypatch.setattr(tuned_mod, "tuning_users_record", lambda *a: {"disjoint": True})  # silenced: the spy alone
+    found = tuning_users_leaks(monkeypatch, tmp_path)
+    assert any("rating" in x for x in found) and any("'ranking', False" in x for x in found) \
+        and any("'ranking', True" in x for x in found), found

@@ -41,6 +41,8 @@ class Cell:
     protocol_options: dict = field(default_factory=dict)
     weight: float = 0.0  # expected seconds, for the progress ETA only; not part of the key
     ks: tuple | None = None  # metric cutoffs (--ks); None: RANKING_KS
+    tuning_users: float | None = None  # share of users set aside for tuning: folds are of the rest
+
 
     def key(self) -> str:
         fields = {"model": self.model, "dataset": self.dataset, "protocol": self.protocol,
@@ -50,6 +52,8 @@ class Cell:
             fields["protocol_options"] = self.protocol_options
         if self.ks:
             fields["ks"] = list(self.ks)
+        if self.tuning_users is not None:
+            fields["tuning_users"] = self.tuning_users
         blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -49,7 +49,8 @@ def base_config(cls) -> dict:
 def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int = 0, jobs: int = 1,
               trials: int = 8, timeout: float | None = None, loader=None, overrides: dict | None = None,
               space_overrides: dict | None = None, storage: str | None = None, reference: str = "run",
-              clock: str = "wall", report_only: bool = False, final: str = "best-trial") -> dict:
+              clock: str = "wall", report_only: bool = False, final: str = "best-trial",
+              tune_on: str = "tuning-users", tune_share: float | None = None) -> dict:
     """Run (or resume) the tuned suite and write its report.
 
     overrides: {model: fixed settings} for both the reference and the tuned cells (tests use it
@@ -58,6 +59,10 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     report_only: run nothing; write the report from the cells finished so far (another process
     may still be running the same command). final: "best-trial" tests the best trial's model as
     the time cap left it; "full" first trains that setting to its own end when the cap cut it.
+    tune_on: "fold" (one study per fold, on its training and validation users) or "tuning-users"
+    (``tune_share`` of the users, default 15%, set aside and in no fold; one study per model on
+    them; every fold, of the other users, trains and tests the chosen setting; reference cells
+    run on the same folds).
     """
     from aerec import models as registry
     from aerec import protocols
@@ -66,6 +71,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _STUDIES.clear()  # shared by the folds of this run only
     paper = suite_models("paper")
     chosen = list(models) if models else list(paper)
     for m in chosen:
@@ -76,6 +82,18 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
         raise ConfigError("--tune-timeout must be positive")
     if final not in FINAL:
         raise ConfigError(f"--tune-final must be one of {', '.join(FINAL)}")
+    if tune_on not in TUNE_ON:
+        raise ConfigError(f"--tune-on must be one of {', '.join(TUNE_ON)}")
+    share = None
+    if tune_on == "tuning-users":
+        from aerec.protocols.tuning_users import SHARE
+
+        share = float(SHARE if tune_share is None else tune_share)
+        if not 0 < share < 1:
+            raise ConfigError("--tune-share must be in (0, 1)")
+        if reference not in ("run", "none"):
+            raise ConfigError("--reference DIR cannot pair with --tune-on tuning-users: its folds hold every user; "
+                              "let the suite run the reference cells on the same folds")
     ref_dir = None
     if reference not in ("run", "none"):
         ref_dir = Path(reference)
@@ -89,11 +107,17 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     for dataset in datasets:
         data = loader(dataset)
         fingerprints[dataset] = fingerprint(data)
+        tune_data = None
+        if share is not None:  # the folds are of the other users; the studies see only these
+            from aerec.protocols.tuning_users import set_aside
+
+            tune_data, data = set_aside(data, share, seed)
         label = Path(dataset).stem if ("/" in dataset or "." in dataset) else dataset  # a file: its stem
         for task in ("rating", "ranking"):
             for (proto_name, opts), names in plan(chosen, task, "strong").items():
                 proto = protocols.get(proto_name, folds=folds, seed=seed, **dict(opts))
                 folds_list = None
+                tuning_folds: dict = {}
                 for m in names:
                     cls = registry.get(m)
                     fixed = {**base_config(cls), **(overrides or {}).get(m, {})}
@@ -104,13 +128,14 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
                     spec = {"base": fixed, "space": space, "trials": trials, "timeout": timeout, "select": "paired"}
                     if timeout is not None and clock != "wall":  # only when set, so wall-clock keys stay
                         spec["clock"] = clock
-                    if final != "best-trial":  # only when set, so existing cells keep their keys
+                    if final != "best-trial" and share is None:  # only when set, so existing cells keep their keys
                         spec["final"] = final
                     specs[m] = spec
                     for f in range(proto.n_folds):
                         order = (f, chosen.index(m), proto_name)  # fold-major: a cut-short run still covers every model
-                        ref = Cell(m, label, proto_name, f, proto.n_folds, seed, ref_cfg, dict(opts))
-                        tuned = Cell(m, label, proto_name, f, proto.n_folds, seed, {"tuned": spec}, dict(opts))
+                        ref = Cell(m, label, proto_name, f, proto.n_folds, seed, ref_cfg, dict(opts), tuning_users=share)
+                        tuned = Cell(m, label, proto_name, f, proto.n_folds, seed, {"tuned": spec}, dict(opts),
+                                     tuning_users=share)
                         want = [] if reference == "none" else [("reference", ref)]
                         if space:
                             want.append(("tuned", tuned))
@@ -132,6 +157,12 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
                             fold = cls.prepare_fold(folds_list[f], data)
                             name = f"{m}-{dataset}-{proto_name}"
                             store = _storage_for(storage, out, cell) if kind == "tuned" else None
+                            if kind == "tuned" and tune_data is not None:  # the one study's fold, per model
+                                if m not in tuning_folds:
+                                    from aerec.protocols.tuning_users import tuning_fold
+
+                                    tuning_folds[m] = cls.prepare_fold(tuning_fold(proto, tune_data), tune_data)
+                                fold = (fold, tuning_folds[m])
                             jobs_todo.append((order, kind, cell, fold, task, store, name))
     jobs_todo.sort(key=lambda j: (j[0], j[1] != "tuned"))
     ui.info(f"bench tuned: {len(cells)} cells cached, {len(jobs_todo) + missing} to run -> {out}  "
@@ -142,10 +173,11 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     else:
         for job in jobs_todo:
             cells.append(_finish(out, job, _run_job(job)))
-    result = write_report(out, cells, specs, ref_dir, trials, timeout, clock, missing=missing)
+    result = write_report(out, cells, specs, ref_dir, trials, timeout, clock, missing=missing, share=share)
     fsutil.write_json(out / "run.json", {
         "command": _command(), "suite": "tuned", "datasets": list(datasets), "models": chosen, "folds": folds,
         "seed": seed, "jobs": jobs, "reference": reference, "unfinished_cells": missing,
+        "tune_on": tune_on, "tuning_users_share": share,
         "budget": {"trials_per_fold": trials, "trial_seconds_per_fold": timeout, "clock": clock, "final": final,
                    "pruner": "MedianPruner(n_startup_trials=2, n_warmup_steps=3) on per-epoch validation scores",
                    "sampler": "TPE, seeded per (seed, fold, trial number); first max(2, trials // 2) trials random",
@@ -164,6 +196,9 @@ def _safe(url):
     return _safe_url(url)
 
 
+TUNE_ON = ("fold", "tuning-users")
+
+
 def _storage_for(storage: str | None, out: Path, cell: Cell) -> str | None:
     """The study's storage URL: the shared one, "memory" (no study-level resume), or a SQLite
     file per study under OUT/studies (one file each: parallel workers never wait on a lock)."""
@@ -175,7 +210,8 @@ def _storage_for(storage: str | None, out: Path, cell: Cell) -> str | None:
 def _default_storage(out: Path, cell: Cell) -> str:
     from aerec.tune import sqlite_url
 
-    return sqlite_url(out / "studies" / cell.dataset / cell.model / f"{cell.protocol}-fold-{cell.fold}.db")
+    where = "tuning-users" if cell.tuning_users is not None else f"fold-{cell.fold}"
+    return sqlite_url(out / "studies" / cell.dataset / cell.model / f"{cell.protocol}-{where}.db")
 
 
 # one job ---------------------------------------------------------------------------------------
@@ -185,6 +221,8 @@ def _run_job(job) -> dict:
     _, kind, cell, fold, task, storage, name = job
     if kind == "reference":
         return run_cell(cell, fold, task)
+    if cell.tuning_users is not None:
+        return tune_cell_users(cell, *fold, task, storage)
     return tune_cell(cell, fold, task, storage)
 
 
@@ -233,6 +271,63 @@ def tune_cell(cell: Cell, fold, task: str, storage: str) -> dict:
                                        "retrained", "cut_at_epoch", "selection")}
                   | {"users": users, "final_seconds": res.get("final_seconds", 0.0)},
     }
+
+
+_STUDIES: dict = {}  # study name -> result, so the folds of one process share their model's study
+
+
+def tune_cell_users(cell: Cell, fold, tuning_fold, task: str, storage: str | None) -> dict:
+    """The model's one study on the tuning users (run, resumed or reused), then its chosen setting
+    trained on this fold's training users (early stopping on its validation users) and tested."""
+    from aerec import models
+    from aerec.tune import defaults_key, run_study, study_name
+
+    cls = models.get(cell.model)
+    spec = cell.config["tuned"]
+    name = study_name(cell.model, f"{cell.dataset}-{cell.protocol}-tuning-users", 0,
+                      {"base": spec["base"], "space": spec["space"], "seed": cell.seed, "n_folds": cell.n_folds,
+                       "options": cell.protocol_options, "tuning_users": cell.tuning_users,
+                       **defaults_key(cls, spec["base"])})
+    import hashlib
+
+    parts = (tuning_fold.train, tuning_fold.valid) if task == "rating" else (tuning_fold.train, tuning_fold.valid_out)
+    digest = hashlib.sha256(b"".join(m.indices.tobytes() + m.indptr.tobytes() for m in parts)).hexdigest()
+    memo = (name, storage, digest)  # the same study on the same users, not one under the same name
+    res = _STUDIES.get(memo)
+    if res is None:
+        res = run_study(cls, tuning_fold, fixed=spec["base"], space=spec["space"], trials=spec["trials"],
+                        timeout=spec["timeout"], seed=cell.seed, storage=storage, name=name,
+                        label=f"{cell.model} {cell.dataset} tuning users", clock=spec.get("clock", "wall"),
+                        select=spec.get("select", "best"), keep_model=False)
+        res.pop("model", None)
+        _STUDIES[memo] = res
+    config = {k: v for k, v in res["config"].items() if k != "seed"}
+    result = run_cell(Cell(cell.model, cell.dataset, cell.protocol, cell.fold, cell.n_folds, cell.seed, config,
+                           cell.protocol_options, tuning_users=cell.tuning_users), fold, task)
+    users = tuning_users_record(tuning_fold, fold, cell.tuning_users)
+    if not users["disjoint"]:  # cannot happen with set_aside; refuse to report a leak
+        raise ConfigError(f"{cell.label()}: tuning users appear in the evaluation folds")
+    result["tuning"] = {k: res[k] for k in ("best_value", "best_trial", "params", "trials", "complete", "pruned",
+                                            "seconds", "budget_seconds", "clock", "log", "metric", "study",
+                                            "retrained", "cut_at_epoch", "selection")}
+    result["tuning"] |= {"users": users, "final_seconds": result["train_seconds"], "shared_study": True}
+    return result
+
+
+def tuning_users_record(tuning_fold, fold, share: float) -> dict:
+    """Counts and digests of the tuning users (fit + score) and of this fold's users; disjoint when
+    no tuning user is among the fold's training, validation or test users (ratings: users)."""
+    from aerec.tune import _digest
+
+    if getattr(tuning_fold, "kind", "ranking") == "rating":
+        tuning, evaluated = set(map(str, tuning_fold.user_ids)), set(map(str, fold.user_ids))
+    else:
+        tuning = {str(u) for ids in (tuning_fold.train_user_ids, tuning_fold.valid_user_ids) for u in ids}
+        evaluated = {str(u) for ids in (fold.train_user_ids, fold.valid_user_ids, fold.test_user_ids) for u in ids}
+    return {"fold": int(fold.index), "unit": "users", "mode": "tuning-users", "share": share,
+            "tuning_users": len(tuning), "tuning_users_sha256": _digest(tuning),
+            "fold_users": len(evaluated), "fold_users_sha256": _digest(evaluated),
+            "disjoint": not (tuning & evaluated)}
 
 
 def _worker(job):
@@ -360,7 +455,7 @@ def comparison_markdown(rows: list[dict], searched=()) -> str:
 
 
 def write_report(out: Path, cells: list[dict], specs: dict, ref_dir, trials: int, timeout, clock: str = "wall",
-                 missing: int = 0) -> dict:
+                 missing: int = 0, share: float | None = None) -> dict:
     from aerec.models import space as spacemod
 
     rows = comparison(cells, _reference_rows(ref_dir))
@@ -368,20 +463,27 @@ def write_report(out: Path, cells: list[dict], specs: dict, ref_dir, trials: int
     agg = report.aggregate(tuned)
     report.mark_significance(agg, tuned)
     other = {m: p if p is not None else "none" for m, p in _trial_patience(specs).items() if p != PATIENCE}
-    budget = (f"**Budget, the same for every model:** per fold, {trials} finished trials"
+    where = (f"per model, one study on the tuning-only users ({share:.0%} of the users, set aside with the seed and in "
+             "no fold)" if share is not None else "per fold")
+    reads = ("Tuning reads only the tuning users; every fold, made of the other users, trains the chosen setting on "
+             "its training users (early stopping on its validation users) and tests it on its test users, and the "
+             "reference rows run on the same folds; `tuning-users.json` records the tuning users' count and SHA-256 "
+             "digest beside each fold's.\n" if share is not None else
+             "Tuning reads only each fold's training users (fitting) and validation users (scoring); "
+             "`tuning-users.json` records their counts and SHA-256 digests beside the test users'.\n")
+    budget = (f"**Budget, the same for every model:** {where}, {trials} finished trials"
               + (f" or {timeout:g} {'CPU seconds (this process)' if clock == 'cpu' else 's'} of trial time, whichever comes first (a trial running at the cap stops "
                  "after that epoch and keeps its best epoch)" if timeout else "")
               + (". The best setting is then trained again to its own end (its epochs and early stopping) when the cap "
                  "cut its trial short (`--tune-final full`; that fit is outside the budget)"
                  if any(s.get("final") == "full" for s in specs.values()) else
-                 ". The tuned row tests the best trial's own model")
+                 "" if share is not None else ". The tuned row tests the best trial's own model")
               + f". Neural trials stop early after {PATIENCE} epochs without a better validation score"
               + (f" ({', '.join(f'{m}: {p}' for m, p in sorted(other.items()))}: each model's `tune_patience`)" if other else "")
               + ". Each study's "
               "first trial is the model's starting setting (its defaults), which a later trial replaces only if it beats it "
               "by a one-sided paired t-test across the validation users at p < 0.05; a MedianPruner stops trials below "
-              "the median at the same epoch. Tuning reads only each fold's training users (fitting) and validation users (scoring); "
-              "`tuning-users.json` records their counts and SHA-256 digests beside the test users'.\n")
+              "the median at the same epoch. " + reads)
     spaces = ["### Search spaces\n"]
     for m, s in sorted(specs.items()):
         if s["space"]:

@@ -49,13 +49,18 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--tune-final", type=click.Choice(["best-trial", "full"]), default="best-trial", show_default=True,
               help="tuned: test the best trial's model as the time cap left it, or (full) first train that "
                    "setting to its own end when the cap cut it short.")
+@click.option("--tune-on", type=click.Choice(["tuning-users", "fold"]), default="tuning-users", show_default=True,
+              help="tuned: one study per model on tuning-only users (--tune-share of the users, in no fold; the "
+                   "folds are of the rest), or one study per fold on its training and validation users.")
+@click.option("--tune-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.15,
+              show_default=True, help="tuned, --tune-on tuning-users: the share of users set aside for tuning.")
 @click.option("--report-only", is_flag=True,
               help="Run nothing; write the report from the cells finished so far and name the unfinished ones.")
 @click.option("--space-file", type=click.Path(dir_okay=False), default=None,
               help="tuned: TOML with [space.MODEL] tables overriding the models' search spaces.")
 def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol_sets, config_file, ks, out, overwrite,
-          smoke, as_json, trials, tune_timeout, tune_clock, tune_final, reference, storage, report_only, space_file,
-          **data_params):
+          smoke, as_json, trials, tune_timeout, tune_clock, tune_final, tune_on, tune_share, reference, storage,
+          report_only, space_file, **data_params):
     """Run every model on every data set with its proper protocol and write tables and plots.
 
     Finished (model, data set, fold) cells are cached under OUT, so a rerun resumes.
@@ -71,7 +76,7 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol
 
         result = run_tuned(out, datasets=_split(datasets), models=_split(models), folds=folds, seed=seed, jobs=jobs,
                            trials=trials, timeout=tune_timeout, clock=tune_clock, reference=reference, report_only=report_only, storage=storage, final=tune_final,
-                           space_overrides=space_file_overrides(space_file) if space_file else None)
+                           tune_on=tune_on, tune_share=tune_share, space_overrides=space_file_overrides(space_file) if space_file else None)
         if as_json:
             click.echo(json.dumps(result["comparison"], indent=2))
         else:
