@@ -50,7 +50,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
               trials: int = 8, timeout: float | None = None, loader=None, overrides: dict | None = None,
               space_overrides: dict | None = None, storage: str | None = None, reference: str = "run",
               clock: str = "wall", report_only: bool = False, final: str = "best-trial",
-              tune_on: str = "tuning-users", tune_share: float | None = None) -> dict:
+              tune_on: str = "fold", tune_share: float | None = None) -> dict:
     """Run (or resume) the tuned suite and write its report.
 
     overrides: {model: fixed settings} for both the reference and the tuned cells (tests use it

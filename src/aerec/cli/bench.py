@@ -49,7 +49,7 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--tune-final", type=click.Choice(["best-trial", "full"]), default="best-trial", show_default=True,
               help="tuned: test the best trial's model as the time cap left it, or (full) first train that "
                    "setting to its own end when the cap cut it short.")
-@click.option("--tune-on", type=click.Choice(["tuning-users", "fold"]), default="tuning-users", show_default=True,
+@click.option("--tune-on", type=click.Choice(["fold", "tuning-users"]), default="fold", show_default=True,
               help="tuned: one study per model on tuning-only users (--tune-share of the users, in no fold; the "
                    "folds are of the rest), or one study per fold on its training and validation users.")
 @click.option("--tune-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.15,
