@@ -48,6 +48,13 @@ def test_tuned_suite_writes_the_side_by_side_report(finished):
     md = (out / "results.md").read_text()
     assert "reference settings vs tuned" in md and "| ease |" in md and "2 finished trials" in md
     assert "validation → test" in md and "one-sided paired t-test" in md and "### Chosen setting per fold" in md
+    # three columns: reference, the untuned default (the study's start), tuned; each gain with its test
+    assert "| ease | " in md and "= reference" in md
+    mv = rows[("multvae", "strong")]
+    assert mv["default_folds"] == [0, 1, 2] and 0 <= mv["tuned_vs_default"]["p"] <= 1
+    assert mv["tuned_vs_default"]["difference"] + mv["default_vs_reference"]["difference"] == pytest.approx(
+        mv["difference"])
+    assert rows[("ease", "strong")]["default_same_as_reference"] is True
     sel = [t for t in json.loads((out / "comparison.json").read_text()) if "validation" in t]
     assert sel and all(r["valid_test_gap"] == pytest.approx(r["tuned"] - r["validation"]) for r in sel)
     budget = json.loads((out / "run.json").read_text())["budget"]

@@ -136,9 +136,15 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
                         ref = Cell(m, label, proto_name, f, proto.n_folds, seed, ref_cfg, dict(opts), tuning_users=share)
                         tuned = Cell(m, label, proto_name, f, proto.n_folds, seed, {"tuned": spec}, dict(opts),
                                      tuning_users=share)
+                        # the study's starting setting (the model's defaults, `scaled` where it has a
+                        # schedule, with the trials' early stopping), trained untuned: the middle column
+                        default = Cell(m, label, proto_name, f, proto.n_folds, seed, dict(fixed), dict(opts),
+                                       tuning_users=share)
                         want = [] if reference == "none" else [("reference", ref)]
                         if space:
                             want.append(("tuned", tuned))
+                            if default.key() != ref.key():  # the same setting: the reference row is the default
+                                want.append(("default", default))
                         for kind, cell in want:
                             hit = load_cell(cell, out)
                             if hit is None and kind == "reference" and ref_dir is not None:
@@ -164,7 +170,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
                                     tuning_folds[m] = cls.prepare_fold(tuning_fold(proto, tune_data), tune_data)
                                 fold = (fold, tuning_folds[m])
                             jobs_todo.append((order, kind, cell, fold, task, store, name))
-    jobs_todo.sort(key=lambda j: (j[0], j[1] != "tuned"))
+    jobs_todo.sort(key=lambda j: (j[0], ("tuned", "reference", "default").index(j[1])))
     ui.info(f"bench tuned: {len(cells)} cells cached, {len(jobs_todo) + missing} to run -> {out}  "
             f"(budget per fold and model: {trials} trials" + (f" or {timeout:g} s of trial time ({clock} clock)" if timeout else "")
             + ")")
@@ -219,7 +225,7 @@ def _default_storage(out: Path, cell: Cell) -> str:
 
 def _run_job(job) -> dict:
     _, kind, cell, fold, task, storage, name = job
-    if kind == "reference":
+    if kind in ("reference", "default"):
         return run_cell(cell, fold, task)
     if cell.tuning_users is not None:
         return tune_cell_users(cell, *fold, task, storage)
@@ -364,9 +370,29 @@ def _reference_rows(ref_dir: Path | None) -> dict:
             for r in rows}
 
 
+def _paired(a: dict, b: dict, metric: str) -> dict | None:
+    """Two variants' cells ({fold: cell}) over the folds both have: means, difference and the
+    two-sided paired t-test (across users for top-N metrics, across folds for RMSE)."""
+    folds = sorted(set(a) & set(b))
+    if not folds:
+        return None
+    if metric != "rmse":
+        x = np.concatenate([np.asarray(a[f]["per_user"][metric]) for f in folds])
+        y = np.concatenate([np.asarray(b[f]["per_user"][metric]) for f in folds])
+        pairing = "users"
+    else:
+        x, y = (np.array([c[f]["metrics"][metric] for f in folds]) for c in (a, b))
+        pairing = "folds"
+    return {"first": float(x.mean()), "second": float(y.mean()), "difference": float(x.mean() - y.mean()),
+            "p": paired_pvalue(x, y) if len(x) > 1 else None, "pairing": pairing, "n_pairs": int(len(x)),
+            "folds": folds}
+
+
 def comparison(cells: list[dict], ref_rows: dict) -> list[dict]:
     """Per (dataset, protocol, model): reference and tuned means over the folds both have, and
-    the paired t-test (across users when both sides kept per-user values, else across folds)."""
+    the paired t-test (across users when both sides kept per-user values, else across folds).
+    With default cells (the study's starting setting, untuned), the gain splits in two: default
+    vs reference (the schedule and early-stopping change) and tuned vs default (the search)."""
     by = {}
     for c in cells:
         by.setdefault((c["dataset"], c["protocol"], c["model"], c.get("variant", "reference")), {})[c["fold"]] = c
@@ -411,12 +437,26 @@ def comparison(cells: list[dict], ref_rows: dict) -> list[dict]:
             row["difference"] = float(a.mean() - b.mean())
             row["p"] = paired_pvalue(a, b) if len(a) > 1 else None  # one pair: no test
             row["n_pairs"] = int(len(a))
+        default = by.get((dataset, protocol, model, "default"), {})
+        if default:
+            row["default"] = float(np.mean([default[f]["metrics"][metric] for f in default]))
+            row["default_folds"] = sorted(default)
+            for key, (x, y) in (("default_vs_reference", (default, ref)), ("tuned_vs_default", (tuned, default))):
+                pair = _paired(x, y, metric)
+                if pair:
+                    row[key] = pair
+        elif tuned and ref:  # no separate default cell: the reference setting is the study's start
+            row["default_same_as_reference"] = True
         out.append(row)
     return out
 
 
 def _f(v, fmt=".4f"):
     return "—" if v is None else format(v, fmt)
+
+
+def _gain(diff, p) -> str:
+    return "—" if diff is None else f"{diff:+.4f} ({_f(p, '.3g')})"
 
 
 def comparison_markdown(rows: list[dict], searched=()) -> str:
@@ -427,9 +467,10 @@ def comparison_markdown(rows: list[dict], searched=()) -> str:
         metric = members[0]["metric"]
         title = report.PROTOCOL_TITLES.get(protocol, protocol)
         lines += [f"### {dataset}, {title}: reference settings vs tuned ({metric.upper() if metric == 'rmse' else metric})\n",
-                  "| model | reference | tuned | folds paired | difference | p | paired over | trials/fold (pruned) | "
+                  "| model | reference | default (untuned) | tuned | folds paired | default − reference (p) | "
+                  "tuned − default (p) | difference | p | paired over | trials/fold (pruned) | "
                   "tuning wall s/fold | validation → test | start kept |",
-                  "|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|"]
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---:|"]
         lower = metric == "rmse"
         for r in sorted(members, key=lambda r: r.get("tuned", r.get("reference", 0)), reverse=not lower):
             folds = f"{len(r['folds'])}" if "n_pairs" in r else (f"{len(r['tuned_folds'])} tuned" if r.get("tuned_folds") else "—")
@@ -438,13 +479,25 @@ def comparison_markdown(rows: list[dict], searched=()) -> str:
             paired = "n_pairs" in r  # both columns over the same folds when a pairing exists
             ref = r["paired_reference"] if paired else r.get("reference")
             tuned = r["paired_tuned"] if paired else r.get("tuned")
-            lines.append(f"| {r['model']} | {_f(ref)} | {_f(tuned)} | {folds} | "
+            if r.get("default_same_as_reference"):
+                dflt, step1, step2 = "= reference", "0 (same setting)", _gain(r.get("difference"), r.get("p"))
+            else:
+                dv, td = r.get("default_vs_reference"), r.get("tuned_vs_default")
+                dflt = _f(r.get("default"))
+                step1 = _gain(dv["difference"], dv["p"]) if dv else "—"
+                step2 = _gain(td["difference"], td["p"]) if td else "—"
+            lines.append(f"| {r['model']} | {_f(ref)} | {dflt} | {_f(tuned)} | {folds} | {step1} | {step2} | "
                          f"{_f(r.get('difference'), '+.4f')} | {_f(r.get('p'), '.3g')} | {r.get('pairing', '—')} | "
                          f"{trials} | {_f(r.get('tuning_seconds'), '.0f')} | "
                          + (f"{r['validation']:.4f} → {r['tuned']:.4f} ({r['valid_test_gap']:+.4f})" if "validation" in r else "—")
                          + f" | {r['kept_start'] if 'kept_start' in r else '—'}/{len(r.get('tuned_folds', []))} |")
         lines.append("")
-    lines.append("Reference: each model's reference settings (the paper suite). Tuned: the best of the fold's own "
+    lines.append("Reference: each model's reference settings (the paper suite; `schedule = reference` where a model "
+                 "has one). Default (untuned): the study's starting setting, trained once without search: the model's "
+                 "defaults (`schedule = scaled` where it has one) with the trials' early stopping; \"= reference\" where "
+                 "that is the reference setting itself. Default − reference is the gain of that change alone, tuned − "
+                 "default the gain of the search alone, each with its two-sided paired t-test; \"—\" where the default "
+                 "cells have not run. Tuned: the chosen setting of the fold's own "
                  "study, tested on that fold's test users. Both columns are means over the folds both sides have "
                  "(each side's own folds where there is no pair); difference and p (two-sided paired t-test), paired across users when both sides kept "
                  "per-user values, else across folds. Validation → test: the chosen setting's validation score (on the "
