@@ -139,8 +139,8 @@ def test_trial_patience_lives_beside_each_model():
         return base_config(models.get(name)).get("patience")
 
     assert patience("multvae") == PATIENCE == 10
-    assert patience("warp") == patience("lambdanet") == 30
-    assert patience("bivae") == 100 and patience("hvamp") == 50  # slow-rising curves; H+Vamp's own rule
+    # their references do not stop early, so neither do their trials; H+Vamp's own rule is 50
+    assert patience("warp") is patience("lambdanet") is patience("bivae") is None and patience("hvamp") == 50
     assert patience("ract") is None and base_config(models.get("ease")) == {}  # fixed phases; closed form
 
 

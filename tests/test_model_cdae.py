@@ -146,8 +146,9 @@ def test_adagrad_step_divides_by_one_plus_root_accumulator():
     assert torch.allclose(b.detach(), want, atol=1e-7)
 
 
-def test_adagrad_default_eps_is_torchs():
-    m = CDAE(hidden=2)
+def test_adagrad_default_is_the_authors_beta_and_torchs_eps_an_option():
+    assert CDAE().config.adagrad_beta == 1.0  # the authors' scripts (issue 22: no default from test folds)
+    m = CDAE(hidden=2, adagrad_beta=1e-10)
     m.n_users, m.n_items = 3, 4
     m.init_network()
     b = m.net.out_bias

@@ -37,7 +37,7 @@ class LambdaNet(MultVAE):
     """
 
     name = "lambdanet"
-    tune_patience = 30  # as WARP's: a plateau of 10+ epochs before it rises
+    tune_patience = None  # as WARP's: the reference trains its epochs without early stopping
     Config = LambdaNetConfig
     test_overrides = {"epochs": 20, "hidden": (32,), "latent": 8, "batch_size": 16, "lr": 1e-2, "n_negatives": 8}
     space = {"n_negatives": {"type": "int", "low": 20, "high": 200, "log": True},

@@ -42,7 +42,7 @@ class WARP(MultVAE):
     """
 
     name = "warp"
-    tune_patience = 30  # validation NDCG sat on a plateau for 10+ epochs at low rates (tuned-ml-100k)
+    tune_patience = None  # the reference (RaCT_CF) trains its epochs without early stopping
     Config = WARPConfig
     test_overrides = {"epochs": 20, "hidden": (32,), "latent": 8, "batch_size": 16, "lr": 1e-2, "n_negatives": 8}
     space = {"margin": {"type": "float", "low": 0.1, "high": 2.0},
