@@ -325,7 +325,8 @@ def _study_with(start_values, best_values, start_mean=0.40, best_mean=0.41):
 def test_a_trial_replaces_the_start_only_when_a_paired_test_says_so():
     import numpy as np
 
-    from aerec.tune import ALPHA, _select
+    from aerec.tune_select import ALPHA
+    from aerec.tune_select import select_trial as _select
 
     rng = np.random.default_rng(0)
     base = rng.random(400)
