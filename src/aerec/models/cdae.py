@@ -164,7 +164,7 @@ class CDAE(TorchRecommender):
 
     name = "cdae"
     Config = CDAEConfig
-    test_overrides = {"epochs": 20, "hidden": 16, "batch_size": 8}
+    test_overrides = {"epochs": 20, "hidden": 16, "batch_size": 8, "lr": 1.0}  # beta 1 damps steps: a larger lr
     space = {"dropout": {"type": "float", "low": 0.0, "high": 0.8},  # input corruption q
              "negatives": {"type": "int", "low": 1, "high": 20, "log": True},
              "hidden": {"type": "int", "low": 20, "high": 200, "log": True},  # factors K
