@@ -210,7 +210,7 @@ class RecVAE(TorchRecommender):
             return None
         return (f"recvae: epochs unset, so schedule '{c.schedule}' trains up to {ceiling} epochs "
                 f"({ceiling - RECVAE_REF.epochs:+d} over the reference's {RECVAE_REF.epochs}: its gradient-step budget "
-                f"at {math.ceil(self.n_users / c.batch_size)} batches per epoch"
+                f"at {math.ceil(self.n_users / c.batch_size)} batch(es) per epoch"
                 + (f", bounded at {SCALED_MAX_EPOCHS}" if ceiling == SCALED_MAX_EPOCHS else "")
                 + f"), stopping after {self.stop_patience()} epochs without gain; set epochs for an exact count")
 
