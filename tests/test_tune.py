@@ -348,3 +348,19 @@ def test_run_study_reports_its_selection_and_the_chosen_setting():
     chosen = next(t for t in res["log"] if t["number"] == sel["chosen_trial"])
     assert res["config"]["l2"] == pytest.approx(chosen["params"]["l2"])
     assert sel["kept_start"] == (sel["chosen_trial"] == 0)
+
+
+def test_rating_selection_pairs_are_per_user_mean_squared_errors():
+    import numpy as np
+
+    from aerec import evaluation, protocols
+    from aerec.tune_select import per_user_validation
+
+    data = synth(80, 40, 1500, seed=4)
+    fold = protocols.get("ratings-kfold", folds=3, seed=0).folds(data)[0]
+    model = models.create("autorec", {**models.get("autorec").test_overrides, "epochs": 2}).fit(fold.train)
+    per_user = per_user_validation(model, fold.valid)
+    counts = np.bincount(fold.valid.tocoo().row)
+    assert len(per_user) == int((counts > 0).sum())  # one value per user with validation ratings
+    mse = evaluation.evaluate_rating(model, fold.valid)["rmse"] ** 2
+    assert np.average(per_user, weights=counts[counts > 0]) == pytest.approx(mse, rel=1e-9)

@@ -1,5 +1,5 @@
 """Selection that survives noise (issue 22): the study's starting setting stays unless the best
-trial beats it by a one-sided paired t-test across the validation units (users, or ratings).
+trial beats it by a one-sided paired t-test across the validation users.
 
 An ML-1M fold has about 1,200 validation users, so a trial's NDCG@100 carries a standard error
 near 0.006, and the best mean of 20-30 trials wins partly by luck.
@@ -16,12 +16,17 @@ ALPHA = 0.05  # a trial replaces the starting setting only if a one-sided paired
 
 
 def per_user_validation(model, valid) -> np.ndarray:
-    """The fitted model's validation values per unit: NDCG@100 per validation user with a target
-    (ranking), squared error per validation rating (rating); the pairs of the selection test."""
+    """The fitted model's validation values per user, the pairs of the selection test: NDCG@100 per
+    validation user with a target (ranking); the mean squared error over each user's validation
+    ratings (rating: one value per user keeps the stored arrays small and the pairs across users)."""
     from aerec import evaluation
 
     if model.task == "rating":
-        return np.asarray(evaluation.evaluate_rating(model, valid)["squared_error"], dtype=np.float64)
+        se = np.asarray(evaluation.evaluate_rating(model, valid)["squared_error"], dtype=np.float64)
+        rows = np.sort(valid.tocoo().row)  # evaluate_rating's row-major order
+        counts = np.bincount(rows)
+        keep = counts > 0
+        return np.bincount(rows, weights=se)[keep] / counts[keep]
     return np.asarray(evaluation.evaluate_ranking(model, valid[0], valid[1], ks=(100,))["ndcg@100"], dtype=np.float64)
 
 
