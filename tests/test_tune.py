@@ -254,6 +254,9 @@ def test_cli_tune_uses_space_flags_and_resumes(tmp_path, capsys):
     assert "test users were never read" in text
     models.create("ease", cfgmod.load_toml(tmp_path / "best.toml")["model"])
     assert main(["tune", "ease", "--dataset", csv, "--space", "l2=fast", "--dir", str(tmp_path / "x")]) == 2
+    assert res["selection"]["rule"] == "paired"
+    assert main(args + ["--trials", "3", "--select", "best"]) == 0
+    assert json.loads(capsys.readouterr().out)["selection"]["rule"] == "best"
 
 
 def test_default_point_is_the_reference_setting_clipped_into_the_space():

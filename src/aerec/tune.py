@@ -326,7 +326,7 @@ def trial_log(study, optuna) -> list[dict]:
 def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, folds: int = 5,
          fixed: dict | None = None, timeout: float | None = None, fold: int = 0,
          space_overrides: dict | None = None, storage: str | None = None, directory=None,
-         dataset_label: str | None = None, protocol_options: dict | None = None) -> dict:
+         dataset_label: str | None = None, protocol_options: dict | None = None, select: str = "paired") -> dict:
     """Tune on fold `fold`'s training and validation parts (never its test part).
 
     Storage: `storage` (a URL) if given, else DIRECTORY/study.db when `directory` is given, else
@@ -355,7 +355,7 @@ def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, 
                       {"protocol": protocol_name, "folds": proto.n_folds, "seed": seed, "fixed": fixed, "space": space,
                        **defaults_key(cls, fixed)})
     res = run_study(cls, the_fold, fixed=fixed, space=space, trials=trials, timeout=timeout, seed=seed,
-                    storage=storage, name=name, label=model_name, keep_model=False)
+                    storage=storage, name=name, label=model_name, keep_model=False, select=select)
     users = tuning_users(the_fold)
     out = {"model": model_name, "best_value": res["best_value"], "trials": res["trials"], "selection": res["selection"],
            "complete": res["complete"], "pruned": res["pruned"], "config": res["config"], "fold": fold,

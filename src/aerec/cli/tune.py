@@ -50,9 +50,12 @@ def space_file_overrides(path, cls, model: str) -> dict:
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
               help="Study directory (study.db, tuning.json). Default: runs/tune-MODEL-DATASET-PROTOCOL-foldF-seedS.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="TOML file for the best config.")
+@click.option("--select", type=click.Choice(["paired", "best"]), default="paired", show_default=True,
+              help="paired: keep the starting (default) setting unless the best trial beats it by a one-sided "
+                   "paired t-test across validation users at p < 0.05; best: the best validation mean.")
 @click.option("--json", "as_json", is_flag=True)
 def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items, space_file, protocol_sets, config_file,
-         timeout, storage, directory, out, as_json, **data_params):
+         timeout, storage, directory, out, select, as_json, **data_params):
     """Search MODEL's own space on one fold's training + validation parts (never its test part).
 
     Rerunning the same command resumes the study from its storage until it holds --trials.
@@ -88,7 +91,8 @@ def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items,
     opts = {k: v for k, v in opts.items() if k not in ("n_folds", "repeats", "seed")}
     result = run_tune(model, inter, protocol, trials, seed=seed, folds=folds,
                       fixed=cfgmod.parse_set(list(sets)), timeout=timeout, fold=fold, space_overrides=overrides,
-                      storage=storage, directory=directory, dataset_label=label, protocol_options=opts)
+                      storage=storage, directory=directory, dataset_label=label, protocol_options=opts,
+                      select=select)
     out = out or f"{model}-tuned.toml"
     write_toml(result, out, dataset, protocol)
     if mapping:  # so that `aerec train --config OUT` reads the data the same way
