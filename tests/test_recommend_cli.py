@@ -84,7 +84,7 @@ def test_new_user_with_unknown_items(dae_dir, tmp_path, capsys):
     want = io.recommend_items(io.load(dae_dir), ["100", "101", "nope", "102"], 5)
     assert code == 0 and got == want.to_dict() and got["unknown_items"] == ["nope"] and got["fallback"] is None
     f = tmp_path / "items.txt"
-    f.write_text("# my items\n100\n\n101\nnope\n102\n")
+    f.write_text("100\n\n101\nnope\n102\n")
     code, out2, _ = run(capsys, "recommend", dae_dir, "--items-file", f, "-k", "5", "--json")
     assert code == 0 and json.loads(out2) == got
     code, out, _ = run(capsys, "recommend", dae_dir, "--items", "100,nope", "-k", "5")
@@ -114,8 +114,8 @@ def test_rating_model_ranks_by_predicted_rating(autorec_dir, rating_case, tmp_pa
     np.testing.assert_allclose(got["scores"], pred[top], rtol=1e-6)
     assert all(1.0 <= s <= 5.0 for s in got["scores"])
     f = tmp_path / "rated.csv"
-    f.write_text("100,5\n101,1\n102\t4\n")
-    code, out, _ = run(capsys, "recommend", autorec_dir, "--items-file", f, "-k", "5", "--json")
+    f.write_text("100,5\n101,1\n102, 4\n")
+    code, out, _ = run(capsys, "recommend", autorec_dir, "--items-file", f, "--items-sep", ",", "-k", "5", "--json")
     want = Engine(model).recommend_items(["100", "101", "102"], 5, ratings=[5, 1, 4])
     assert code == 0 and json.loads(out)["items"] == want.item_ids
     code, out, _ = run(capsys, "recommend", autorec_dir, "--items", "100,101,102", "--ratings", "5,1,4", "-k", "5", "--json")
@@ -156,7 +156,7 @@ def test_errors_are_one_line(dae_dir, capsys, args, message):
 def test_items_file_errors_name_the_line(dae_dir, tmp_path, capsys):
     f = tmp_path / "bad.txt"
     f.write_text("100\n101 x\n")
-    code, _, err = run(capsys, "recommend", dae_dir, "--items-file", f)
+    code, _, err = run(capsys, "recommend", dae_dir, "--items-file", f, "--items-sep", " ")
     assert code == 2 and f"{f}:2: rating 'x' is not a number" in err
 
 
@@ -185,8 +185,8 @@ def test_ratings_outside_the_models_range_are_exit_2(autorec_dir, tmp_path, caps
     code, out, err = run(capsys, "recommend", autorec_dir, "--items", "100,101", "--ratings", ratings)
     assert code == 2 and out == "" and "rating" in err and len(err.strip().splitlines()) == 1, err
     f = tmp_path / "rated.txt"
-    f.write_text("".join(f"{i} {r}\n" for i, r in zip((100, 101), ratings.split(","))))
-    code, _, err = run(capsys, "recommend", autorec_dir, "--items-file", f)
+    f.write_text("".join(f"{i}\t{r}\n" for i, r in zip((100, 101), ratings.split(","))))
+    code, _, err = run(capsys, "recommend", autorec_dir, "--items-file", f, "--items-sep", "tab")
     assert code == 2 and "rating" in err, err
     from aerec.io import RatingsError
 
@@ -199,5 +199,5 @@ def test_implicit_models_refuse_ratings(dae_dir, tmp_path, capsys):
     assert code == 2 and "takes no ratings" in err and len(err.strip().splitlines()) == 1
     f = tmp_path / "rated.txt"
     f.write_text("100 1\n101 1\n")
-    code, _, err = run(capsys, "recommend", dae_dir, "--items-file", f)
+    code, _, err = run(capsys, "recommend", dae_dir, "--items-file", f, "--items-sep", " ")
     assert code == 2 and "takes no ratings" in err
