@@ -36,7 +36,8 @@ def _is_loopback(host: str) -> bool:
               default="info", show_default=True)
 def serve(model_dir, host, port, max_batch, batch_wait_ms, max_body, limit_concurrency, read_timeout, log_level):
     """Serve recommendations from MODEL_DIR (a model directory, or a run directory: its full
-    model, else fold 0's) over HTTP: POST /recommend, GET /health, /model, /items/{id}, /docs."""
+    model, else fold 0's) over HTTP: POST /recommend, GET /health, /model, /items/{id}, /items?q=,
+    /history?user=, /docs, and a page to try the model at / (http://HOST:PORT/ in a browser)."""
     from aerec import deps
 
     deps.check_feature("serve")
@@ -52,7 +53,8 @@ def serve(model_dir, host, port, max_batch, batch_wait_ms, max_body, limit_concu
     app = create_app(model, model_dir=path, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_body=max_body)
     if not _is_loopback(host):
         click.echo(f"warning: listening on {host}, beyond this machine; the service has no authentication", err=True)
-    ui.info(f"serving {model.name} ({model.n_items} items) from {path} on http://{host}:{port} (docs at /docs)")
+    ui.info(f"serving {model.name} ({model.n_items} items) from {path} on http://{host}:{port} "
+            "(a page to try it at /, API docs at /docs)")
     config = server_config(app, host=host, port=port, read_timeout=read_timeout, max_connections=limit_concurrency,
                            log_level=log_level, access_log=log_level == "debug")
     uvicorn.Server(config).run()

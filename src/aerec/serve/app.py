@@ -1,7 +1,9 @@
 """The HTTP service: FastAPI over an ``Engine`` and a ``MicroBatcher``.
 
-Endpoints: ``POST /recommend``, ``GET|HEAD /health``, ``GET /model``, ``GET /items/{id}``, and the
-OpenAPI docs (``/docs``, ``/openapi.json``). Requests are validated strictly (unknown fields,
+Endpoints: ``POST /recommend``, ``GET|HEAD /health``, ``GET /model``, ``GET /items/{id}``, the
+read-only ``GET /items?q=`` (search by id or title) and ``GET /history?user=`` (a known user's
+stored items) that the page needs, the page itself at ``GET /`` (``static/index.html``, read once
+at start-up), and the OpenAPI docs (``/docs``, ``/openapi.json``). Requests are validated strictly (unknown fields,
 wrong types and out-of-range k are 422, and so are ratings an implicit model cannot take or that
 lie outside a rating model's range or are not finite as float32), bodies over ``max_body`` bytes are refused with 413
 before they are parsed, an unknown user is 404, and unknown items are listed in the answer.
@@ -10,15 +12,18 @@ Every id is looked up in in-memory dicts: no request reads a file.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import logging
 import re
+from importlib import resources
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, model_validator
 
 from aerec import io
@@ -74,6 +79,33 @@ class ItemResponse(BaseModel):
     id: int | str
     title: str | None = None
     popularity: int | None = Field(None, description="Number of stored histories holding the item.")
+
+
+class SearchResponse(BaseModel):
+    items: list[ItemResponse]
+    total: int = Field(description="Number of matching items (the answer holds at most 'limit').")
+
+
+class HistoryResponse(BaseModel):
+    user: int | str
+    items: list[int | str] = Field(description="The stored history, highest value first (at most 'limit').")
+    titles: list[str | None] | None = None
+    values: list[float]
+    total: int = Field(description="Number of items in the stored history.")
+
+
+def page() -> tuple[str, str]:
+    """The page (static/index.html) and its Content-Security-Policy: its one inline script and
+    style are allowed by hash, everything else (other scripts, frames, forms, other hosts) is not."""
+    html = resources.files("aerec.serve").joinpath("static", "index.html").read_text(encoding="utf-8")
+
+    def hashes(tag):
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(m.encode()).digest()).decode()}'"
+                        for m in re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.S))
+
+    csp = (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; connect-src 'self'; "
+           "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return html, csp
 
 
 class BodyLimit:
@@ -173,6 +205,9 @@ def create_app(model, *, model_dir=None, max_batch: int = 64, batch_wait_ms: flo
     app = FastAPI(title="aerec", version=__version__, lifespan=lifespan,
                   description=f"Recommendations from a {model.name} model ({engine.n_items} items).")
     app.state.engine, app.state.batcher = engine, batcher
+    html, csp = page()
+    page_headers = {"content-security-policy": csp, "x-content-type-options": "nosniff",
+                    "referrer-policy": "no-referrer", "cache-control": "no-cache"}
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -216,6 +251,28 @@ def create_app(model, *, model_dir=None, max_batch: int = 64, batch_wait_ms: flo
     @app.get("/model")
     async def model_meta():
         return info
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return HTMLResponse(html, headers=page_headers)
+
+    @app.get("/items", response_model=SearchResponse)
+    async def search(q: Annotated[str, Query(max_length=MAX_ID_CHARS, description="Text in the id or title "
+                                             "(case-insensitive); empty: the most popular items.")] = "",
+                     limit: Annotated[int, Query(ge=1, le=100)] = 20):
+        items, total = engine.search(q, limit)
+        return {"items": items, "total": total}
+
+    @app.get("/history", response_model=HistoryResponse,
+             responses={400: {"description": "Model saved without histories"}, 404: {"description": "Unknown user"}})
+    async def history(user: Annotated[str, Query(max_length=MAX_ID_CHARS, description="A known user's id.")],
+                      limit: Annotated[int, Query(ge=1, le=MAX_K)] = 100):
+        try:
+            return engine.history(user, limit)
+        except io.UnknownUserError as e:
+            raise HTTPException(404, str(e)) from None
+        except AerecError as e:
+            raise HTTPException(400, str(e)) from None
 
     # ":path" so ids holding "/" still match; the id is only a dict key, never a file name
     @app.get("/items/{item_id:path}", response_model=ItemResponse, responses={404: {"description": "Unknown item"}})

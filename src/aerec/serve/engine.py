@@ -51,6 +51,7 @@ class Engine:
         self.below, self.below_rule = io.below_threshold_ids(model)  # users the feedback cut left out
         self.popularity = None if self.histories is None else io.popularity(model)
         self.liked = io.liked_value(model)
+        self._search_keys = None
 
     # requests -> queries -------------------------------------------------------------------
     def _exclusions(self, exclude) -> set:
@@ -174,12 +175,40 @@ class Engine:
         return top, vals.astype(np.float32), np.isfinite(vals)
 
     # lookups ---------------------------------------------------------------------------------
-    def item_info(self, item_id) -> dict | None:
-        j = self.item_index.get(str(item_id))
-        if j is None:
-            return None
+    def search(self, query: str, limit: int = 20) -> tuple[list[dict], int]:
+        """Items whose id or title holds ``query`` (case-insensitive): an exact id first, then by
+        popularity, then column order; an empty query lists the most popular. (items, matches)."""
+        if self._search_keys is None:  # built on first use: "id\0title", casefolded
+            titles = self.titles or [None] * self.n_items
+            self._search_keys = [f"{x}\0{t or ''}".casefold() for x, t in zip(self.item_ids.tolist(), titles)]
+        q = query.casefold()
+        cols = [j for j, key in enumerate(self._search_keys) if q in key] if q else list(range(self.n_items))
+        exact = self.item_index.get(query)
+        pop = self.popularity if self.popularity is not None else np.zeros(self.n_items, np.float32)
+        cols.sort(key=lambda j: (j != exact, -pop[j], j))
+        return [self.item_info_at(j) for j in cols[:limit]], len(cols)
+
+    def history(self, user_id, limit: int = 100) -> dict:
+        """A known user's stored history: items (highest value first), titles and values."""
+        if self.histories is None:
+            raise DataError(f"{self.model.name} was saved without user histories")
+        u = self.user_index.get(str(user_id))
+        if u is None:
+            raise io.UnknownUserError(f"unknown user {user_id!r}: the model has no history for it")
+        row = self.histories[u]
+        order = np.lexsort((row.indices, -row.data))[:limit]
+        cols = row.indices[order]
+        return {"user": _plain(self.user_ids[[u]])[0], "items": _plain(self.item_ids[cols]),
+                "titles": None if self.titles is None else [self.titles[j] for j in cols.tolist()],
+                "values": row.data[order].astype(np.float64).tolist(), "total": int(row.nnz)}
+
+    def item_info_at(self, j: int) -> dict:
         return {"id": _plain(self.item_ids[[j]])[0], "title": None if self.titles is None else self.titles[j],
                 "popularity": None if self.popularity is None else int(self.popularity[j])}
+
+    def item_info(self, item_id) -> dict | None:
+        j = self.item_index.get(str(item_id))
+        return None if j is None else self.item_info_at(j)
 
 
 def _check_k(k) -> None:
