@@ -25,7 +25,7 @@ SMOKE_FILES := results.md results.csv results.json run.json \
 	curves-ml-100k-ndcg100.png bars-ml-100k-topn.png time-ml-100k-ndcg100.png \
 	curves-ml-100k-temporal-ndcg100.png bars-ml-100k-temporal-topn.png time-ml-100k-temporal-ndcg100.png
 
-.PHONY: demo demo-smoke test lint clean-venv
+.PHONY: demo demo-smoke test lint clean-venv browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -64,7 +64,19 @@ demo-smoke: $(VENV)/.demo-stamp
 		sys.exit(f'demo-smoke: no result for {missing}' if missing else 0)"
 	@echo "demo-smoke: every quick-suite model ran; report and plots in $(SMOKE_OUT)"
 
-test: $(VENV)/.dev-stamp
+# The page's browser test (tests/test_serve_page.py) drives Debian's chromium and chromium-driver.
+# As root with apt-get they are installed when missing; anywhere else (or if apt fails) the test
+# skips and says why: this step never fails the build.
+browser:
+	@if command -v chromedriver >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "make: installing chromium and chromium-driver for the page's browser test"; \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			chromium chromium-driver; } >/dev/null 2>&1 \
+		|| echo "make: apt-get could not install chromium chromium-driver; the browser test will skip"; \
+	else echo "make: no chromium/chromedriver (and no apt-get as root); the browser test will skip"; fi
+
+test: $(VENV)/.dev-stamp browser
 	$(BIN)/python -m pytest --timeout 900
 
 lint: $(VENV)/.dev-stamp
