@@ -10,6 +10,7 @@ was made so)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -139,6 +140,27 @@ def test_every_id_the_service_returns_it_accepts_back(client):
         assert client.post("/recommend", json={"user": user}).status_code == 200
 
 
+def test_rating_models_and_models_without_histories(rating_case, block_data, tmp_path):
+    d = rating_case.data
+    model = models.create("autorec", variant="user", hidden=8, epochs=2, patience=0).fit(rating_case.train)
+    io.save(model, tmp_path / "ar", item_ids=d.item_ids, user_ids=d.user_ids, history=rating_case.train)
+    with TestClient(create_app(io.load(tmp_path / "ar"))) as c:
+        # an empty basket with its (empty) ratings, as the page sends it: the popularity fallback
+        got = c.post("/recommend", json={"items": [], "ratings": [], "k": 3}).json()
+        assert got["fallback"] == "popularity" and len(got["items"]) == 3
+        hist = c.get("/history", params={"user": d.user_ids[1]}).json()
+        row = rating_case.train[1]
+        assert hist["total"] == row.nnz and hist["values"] == sorted(row.data.tolist(), reverse=True)
+    model = models.create("pop").fit(block_data.csr("ones"))
+    io.save(model, tmp_path / "pop", item_ids=block_data.item_ids)  # no histories, no users
+    with TestClient(create_app(io.load(tmp_path / "pop"))) as c:
+        got = c.get("/items", params={"limit": 3}).json()
+        assert got["total"] == 24 and [x["id"] for x in got["items"]] == [100, 101, 102]
+        assert got["items"][0]["popularity"] is None
+        r = c.get("/history", params={"user": "u1"})
+        assert r.status_code == 400 and "without user histories" in r.json()["detail"]
+
+
 # the page in a browser ------------------------------------------------------------------------
 
 
@@ -165,10 +187,16 @@ def _free_port() -> int:
 
 @pytest.fixture()
 def served(page_model, tmp_path):
+    with _serve(page_model, tmp_path) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _serve(model_dir, tmp_path):
     """`aerec serve` on a free 127.0.0.1 port, stopped at the end."""
     port = _free_port()
     log = open(tmp_path / "serve.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "aerec", "serve", str(page_model), "--host", "127.0.0.1",
+    proc = subprocess.Popen([sys.executable, "-m", "aerec", "serve", str(model_dir), "--host", "127.0.0.1",
                              "--port", str(port), "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -331,3 +359,34 @@ def test_the_page_in_a_headless_browser(browser, served, page_model):
     _wait(browser, lambda d: "unknown user 'nobody'" in _text(d, "#user-note"))
     errors = [e["message"] for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
     assert len(errors) == 1 and "/history?" in errors[0] and "404" in errors[0], errors
+
+
+def test_a_rating_model_in_the_browser(browser, rating_case, tmp_path):
+    """Rating models: each basket item carries a rating (the top one by default), sent with it."""
+    from selenium.webdriver.common.by import By
+
+    d = rating_case.data
+    model = models.create("autorec", variant="user", hidden=8, epochs=2, patience=0).fit(rating_case.train)
+    io.save(model, tmp_path / "ar", item_ids=d.item_ids, user_ids=d.user_ids, history=rating_case.train,
+            item_titles=d.item_titles)
+    engine = Engine(io.load(tmp_path / "ar"))
+    with _serve(tmp_path / "ar", tmp_path) as url:
+        browser.get(url + "/")
+        _wait(browser, lambda d: "ratings 1–5" in _text(d, "#model-info"))
+        assert _text(browser, "#score-head") == "rating"
+        for item in ("101", "105"):
+            search = browser.find_element(By.ID, "search")
+            search.clear()
+            search.send_keys(item)
+            _wait(browser, lambda d, item=item: _text(d, "#search-results li span.id") == item)
+            browser.find_element(By.CSS_SELECTOR, "#search-results li button").click()
+        want = engine.recommend_items([101, 105], 10, ratings=[5.0, 5.0])
+        _wait(browser, lambda d: [r[0] for r in _rows(d)] == [str(i) for i in want.item_ids])
+        rating = browser.find_elements(By.CSS_SELECTOR, "#basket input.rating")[1]
+        assert rating.get_attribute("value") == "5"
+        rating.clear()
+        rating.send_keys("1\t")  # the change event fires when the field loses focus
+        before, want = want, engine.recommend_items([101, 105], 10, ratings=[5.0, 1.0])
+        assert not np.allclose(before.scores, want.scores, atol=1e-3)  # so the wait below means something
+        _wait(browser, lambda d: [r[2] for r in _rows(d)] == pytest.approx(want.scores, abs=1e-4))
+        assert [r[0] for r in _rows(browser)] == [str(i) for i in want.item_ids]
