@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -62,6 +63,20 @@ def page_model(block_data, tmp_path_factory):
 def client(page_model):
     with TestClient(create_app(io.load(page_model), model_dir=page_model)) as c:
         yield c
+
+
+def _get_all(app, paths):
+    """GET each path through httpx's ASGI transport, which decodes a path once as uvicorn does
+    (Starlette's TestClient decodes twice: "%2520" would arrive as " ")."""
+    import asyncio
+
+    import httpx
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            return [await c.get(p) for p in paths]
+
+    return asyncio.run(go())
 
 
 # the endpoints the page calls ---------------------------------------------------------------
@@ -132,9 +147,10 @@ def test_every_id_the_service_returns_it_accepts_back(client):
         rec = client.post("/recommend", json={"items": [item], "k": 3, "exclude": [item]})
         assert rec.status_code == 200 and rec.json()["unknown_items"] == [] and item not in rec.json()["items"]
         assert client.get("/items", params={"q": item}).json()["items"][0]["id"] == item
-        if item != "..":  # a URL path cannot carry a dot segment: clients resolve it first
-            r = client.get("/items/" + quote(item, safe=""))
-            assert r.status_code == 200 and r.json()["id"] == item, item
+    # a URL path cannot carry a dot segment: clients resolve it first
+    paths = sorted(i for i in returned if i not in (".", ".."))
+    for item, r in zip(paths, _get_all(client.app, ["/items/" + quote(i, safe="") for i in paths])):
+        assert r.status_code == 200 and r.json()["id"] == item, item
     for user in users:
         assert client.get("/history", params={"user": user}).json()["user"] == user
         assert client.post("/recommend", json={"user": user}).status_code == 200
@@ -159,6 +175,42 @@ def test_rating_models_and_models_without_histories(rating_case, block_data, tmp
         assert got["items"][0]["popularity"] is None
         r = c.get("/history", params={"user": "u1"})
         assert r.status_code == 400 and "without user histories" in r.json()["detail"]
+
+
+def test_a_thousand_hostile_ids_come_back_and_go_back_over_http(tmp_path):
+    """Each id found by search (as the page finds it) is accepted back by /recommend and, where a
+    URL path can carry it, by /items/{id}; a user's history ids likewise."""
+    from helpers import hostile_ids
+
+    from aerec.serve.app import MAX_ID_CHARS
+
+    # ids longer than a request may carry are another check's (the service's id length limit)
+    ids = [i for i in hostile_ids() if len(i) <= MAX_ID_CHARS]
+    assert len(ids) > 990
+    rng = np.random.default_rng(0)
+    x = sp.csr_matrix((rng.random((40, len(ids))) < 0.05).astype(np.float32))
+    model = models.create("pop").fit(x)
+    io.save(model, tmp_path / "m", item_ids=np.array(ids, dtype=object),
+            user_ids=np.array(ids[:40], dtype=object), history=x)
+    app = create_app(io.load(tmp_path / "m"))
+    with TestClient(app) as c:
+        found = []
+        for item in ids:
+            first = c.get("/items", params={"q": item, "limit": 1}).json()["items"][0]["id"]
+            assert first == item, (item, first)
+            found.append(first)
+        for i in range(0, len(found), 200):
+            got = c.post("/recommend", json={"items": found[i : i + 200], "k": 1000}).json()
+            assert got["unknown_items"] == [] and not set(got["items"]) & set(found[i : i + 200])
+        paths = [i for i in found if i not in (".", "..")]
+        for item, r in zip(paths, _get_all(app, ["/items/" + quote(i, safe="") for i in paths])):
+            assert r.status_code == 200 and r.json()["id"] == item, item
+        for user in ids[:40]:
+            hist = c.get("/history", params={"user": user}).json()
+            assert hist["user"] == user
+            rec = c.post("/recommend", json={"items": hist["items"], "k": 1000}).json()
+            assert rec["unknown_items"] == [] and not set(rec["items"]) & set(hist["items"])
+            assert c.post("/recommend", json={"user": hist["user"], "k": 5}).status_code == 200
 
 
 # the page in a browser ------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, model_validator
+from starlette.convertors import Convertor, register_url_convertor
 
 from aerec import io
 from aerec.errors import AerecError
@@ -33,6 +34,22 @@ from aerec.serve.batching import MicroBatcher
 from aerec.serve.engine import Engine
 
 log = logging.getLogger("aerec.serve")
+
+
+class AnyText(Convertor):
+    """A path parameter that is any text: Starlette's "path" convertor (".*") stops at a line
+    break, so an id holding one could not be looked up by /items/{id}."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anytext", AnyText())
 
 MAX_K = 1000
 MAX_ITEMS = 5000  # per list in a request; the body limit usually binds first
@@ -274,8 +291,8 @@ def create_app(model, *, model_dir=None, max_batch: int = 64, batch_wait_ms: flo
         except AerecError as e:
             raise HTTPException(400, str(e)) from None
 
-    # ":path" so ids holding "/" still match; the id is only a dict key, never a file name
-    @app.get("/items/{item_id:path}", response_model=ItemResponse, responses={404: {"description": "Unknown item"}})
+    # ":anytext" so ids holding "/" or a line break still match; the id is only a dict key, never a file name
+    @app.get("/items/{item_id:anytext}", response_model=ItemResponse, responses={404: {"description": "Unknown item"}})
     async def item(item_id: str):
         found = engine.item_info(item_id)
         if found is None:
