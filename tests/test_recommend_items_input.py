@@ -203,7 +203,7 @@ def test_a_file_over_the_cap_is_refused(hostile_dir, tmp_path, capsys, monkeypat
     f.write_text("AC/DC\n" * 20)
     for flag in ("--items-file", "--items-json"):
         code, _, err = run(capsys, "recommend", hostile_dir, flag, f)
-        assert code == 2 and "too large" in err and len(err.strip().splitlines()) == 1, err
+        assert code == 2 and "64-byte limit" in err and len(err.strip().splitlines()) == 1, err
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo") or not os.path.exists("/dev/zero"), reason="needs FIFOs and /dev/zero")

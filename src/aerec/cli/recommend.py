@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import click
 
@@ -19,19 +18,12 @@ ITEMS_FILE_CAP = 16 * 1024 * 1024  # one new user's items: far above any real ba
 
 
 def _read_text(path, label: str) -> str:
-    """A small UTF-8 text file, behind the data readers' guard: a FIFO, device or folder is
-    refused before it is opened (no hang, no endless /dev/zero), and so is a file over the cap."""
-    from aerec.data.readers import check_regular
+    """A small UTF-8 text file, behind the data layer's shared file guard: a FIFO, device or
+    folder is refused before it is opened (no hang, no endless /dev/zero), and so is a file over
+    the cap."""
+    from aerec import data
 
-    path = Path(path)
-    check_regular(path, label)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(ITEMS_FILE_CAP + 1)
-    except OSError as e:
-        raise DataError(f"{label}: cannot be read ({e.strerror or e})") from None
-    if len(raw) > ITEMS_FILE_CAP:
-        raise DataError(f"{label}: over {ITEMS_FILE_CAP:,} bytes, too large for one user's items")
+    raw = data.read_bytes(path, max_bytes=ITEMS_FILE_CAP, label=label)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
