@@ -73,7 +73,7 @@ browser:
 		echo "make: installing chromium and chromium-driver for the page's browser test"; \
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
 			chromium chromium-driver; } >/dev/null 2>&1 \
-		|| echo "make: apt-get could not install chromium chromium-driver; the browser test will skip"; \
+		|| echo "make: apt-get could not install chromium chromium-driver; the browser test will skip (fail under CI)"; \
 	else echo "make: no chromium/chromedriver (and no apt-get as root); the browser test will skip"; fi
 
 test: $(VENV)/.dev-stamp browser
