@@ -73,16 +73,21 @@ def _parse_ks(ctx, param, value):
 
 @contextmanager
 def warnings_as_lines():
-    """Show data-cleaning warnings as one 'warning: ...' line each on stderr (even with --quiet)."""
+    """Show data-cleaning warnings as one 'warning: ...' line each on stderr (even with --quiet).
+
+    Other warnings are passed on only after the recorder is gone: re-issuing them inside it would
+    append to the list being walked, and the loop would never end.
+    """
     from aerec.data import DataWarning
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataWarning)
-        try:
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DataWarning)
             yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, DataWarning):
-                    click.echo(f"warning: {w.message}", err=True)
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    finally:
+        for w in list(caught):
+            if issubclass(w.category, DataWarning):
+                click.echo(f"warning: {w.message}", err=True)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
