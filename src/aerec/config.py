@@ -25,6 +25,24 @@ SEED = {"min": 0, "max": SEED_MAX}
 # help, the runner and the bench cannot drift apart (issue 23 #12). Here because this module is light.
 RANKING_KS = (10, 20, 50, 100)
 
+# Data and weights are float32: a number beyond its range becomes infinity there.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def check_threshold(value, label: str = "threshold") -> float:
+    """A value threshold: a finite number that float32 ratings can be compared with."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{label} must be a number, got {value!r}")
+    try:
+        value = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{label} must be a number, got {value!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{label} must be a finite number, got {value}")
+    if abs(value) > FLOAT32_MAX:
+        raise ConfigError(f"{label} {value:g} is beyond the 32-bit float range of the values (+-3.4e38)")
+    return value
+
 
 def seed_field(default: int = 0):
     """A dataclass field for a seed: an integer in [0, 2**62]."""
@@ -129,7 +147,7 @@ def build(cls: type, values: dict | None = None, **overrides) -> Any:
 
 
 def check_value(key: str, value: Any, bounds=None) -> None:
-    """Every number finite, and within the field's ``min``/``max`` metadata (lists: each element)."""
+    """Every number finite (floats within float32's range), and within the field's ``min``/``max`` metadata (lists: each element)."""
     if isinstance(value, (list, tuple)):
         for v in value:
             check_value(key, v, bounds)
@@ -138,6 +156,8 @@ def check_value(key: str, value: Any, bounds=None) -> None:
         return
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"'{key}' must be a finite number, got {value!r}")
+    if isinstance(value, float) and abs(value) > FLOAT32_MAX:  # it would be infinite in the float32 maths
+        raise ConfigError(f"'{key}' = {value:g} is beyond the 32-bit float range (+-3.4e38)")
     bounds = bounds or {}
     if "min" in bounds and value < bounds["min"]:
         raise ConfigError(f"'{key}' must be at least {bounds['min']}, got {value!r}")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
+from aerec.config import check_threshold
 from aerec.data.interactions import Interactions
 from aerec.data.notes import warn
 from aerec.errors import ConfigError, DataError
@@ -91,12 +92,7 @@ def decide(data: Interactions, feedback: str | None = None, threshold: float | N
     if feedback is not None and feedback not in KINDS:
         raise ConfigError(f"feedback must be 'explicit' or 'implicit', got {feedback!r}")
     if threshold is not None:
-        try:
-            threshold = float(threshold)
-        except (TypeError, ValueError):
-            raise ConfigError(f"threshold must be a number, got {threshold!r}") from None
-        if not np.isfinite(threshold):
-            raise ConfigError(f"threshold must be a finite number, got {threshold}")
+        threshold = check_threshold(threshold)
     given = threshold is not None
     values = None if data.rating is None else np.unique(data.rating)
     col = _value_column(data)

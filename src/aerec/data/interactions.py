@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import scipy.sparse as sp
 
+from aerec.config import FLOAT32_MAX
 from aerec.errors import DataError
 
 
@@ -34,6 +35,18 @@ class Interactions:
                 raise DataError(f"{self.name}: column '{label}' has {len(arr)} rows, expected {n}")
         if self.item_titles is not None and len(self.item_titles) != len(self.item_ids):
             raise DataError(f"{self.name}: {len(self.item_titles)} titles for {len(self.item_ids)} items")
+        for label, codes, size in (("user", self.user, len(self.user_ids)), ("item", self.item, len(self.item_ids))):
+            codes = np.asarray(codes)
+            if n and not np.issubdtype(codes.dtype, np.integer):
+                raise DataError(f"{self.name}: {label} codes must be integers, got {codes.dtype}")
+            if n and (codes.min() < 0 or codes.max() >= size):
+                bad = codes[(codes < 0) | (codes >= size)][0]
+                raise DataError(f"{self.name}: {label} code {int(bad)} is outside 0..{size - 1} "
+                                f"({size} {label} ids)")
+        if self.rating is not None and n:
+            r = np.asarray(self.rating)
+            if not np.issubdtype(r.dtype, np.number) or not (np.isfinite(r).all() and np.abs(r).max() <= FLOAT32_MAX):
+                raise DataError(f"{self.name}: ratings must be finite numbers within the 32-bit float range")
 
     # sizes -----------------------------------------------------------------------------------
     @property

@@ -9,6 +9,7 @@ They become keyword arguments of ``aerec.data.load``.
 
 from __future__ import annotations
 
+from aerec.config import check_threshold
 from aerec.errors import ConfigError
 
 KEYS = ("user_col", "item_col", "rating_col", "time_col", "title_col", "sep", "header", "duplicates", "trim_ids",
@@ -37,6 +38,8 @@ def merge(section: dict | None, given: dict | None = None, where: str = "[data]"
                 raise ConfigError(f"{label}: data option {k} must be a column name or a 0-based position")
             if k == "duplicates" and v not in DUPLICATES:
                 raise ConfigError(f"{label}: duplicates must be one of {', '.join(DUPLICATES)}, got {v!r}")
+            if k == "threshold":
+                check_threshold(v, f"{label}: threshold")
             if k == "feedback" and v not in ("explicit", "implicit"):
                 raise ConfigError(f"{label}: feedback must be 'explicit' or 'implicit', got {v!r}")
             out[k] = v
