@@ -93,3 +93,69 @@ def test_a_setting_beyond_float32_is_refused():
 
     with pytest.raises(ConfigError, match="l2"):
         EDLAE(l2=1e300)
+
+
+# --- a refused refit leaves the fitted model as it was --------------------------------------
+
+def _state(model):
+    import numpy as np
+
+    arrays = model.state_arrays() if hasattr(model, "state_arrays") else {
+        k: v.detach().cpu().numpy().copy() for k, v in model.state_tensors().items()}
+    return {"item_ids": np.array(model.item_ids).tolist(), "user_ids": np.array(model.user_ids).tolist(),
+            "histories": model.histories.toarray().tolist(), "shape": (model.n_users, model.n_items),
+            "history": list(model.history), **{k: np.array(v).tolist() for k, v in arrays.items()}}
+
+
+def _refuse_refits(name, block_data, tmp_path):
+    import dataclasses
+
+    import numpy as np
+    import pytest
+    import scipy.sparse as sp
+
+    from aerec.model_registry import get
+
+    cls = get(name)
+    model = cls(**cls.test_overrides).fit(block_data, **({"progress": False} if name != "ease" else {}))
+    before = _state(model)
+    user = model.user_ids[0]
+    recs = model.recommend_user(user, k=5)
+    other = dataclasses.replace(block_data, item_ids=np.arange(900, 900 + block_data.n_items),
+                                user_ids=np.array([f"x{i}" for i in range(block_data.n_users)]))
+    bad_valid = (sp.csr_matrix((2, 3), dtype=np.float32), sp.csr_matrix((2, 3), dtype=np.float32))
+    with pytest.raises(Exception, match="item columns|shape"):
+        model.fit(other, valid=bad_valid)
+    assert _state(model) == before
+    assert model.recommend_user(user, k=5) == recs
+    return model, before, user, recs
+
+
+def _reloads(model, tmp_path, user, recs):
+    from aerec import io
+
+    model.save(tmp_path / "m")
+    assert io.load(tmp_path / "m").recommend_user(user, k=5) == recs
+
+
+def test_a_refused_refit_leaves_a_closed_form_model_as_it_was(block_data, tmp_path):
+    model, before, user, recs = _refuse_refits("ease", block_data, tmp_path)
+    _reloads(model, tmp_path, user, recs)
+
+
+def test_a_refit_refused_during_training_leaves_a_neural_model_as_it_was(block_data, tmp_path):
+    import dataclasses
+
+    import numpy as np
+    import pytest
+
+    model, before, user, recs = _refuse_refits("multdae", block_data, tmp_path)
+    other = dataclasses.replace(block_data, item_ids=np.arange(900, 900 + block_data.n_items))
+
+    def stop(record):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(other, progress=False, on_epoch_end=stop)
+    assert _state(model) == before
+    _reloads(model, tmp_path, user, recs)

@@ -95,9 +95,22 @@ class Recommender:
         configured epochs.
         trainer_options: neural models take ``progress``, ``checkpoint_dir``, ``resume``, ...
         """
+        # Everything is checked before the model changes; a refit refused later (training that
+        # diverges, a memory refusal, Ctrl-C) puts back every attribute the old fit left.
+        saved = dict(self.__dict__)
+        try:
+            self._checked_fit(train, valid, feedback, threshold, trainer_options)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+        return self
+
+    def _checked_fit(self, train, valid, feedback, threshold, trainer_options: dict) -> None:
         from aerec.data.interactions import Interactions
         from aerec.errors import FIT_WORDS, ConfigError, api_words
 
+        ids = None
         with api_words(FIT_WORDS):
             if type(train).__name__ == "DataFrame":  # columns guessed (user, item[, rating, time])
                 from aerec.data import from_dataframe
@@ -112,11 +125,10 @@ class Recommender:
                 prepared = fbmod.training_data(train, self.task, fbmod.of(train), weighted=self.weighted)
                 ui.info(prepared.line)
                 train = prepared.train
-                self.item_ids, self.user_ids = prepared.data.item_ids, prepared.data.user_ids
-                self.item_titles = prepared.data.item_titles
-                self.histories, self.seen = train.tocsr(), prepared.seen
-                self.feedback = prepared.line
-                self.below_threshold = prepared.below_threshold()
+                ids = {"item_ids": prepared.data.item_ids, "user_ids": prepared.data.user_ids,
+                       "item_titles": prepared.data.item_titles, "histories": train.tocsr(),
+                       "seen": prepared.seen, "feedback": prepared.line,
+                       "below_threshold": prepared.below_threshold()}
             elif feedback is not None or threshold is not None:
                 raise ConfigError("feedback= and threshold= apply to Interactions or a DataFrame; a matrix is "
                                   "used as it is (cut it before fitting)")
@@ -125,14 +137,15 @@ class Recommender:
         if train.nnz == 0:
             raise DataError("train matrix is empty")
         self._check_sign(train, "train")
-        self.n_users, self.n_items = train.shape
+        self.n_users, self.n_items = train.shape  # _check_valid reads the new shape
         if valid is not None:
             valid = self._check_valid(valid)
             for part, name in zip(valid if isinstance(valid, tuple) else (valid,), ("valid_in", "valid_out")):
                 self._check_sign(part, "valid" if self.task == "rating" else name)
+        if ids is not None:
+            self.__dict__.update(ids)
         self._fit(train, valid, **trainer_options)
         self.fitted = True
-        return self
 
     def score(self, history) -> np.ndarray:
         self._check_fitted()
