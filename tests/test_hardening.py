@@ -7,6 +7,7 @@ with a timeout, so a regression fails the test instead of freezing the suite.
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -159,3 +160,62 @@ def test_a_refit_refused_during_training_leaves_a_neural_model_as_it_was(block_d
         model.fit(other, progress=False, on_epoch_end=stop)
     assert _state(model) == before
     _reloads(model, tmp_path, user, recs)
+
+
+# --- settings that overflow the maths --------------------------------------------------------
+
+def test_a_learning_rate_that_cannot_give_a_finite_step_is_refused():
+    import pytest
+
+    from aerec.errors import ConfigError
+    from aerec.model_registry import get
+
+    for name in ("hvamp", "multvae", "ract", "cdae"):
+        with pytest.raises(ConfigError, match="'lr' must be at most"):
+            get(name)(lr=1e30)
+
+
+def test_a_training_with_non_finite_weights_is_refused_naming_the_setting(block_data):
+    import pytest
+
+    from aerec.errors import ConfigError
+    from aerec.models.macridvae import MacridVAE
+
+    model = MacridVAE(**{**MacridVAE.test_overrides, "epochs": 2, "tau": 1e-30})
+    with pytest.raises(ConfigError, match="non-finite weights.*tau=1e-30"):
+        model.fit(block_data, progress=False)
+    assert not model.fitted
+
+
+def test_train_full_with_non_finite_weights_exits_2_and_saves_nothing(tmp_path):
+    f = tmp_path / "d.csv"
+    rng = random.Random(0)
+    f.write_text("user,item\n" + "".join(f"{u},{i}\n" for u in range(30) for i in range(12) if rng.random() < 0.5))
+    out = tmp_path / "run"
+    res = _aerec("-q", "train", "macridvae", "-d", f, "-p", "full", "--epochs", "2", "--set", "tau=1e-30",
+                 "--set", "hidden=8", "--set", "latent=4", "--set", "kfac=2", "--out", out, home=tmp_path / "h")
+    _one_line_exit_2(res, "non-finite weights", "tau=1e-30")
+    assert not list(out.rglob("weights.safetensors"))
+
+
+# --- the memory estimate covers what a step allocates ---------------------------------------
+
+def test_macridvae_prototypes_count_in_the_memory_estimate(block_data, monkeypatch):
+    import pytest
+
+    from aerec.errors import ResourceError
+    from aerec.models import neural
+    from aerec.models.macridvae import MacridVAE
+
+    monkeypatch.setattr(neural, "available_memory", lambda device: 4 * 2**30)  # 4 GiB free
+
+    def allocated(self):
+        raise AssertionError("the network was allocated before the estimate refused it")
+
+    model = MacridVAE(**{**MacridVAE.test_overrides, "kfac": 1_000_000})
+    monkeypatch.setattr(MacridVAE, "init_network", allocated)
+    with pytest.raises(ResourceError, match="GiB"):
+        model.fit(block_data, progress=False)
+    monkeypatch.undo()
+    monkeypatch.setattr(neural, "available_memory", lambda device: 4 * 2**30)
+    MacridVAE(**{**MacridVAE.test_overrides, "epochs": 1}).fit(block_data, progress=False)  # the usual size trains

@@ -311,3 +311,23 @@ def test_a_rating_model_with_an_empty_rating_range_is_refused(rating_case, tmp_p
     dd = copy(path)
     _weights(dd, lambda a: {**a, "stats": np.array([5.0, 1.0, 3.0], np.float32)})
     refused(dd, "weights.safetensors", "'stats'")
+
+
+def test_huge_finite_weights_never_answer_an_empty_list(dae_dir, copy):
+    # 3e38 is a finite float32, so the file passes the NaN check, but every score overflows
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from aerec.serve.app import create_app
+
+    d = copy(dae_dir)
+    _weights(d, lambda a: {k: np.full_like(v, 3e38) if v.dtype.kind == "f" else v for k, v in a.items()})
+    model = aerec.load(d)
+    item = model.item_ids[0].item()
+    with pytest.raises(ModelFileError, match="NaN or infinite"):
+        model.recommend_items([item], k=5)
+    with pytest.raises(ModelFileError, match="NaN or infinite"):
+        Engine(model).recommend_user(model.user_ids[0].item(), k=5)
+    with TestClient(create_app(model, model_dir=d)) as client:
+        r = client.post("/recommend", json={"items": [item], "k": 5})
+    assert r.status_code == 400 and "NaN or infinite" in r.json()["detail"]

@@ -44,6 +44,16 @@ def check_threshold(value, label: str = "threshold") -> float:
     return value
 
 
+# Learning rates: above LR_MAX no optimizer here takes a finite step (the issue-24 H+Vamp lr=1e30).
+LR_MAX = 10.0
+LR = {"min": 0, "max": LR_MAX}
+
+
+def lr_field(default: float | None):
+    """A dataclass field for a learning rate: a number in (0, LR_MAX] (None where the model allows it)."""
+    return dataclasses.field(default=default, metadata=LR)
+
+
 def seed_field(default: int = 0):
     """A dataclass field for a seed: an integer in [0, 2**62]."""
     return dataclasses.field(default=default, metadata=SEED)

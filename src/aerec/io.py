@@ -636,8 +636,17 @@ def _vocab(model):
     return _index(model.item_ids, model, "items")
 
 
+def check_scores(model, scores: np.ndarray) -> None:
+    """Refuse to rank from NaN or infinite scores: an empty or arbitrary answer would pass for a
+    real one. Finite weights can still overflow (a tampered or diverged model file)."""
+    if not np.isfinite(scores).all():
+        raise ModelFileError(f"{model.name}: the model's scores are NaN or infinite (its weights overflow); "
+                             "it cannot rank items; retrain it or restore its files")
+
+
 def _top(model, scores: np.ndarray, exclude_cols, k: int, **extra) -> Recommendations:
     scores = np.asarray(scores, dtype=np.float64).copy()
+    check_scores(model, scores)
     scores[list(exclude_cols)] = -np.inf
     k = int(min(k, int(np.isfinite(scores).sum())))
     top = np.argsort(-scores, kind="stable")[:k]

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aerec import config as cfgmod
 from aerec.errors import ConfigError, DataError
 from aerec.models.layers import SparseBatch, SparseLinear, batch_order
 from aerec.models.neural import NeuralConfig, TorchRecommender, adam
@@ -198,7 +199,7 @@ class AutoRecConfig(RatingConfig):
     optimizer: Literal["adam", "rprop"] = "adam"  # rprop: one full-batch step per epoch, as the paper
     epochs: int = 300
     batch_size: int = 256
-    lr: float = 2e-3
+    lr: float = cfgmod.lr_field(2e-3)
     patience: int = 20
 
     def validate(self):

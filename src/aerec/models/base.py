@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from aerec import config as cfgmod
 from aerec import deps
-from aerec.errors import DataError
+from aerec.errors import ConfigError, DataError
 
 
 @dataclasses.dataclass
@@ -145,6 +145,7 @@ class Recommender:
         if ids is not None:
             self.__dict__.update(ids)
         self._fit(train, valid, **trainer_options)
+        self._check_finite_weights()
         self.fitted = True
 
     def score(self, history) -> np.ndarray:
@@ -238,6 +239,28 @@ class Recommender:
     def _check_fitted(self):
         if not self.fitted:
             raise DataError(f"{self.name} is not fitted yet; call fit() first")
+
+    def _check_finite_weights(self) -> None:
+        """A fit whose weights hold NaN or infinity is refused (so never saved), naming the settings
+        that differ from the defaults: the ones that overflowed the maths."""
+        import torch
+
+        if hasattr(self, "state_arrays"):
+            state = self.state_arrays()
+        elif hasattr(self, "state_tensors"):
+            state = self.state_tensors()
+        else:
+            return
+        for key, v in state.items():
+            finite = (bool(torch.isfinite(v).all()) if torch.is_floating_point(v) else True) if torch.is_tensor(v) \
+                else (not np.issubdtype(np.asarray(v).dtype, np.floating) or bool(np.isfinite(v).all()))
+            if not finite:
+                default = cfgmod.to_dict(self.Config())
+                changed = [f"{k}={v!r}" for k, v in self.config_dict().items()
+                           if k not in ("seed", "device", "epochs", "patience") and v != default.get(k)]
+                raise ConfigError(f"{self.name}: training gave non-finite weights ('{key}'); the settings overflow its "
+                                  f"maths ({', '.join(changed) or 'the defaults'}): lower 'lr' or change these and "
+                                  "train again; nothing was saved")
 
     def _check_sign(self, m: sp.csr_matrix, name: str) -> None:
         allowed = self.accepts_negative if self.accepts_negative is not None else self.task == "rating"

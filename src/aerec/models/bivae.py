@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from aerec import config as cfgmod
 from aerec.errors import ConfigError
 from aerec.models.layers import SparseBatch, SparseLinear, batch_order
 from aerec.models.neural import NeuralConfig, TorchRecommender, adam
@@ -27,7 +28,7 @@ class BiVAEConfig(NeuralConfig):
     beta_kl: float = 1.0
     epochs: int = 500
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = cfgmod.lr_field(1e-3)
 
     def validate(self):
         super().validate()

@@ -56,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aerec import config as cfgmod
 from aerec.errors import ConfigError, DataError
 from aerec.models.layers import SparseBatch, SparseLinear
 from aerec.models.neural import NeuralConfig, TorchRecommender, adam
@@ -69,7 +70,7 @@ class CDAEConfig(NeuralConfig):
     negatives: int = 5  # per positive, for loss="logistic_neg"
     l2: float = 0.01
     optimizer: Literal["adagrad", "adam"] = "adagrad"
-    lr: float | None = None  # None: 0.1 for adagrad, 1e-3 for adam
+    lr: float | None = cfgmod.lr_field(None)  # None: 0.1 for adagrad, 1e-3 for adam
     # AdaGrad step lr * g / (beta + sqrt(sum g^2)); beta 1 as the authors' scripts (1e-10: torch's eps)
     adagrad_beta: float = 1.0
     tied: bool = False

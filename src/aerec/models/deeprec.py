@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aerec import config as cfgmod
 from aerec.errors import ConfigError
 from aerec.models.autorec import RatingAutoencoder, RatingConfig
 from aerec.models.layers import SparseBatch, SparseLinear
@@ -41,7 +42,7 @@ class DeepRecConfig(RatingConfig):
     schedule: Schedule = "scaled"
     epochs: int = 100
     batch_size: int = 128
-    lr: float = 0.005
+    lr: float = cfgmod.lr_field(0.005)
     patience: int = 20
 
     def validate(self):

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aerec import config as cfgmod
 from aerec.errors import ConfigError
 from aerec.models.layers import SparseBatch, SparseLinear, multinomial_nll
 from aerec.models.neural import NeuralConfig, TorchRecommender
@@ -35,7 +36,7 @@ class HVampConfig(NeuralConfig):
     warmup: int = 100  # beta = max_beta * epoch / warmup (epoch counted from 1); 0: max_beta throughout
     epochs: int = 400
     batch_size: int = 200
-    lr: float = 5e-4
+    lr: float = cfgmod.lr_field(5e-4)
     patience: int = 50
 
     def validate(self):

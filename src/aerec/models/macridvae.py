@@ -196,6 +196,14 @@ class MacridVAE(StepCounted, TorchRecommender):
         c = self.config
         return math.ceil(c.anneal_epochs) if c.anneal_cap > 0 else 0
 
+    def activation_bytes(self) -> int:
+        """The items x K assignments (logits, Gumbel noise, softmax and their gradients) and the K
+        per-concept [batch, items] logit terms and [batch, hidden] encodings autograd keeps."""
+        c = self.config
+        rows = min(c.batch_size, max(self.n_users, 1))
+        width = sum(c.hidden) + 3 * c.latent
+        return 4 * c.kfac * (8 * self.n_items + 3 * rows * (self.n_items + width))
+
     def current_beta(self, batches_per_epoch: int) -> float:
         c = self.config
         total = int(round(c.anneal_epochs * batches_per_epoch))

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from aerec import config as cfgmod
 from aerec.devices import check_device, resolve_device  # noqa: F401  (resolve_device: older imports)
 from aerec.errors import ResourceError
 from aerec.models.base import BaseConfig, Recommender
@@ -30,7 +31,7 @@ from aerec.models.layers import SparseBatch
 class NeuralConfig(BaseConfig):
     epochs: int = 200
     batch_size: int = 500
-    lr: float = 1e-3
+    lr: float = cfgmod.lr_field(1e-3)
     # Stop after this many epochs without a better validation score; 0 never stops early.
     # Either way the best epoch's weights are restored at the end.
     patience: int = 0
@@ -159,12 +160,17 @@ class TorchRecommender(Recommender):
         except Exception:  # a model whose build needs real tensors: no estimate, as before
             return
         n = sum(t.numel() for t in (*net.parameters(), *net.buffers()))
-        need = n * 4 * 4
+        need = n * 4 * 4 + self.activation_bytes()
         free = available_memory(self.device)
         if free is not None and need > free:
             raise ResourceError(f"{self.name}: a network of {n:,} parameters needs about {need / 2**30:,.1f} GiB to "
-                                f"train, more than the {free / 2**30:,.1f} GiB available on {self.device}; "
-                                "choose smaller layers")
+                                f"train (weights, optimizer state and one batch's activations), more than the "
+                                f"{free / 2**30:,.1f} GiB available on {self.device}; choose smaller layers or batches")
+
+    def activation_bytes(self) -> int:
+        """Bytes one training step holds beyond the parameters: by default the batch's output
+        scores over every item, their softmax and gradients (a model with more overrides it)."""
+        return 4 * 4 * min(self.config.batch_size, max(self.n_users, 1)) * self.n_items
 
     def _fit(self, train: sp.csr_matrix, valid, **trainer_options) -> None:
         from aerec.models.training import Trainer

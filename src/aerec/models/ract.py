@@ -9,6 +9,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from aerec import config as cfgmod
 from aerec.errors import ConfigError
 from aerec.models.layers import SparseBatch, multinomial_nll
 from aerec.models.multvae import MultVAE, MultVAEConfig, VAENet, gaussian_kl
@@ -23,8 +24,8 @@ class RaCTConfig(MultVAEConfig):
     critic_epochs: int = 50
     ac_epochs: int = 50
     critic_hidden: tuple[int, ...] = (100, 100, 10)
-    lr_critic: float = 1e-4
-    lr_ac: float = 2e-6
+    lr_critic: float = cfgmod.lr_field(1e-4)
+    lr_ac: float = cfgmod.lr_field(2e-6)
     critic_lam: float = 1e-4  # critic L2: critic_lam / batch_size * sum of its squared parameters
     ac_beta: float = 0.0  # KL weight in the actor-critic phase (the reference's ac_reg_loss_scaler)
     ndcg_k: int = 100

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aerec import config as cfgmod
 from aerec.errors import ConfigError
 from aerec.models.layers import SparseBatch, SparseLinear, multinomial_nll
 from aerec.models.neural import NeuralConfig, TorchRecommender, adam
@@ -28,7 +29,7 @@ class RecVAEConfig(NeuralConfig):
     # None: the schedule decides (the reference's 50 under "reference"; under "scaled" a ceiling,
     # see below); a number is trained exactly (with early stopping only if `patience` is set)
     epochs: int | None = None
-    lr: float = 5e-4
+    lr: float = cfgmod.lr_field(5e-4)
     hidden: int = 600
     latent: int = 200
     layers: int = 5

@@ -133,6 +133,7 @@ class Engine:
     def finish(self, q: Query, scores: np.ndarray) -> io.Recommendations:
         """Top-k of one score row; ties go to the lower column, as aerec.io does."""
         scores = np.asarray(scores, dtype=np.float64).copy()
+        io.check_scores(self.model, scores)
         if q.exclude:
             scores[list(q.exclude)] = -np.inf
         k = int(min(q.k, int(np.isfinite(scores).sum())))
@@ -163,6 +164,7 @@ class Engine:
         scores = np.asarray(self.score_stored(users), dtype=np.float64)
         if empty.any():
             scores[empty] = self.popularity
+        io.check_scores(self.model, scores)
         seen = getattr(self.model, "seen", None)
         for m in ([hist] + ([seen[users]] if seen is not None else [])) if exclude_seen else []:
             coo = m.tocoo()
