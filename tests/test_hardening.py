@@ -12,6 +12,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 
 
@@ -219,3 +221,75 @@ def test_macridvae_prototypes_count_in_the_memory_estimate(block_data, monkeypat
     monkeypatch.undo()
     monkeypatch.setattr(neural, "available_memory", lambda device: 4 * 2**30)
     MacridVAE(**{**MacridVAE.test_overrides, "epochs": 1}).fit(block_data, progress=False)  # the usual size trains
+
+
+# --- storage URLs ------------------------------------------------------------------------------
+
+STORAGE_REFUSED = [
+    ("", "empty"), ("not a url", "not a database URL"), ("sqlite:////etc/passwd", "not an SQLite database"),
+    ("sqlite:////no/such/folder/s.db", "does not exist"), ("sqlite:////proc/s.db", "system folder"),
+    ("postgresql://bob:hunter2@db.example/x", "driver"), ("mysql+pymysql://bob:hunter2@db.example/x", "driver"),
+    ("redis://localhost:6379", "not a database"), ("http://example.com/x", "not a database"),
+    ("file:///tmp/s.db", "not a database"),
+]
+
+
+@pytest.mark.parametrize("url, words", STORAGE_REFUSED)
+def test_bad_storage_urls_are_refused_before_the_data_is_read(url, words, tmp_path):
+    import importlib.util
+
+    if "driver" in words and importlib.util.find_spec("psycopg" if "postgres" in url else "pymysql"):
+        pytest.skip("the driver is installed here")
+    # the data file does not exist: the storage must be refused first
+    res = _aerec("-q", "tune", "ease", "-d", tmp_path / "missing.csv", "--storage", url, "--trials", "1",
+                 "--dir", tmp_path / "t", home=tmp_path / "h", timeout=60)
+    line = _one_line_exit_2(res, "--storage", words)
+    assert "hunter2" not in res.stderr and "missing.csv" not in line
+
+
+def test_a_csv_given_as_sqlite_storage_is_refused(tmp_path):
+    f = tmp_path / "r.csv"
+    f.write_text("user,item\n1,2\n")
+    from aerec import storage
+    from aerec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not an SQLite database"):
+        storage.check(f"sqlite:///{f}")
+
+
+def test_storage_passwords_are_masked_wherever_recorded(tmp_path, monkeypatch):
+    import json
+
+    from aerec import bench, storage
+
+    assert storage.safe("postgresql://bob:hunter2@h/db?sslmode=require&password=hunter2") == \
+        "postgresql://bob:***@h/db?sslmode=require&password=***"
+    monkeypatch.setattr(sys, "argv", ["aerec", "bench", "--storage", "mysql://u:hunter2@h/d",
+                                      "--storage=sqlite:///x.db?password=hunter2"])
+    assert "hunter2" not in " ".join(bench._command())
+    f = tmp_path / "d.csv"
+    rng = random.Random(0)
+    f.write_text("user,item\n" + "".join(f"{u},{i}\n" for u in range(30) for i in range(12) if rng.random() < 0.5))
+    url = f"sqlite:///{tmp_path / 'study.db'}?password=hunter2"
+    res = _aerec("-q", "tune", "ease", "-d", f, "--storage", url, "--trials", "1", "--dir", tmp_path / "t",
+                 "--out", tmp_path / "e.toml", home=tmp_path / "h")
+    assert res.returncode == 0, res.stderr
+    recorded = (tmp_path / "t" / "tuning.json").read_text()
+    assert "hunter2" not in recorded and "password=***" in json.loads(recorded)["storage"]
+
+
+# --- failed trials -----------------------------------------------------------------------------
+
+def test_failed_trials_are_one_line_each_and_their_tracebacks_go_to_the_study_log(tmp_path):
+    f = tmp_path / "d.csv"
+    rng = random.Random(0)
+    f.write_text("user,item\n" + "".join(f"{u},{i}\n" for u in range(30) for i in range(12) if rng.random() < 0.5))
+    study = tmp_path / "study"
+    res = _aerec("tune", "ease", "-d", f, "--set", "max_memory_gb=1e-9", "--trials", "2", "--dir", study,
+                 "--out", tmp_path / "e.toml", home=tmp_path / "h")
+    line = _one_line_exit_2(res, "no trial finished", str(study / "trials.log"))
+    assert "Traceback" not in res.stderr
+    fails = [ln for ln in res.stderr.splitlines() if "trial" in ln and "fail" in ln and ln != line]
+    assert len(fails) == 2 and all("ResourceError" in ln for ln in fails)
+    log = (study / "trials.log").read_text()
+    assert log.count("Traceback") == 2 and "ResourceError" in log

@@ -42,7 +42,9 @@ def _optuna():
 
     deps.check_feature("tune")
     import optuna
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # ERROR: Optuna's "Trial N failed" warning carries the whole traceback; run_study writes it
+    # to the study's log file and shows one line instead
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     return optuna
 
 
@@ -170,7 +172,8 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
               timeout: float | None = None, seed: int = 0, storage: str | None = None,
               name: str | None = None, label: str = "", keep_model: bool = True, clock: str = "wall",
               from_defaults: bool = True, final: str = "best-trial", heartbeat: int = HEARTBEAT,
-              grace: int | None = None, select: str = "paired", alpha: float = ALPHA) -> dict:
+              grace: int | None = None, select: str = "paired", alpha: float = ALPHA,
+              log_path=None) -> dict:
     """Search on one fold's training + validation parts; returns the best setting, the trial log
     and (keep_model) the best trial's fitted model, retrained when it came from an earlier run.
 
@@ -183,6 +186,8 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
     storage: a database URL gets heartbeats (every ``heartbeat`` s): a trial whose process was
     killed is failed after ``grace`` s of silence (default 4 heartbeats) by the next run of the
     study, which reruns its setting (at most RETRIES times); it does not count toward ``trials``.
+    log_path: the study's log file; a failed trial's traceback goes there (appended) and one line
+    about it to the screen. None: only the line.
     """
     optuna = _optuna()
     from aerec.models.training import monitor_for, validation_score
@@ -237,7 +242,17 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
         value = (max(scores) if higher else min(scores)) if scores else validation_score(model, valid)
         return model, float(value)
 
+    failures: dict = {}
+
     def objective(trial, deadline):
+        try:
+            return _objective(trial, deadline)
+        except (AerecError, ValueError, RuntimeError) as e:  # the trial fails; the study goes on
+            failures[trial.number] = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
+            _log_failure(log_path, trial.number, label or cls.name)
+            raise
+
+    def _objective(trial, deadline):
         params = spacemod.sample(trial, space, cls, fixed)
         trial.set_user_attr("config", cfgmod.to_dict(cfgmod.build(cls.Config, {**fixed, **params, "seed": seed})))
         trial.set_user_attr("params", json.loads(json.dumps(params)))
@@ -258,6 +273,10 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
                 kept["start"] = (trial.number, model)
         return value
 
+    if log_path is not None:
+        log_path = Path(log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.touch()
     study = optuna.create_study(storage=open_storage(storage, heartbeat, grace), study_name=name, load_if_exists=True,
                                 direction="maximize" if higher else "minimize",
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3))
@@ -276,12 +295,15 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
         study.optimize(lambda t, d=deadline: objective(t, d), n_trials=1, catch=(AerecError, ValueError, RuntimeError))
         last = study.trials[-1]
         shown = f"{last.value:.4f}" if last.value is not None else "-"
+        why = f": {failures[last.number]}" if last.number in failures else ""
         ui.info(f"  {label or cls.name} trial {last.number + 1}: {last.state.name.lower()} {metric} {shown} "
-                f"({time.perf_counter() - t0:.1f}s)")
+                f"({time.perf_counter() - t0:.1f}s){why}")
     log = trial_log(study, optuna)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
-        raise AerecError(f"{label or cls.name}: no trial finished (see the trial log); widen the budget")
+        where = f"see the trial log {log_path}" if log_path is not None else "no trial log was kept"
+        last = f"; last failure: {failures[max(failures)]}" if failures else ""
+        raise AerecError(f"{label or cls.name}: no trial finished ({where}){last}; widen the budget")
     best, selection = select_trial(study, optuna, select, alpha, higher, fold, fit, valid)
     result = {"best_value": float(best.value), "best_trial": best.number, "config": best.user_attrs["config"],
               "params": best.user_attrs.get("params", {}), "trials": len(_finished(study, optuna)),
@@ -305,6 +327,17 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
             result["model"], _ = fit(best.user_attrs.get("params", {}), stop_epoch=best.user_attrs.get("stopped_at_epoch"))
             result["retrained"] = True
     return result
+
+
+def _log_failure(log_path, number: int, label: str) -> None:
+    """The failed trial's traceback, appended to the study's log file (never to the screen)."""
+    if log_path is None:
+        return
+    import traceback
+
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with open(log_path, "a") as f:
+        f.write(f"--- {stamp} {label} trial {number + 1} failed\n{traceback.format_exc()}\n")
 
 
 def trial_log(study, optuna) -> list[dict]:
@@ -351,11 +384,16 @@ def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, 
             space.pop(k)  # a fixed setting is not searched
     if storage is None and directory is not None:
         storage = sqlite_url(Path(directory) / "study.db")
+    else:
+        from aerec import storage as storagemod
+
+        storage = storagemod.check(storage)
     name = study_name(model_name, dataset_label or getattr(data, "name", "data"), fold,
                       {"protocol": protocol_name, "folds": proto.n_folds, "seed": seed, "fixed": fixed, "space": space,
                        **defaults_key(cls, fixed)})
     res = run_study(cls, the_fold, fixed=fixed, space=space, trials=trials, timeout=timeout, seed=seed,
-                    storage=storage, name=name, label=model_name, keep_model=False, select=select)
+                    storage=storage, name=name, label=model_name, keep_model=False, select=select,
+                    log_path=None if directory is None else Path(directory) / "trials.log")
     users = tuning_users(the_fold)
     out = {"model": model_name, "best_value": res["best_value"], "trials": res["trials"], "selection": res["selection"],
            "complete": res["complete"], "pruned": res["pruned"], "config": res["config"], "fold": fold,
@@ -368,13 +406,10 @@ def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, 
 
 
 def _safe_url(url: str | None) -> str | None:
-    """A storage URL without its password, for reports."""
-    if url is None:
-        return None
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+    """A storage URL without its passwords, for reports."""
+    from aerec import storage as storagemod
+
+    return storagemod.safe(url)
 
 
 def write_toml(result: dict, path, dataset: str, protocol: str) -> None:

@@ -224,7 +224,10 @@ def _previous(path: Path) -> dict:
 
 
 def _command() -> list[str]:
-    return [a for a in _argv() if a != "--report-only"]  # the command that makes (or completes) the run
+    from aerec.storage import safe_argv
+
+    # the command that makes (or completes) the run, its storage password masked
+    return safe_argv([a for a in _argv() if a != "--report-only"])
 
 
 def _argv() -> list[str]:

@@ -68,9 +68,11 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     """
     from aerec import models as registry
     from aerec import protocols
+    from aerec import storage as storagemod
     from aerec.bench import _previous, fingerprint, machine, plan, versions
     from aerec.tune import FINAL, search_space
 
+    storage = storagemod.check(storage, allow_memory=True)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _STUDIES.clear()  # shared by the folds of this run only
@@ -215,6 +217,13 @@ def _storage_for(storage: str | None, out: Path, cell: Cell) -> str | None:
     return storage or _default_storage(out, cell)
 
 
+def _log_for(storage: str | None) -> Path | None:
+    """The study's log file: beside its SQLite file (a shared server study logs only to the screen)."""
+    if storage and storage.startswith("sqlite:///") and "?" not in storage:
+        return Path(storage[len("sqlite:///"):]).with_suffix(".log")
+    return None
+
+
 def _default_storage(out: Path, cell: Cell) -> str:
     from aerec.tune import sqlite_url
 
@@ -261,7 +270,7 @@ def tune_cell(cell: Cell, fold, task: str, storage: str) -> dict:
     res = run_study(cls, fold, fixed=spec["base"], space=spec["space"], trials=spec["trials"],
                     timeout=spec["timeout"], seed=cell.seed, storage=storage, name=name, label=cell.label(),
                     clock=spec.get("clock", "wall"), final=spec.get("final", "best-trial"),
-                    select=spec.get("select", "best"))
+                    select=spec.get("select", "best"), log_path=_log_for(storage))
     model = res.pop("model")
     metrics, per_user, eval_s = evaluate_cell(cell, model, fold, task)
     users = tuning_users(fold)

@@ -72,7 +72,10 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol
     from aerec.bench.report import markdown
 
     if suite == "tuned":
+        from aerec import storage as storagemod
         from aerec.bench.tuned import run_tuned, space_file_overrides
+
+        storage = storagemod.check(storage, allow_memory=True)  # before any data is read
 
         result = run_tuned(out, datasets=_split(datasets), models=_split(models), folds=folds, seed=seed, jobs=jobs,
                            trials=trials, timeout=tune_timeout, clock=tune_clock, reference=reference, report_only=report_only, storage=storage, final=tune_final,

@@ -64,6 +64,7 @@ def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items,
 
     from aerec import config as cfgmod
     from aerec import data, deps, models, protocols, ui
+    from aerec import storage as storagemod
     from aerec.data import feedback
     from aerec.data import options as dataopts
     from aerec.models import space as spacemod
@@ -72,6 +73,7 @@ def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items,
 
     cls = models.get(model)
     deps.check(cls)  # before the data set loads; aerec.tune checks for Optuna itself
+    storage = storagemod.check(storage)  # a bad URL fails here, before any data is read
     protocol = protocol or ("ratings-kfold" if cls.task == "rating" else "strong")
     overrides = space_file_overrides(space_file, cls, model) if space_file else {}
     overrides.update(spacemod.parse_overrides(space_items, cls))
