@@ -331,3 +331,46 @@ def test_huge_finite_weights_never_answer_an_empty_list(dae_dir, copy):
     with TestClient(create_app(model, model_dir=d)) as client:
         r = client.post("/recommend", json={"items": [item], "k": 5})
     assert r.status_code == 400 and "NaN or infinite" in r.json()["detail"]
+
+
+def _bomb_history(d, n: int):
+    """history.npz whose 'indices' is n int64 zeros, compressed (a few hundred KB on disk)."""
+    import zipfile
+
+    with np.load(d / io.HISTORY) as z:
+        arrays = {k: z[k] for k in z.files if k != "indices"}
+    with zipfile.ZipFile(d / io.HISTORY, "w", zipfile.ZIP_DEFLATED) as zf:
+        for k, a in arrays.items():
+            with zf.open(f"{k}.npy", "w") as fh:
+                np.lib.format.write_array(fh, a)
+        with zf.open("indices.npy", "w", force_zip64=True) as fh:
+            np.lib.format.write_array_header_1_0(fh, {"descr": "<i8", "fortran_order": False, "shape": (n,)})
+            chunk, left = bytes(2**20), n * 8
+            while left:
+                fh.write(chunk[:left])
+                left -= min(left, len(chunk))
+    reseal(d)
+
+
+def test_history_sizes_are_checked_from_the_headers_before_reading(pop_dir, copy):
+    import tracemalloc
+
+    d = copy(pop_dir)
+    n = 40_000_000  # 320 MB once decompressed
+    _bomb_history(d, n)
+    assert (d / io.HISTORY).stat().st_size < 2_000_000
+    tracemalloc.start()
+    try:
+        refused(d, "history.npz", "header")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50_000_000, f"loading allocated {peak / 1e6:.0f} MB before refusing"
+
+
+def test_torch_weights_are_checked_from_the_header_before_the_network_is_built(dae_dir, copy, monkeypatch):
+    d = copy(dae_dir)
+    edit_json(d, io.CONFIG, lambda c: {**c, "config": {**c["config"], "hidden": [50_000_000]}})
+    monkeypatch.setattr(models.get("multdae"), "init_network",
+                        lambda self: pytest.fail("the network was built before its shapes were checked"))
+    refused(d, "weights.safetensors", "tensor '", "shape")
