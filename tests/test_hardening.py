@@ -293,3 +293,103 @@ def test_failed_trials_are_one_line_each_and_their_tracebacks_go_to_the_study_lo
     assert len(fails) == 2 and all("ResourceError" in ln for ln in fails)
     log = (study / "trials.log").read_text()
     assert log.count("Traceback") == 2 and "ResourceError" in log
+
+
+# --- others ------------------------------------------------------------------------------------
+
+def test_wmf_on_enormous_counts_says_what_to_change():
+    import numpy as np
+    import scipy.sparse as sp
+
+    from aerec.errors import ConfigError
+    from aerec.models.wmf import WMF
+
+    x = sp.random(60, 40, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    x.data[:] = 1
+    x.data[::7] = 1e30
+    with pytest.raises(ConfigError, match="regularization.*alpha|alpha.*regularization"):
+        WMF(factors=8, iterations=2).fit(x)
+    x.data[::7] = 3e38  # 1 + alpha * value is infinite in float32
+    with pytest.raises(ConfigError, match="overflow"):
+        WMF(factors=8, iterations=2).fit(x)
+
+
+@pytest.mark.parametrize("user", [[0, 2], [0, -1]])
+def test_interactions_with_codes_outside_the_vocabularies_are_refused(user):
+    import numpy as np
+
+    from aerec.data.interactions import Interactions
+    from aerec.errors import DataError
+
+    with pytest.raises(DataError, match="user code .* outside 0..1"):
+        Interactions(user=np.array(user, np.int32), item=np.array([0, 1], np.int32), user_ids=np.array([7, 8]),
+                     item_ids=np.array([3, 4]))
+
+
+def test_evaluate_on_a_full_data_run_says_why_it_cannot(tmp_path):
+    rng = random.Random(0)
+    f = tmp_path / "d.csv"
+    f.write_text("user,item\n" + "".join(f"{u},{i}\n" for u in range(30) for i in range(12) if rng.random() < 0.5))
+    run = tmp_path / "run"
+    res = _aerec("-q", "train", "pop", "-d", f, "-p", "full", "--out", run, home=tmp_path / "h")
+    assert res.returncode == 0, res.stderr
+    for target in (run, run / "full"):
+        _one_line_exit_2(_aerec("evaluate", target, home=tmp_path / "h"), "full-data run", "nothing is held out")
+    _one_line_exit_2(_aerec("evaluate", run / "full" / "model", home=tmp_path / "h"), "model directory, not a run")
+
+
+@pytest.mark.parametrize("argv", [
+    ["tune", "ease", "-d", "x.csv", "--timeout", "nan"], ["tune", "ease", "-d", "x.csv", "--timeout", "inf"],
+    ["bench", "--suite", "tuned", "--tune-timeout", "nan"], ["serve", ".", "--read-timeout", "nan"],
+    ["serve", ".", "--batch-wait-ms", "nan"],
+])
+def test_nonsense_numbers_are_refused(argv, capsys):
+    from aerec.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"Invalid value for '{argv[-2]}'" in err and "not a finite number" in err, err
+
+
+def test_library_timeouts_must_be_finite(block_case):
+    from aerec.errors import ConfigError
+    from aerec.model_registry import get
+    from aerec.tune import run_study
+
+    class Fold:
+        train, valid_in, valid_out, index = block_case.train, block_case.valid[0], block_case.valid[1], 0
+
+    with pytest.raises(ConfigError, match="timeout"):
+        run_study(get("ease"), Fold(), trials=1, timeout=float("nan"), keep_model=False)
+
+
+def test_ids_that_are_not_strings_or_integers_are_refused(block_data):
+    from aerec.errors import DataError
+    from aerec.models.pop import Popularity as Pop
+
+    model = Pop().fit(block_data)
+    item = block_data.item_ids[0].item()
+    for bad in ([(item, 1)], [None], [[item]], [1.5]):
+        with pytest.raises(DataError, match="not an id"):
+            model.recommend_items(bad)
+    with pytest.raises(DataError, match="list of ids"):
+        model.recommend_items(str(item))
+    with pytest.raises(DataError, match="not an id"):
+        model.recommend_user(("u0",))
+    assert model.recommend_items([item], k=3).item_ids  # plain ids still work
+    assert model.recommend_user("u0", k=3).item_ids
+
+
+def test_wmf_factors_too_large_for_memory_are_refused_before_implicit_allocates(monkeypatch):
+    import numpy as np
+    import scipy.sparse as sp
+
+    from aerec.errors import ResourceError
+    from aerec.models import ease, wmf
+
+    x = sp.random(60, 40, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    x.data[:] = 1
+    monkeypatch.setattr(ease, "available_memory", lambda: 2**30)  # 1 GiB free
+    monkeypatch.setattr(wmf, "_implicit_als", lambda: pytest.fail("implicit was started"))
+    with pytest.raises(ResourceError, match="fewer factors"):
+        wmf.WMF(factors=10_000_000, iterations=1).fit(x)

@@ -791,6 +791,21 @@ def check_ratings(model, ratings) -> np.ndarray:
     return values
 
 
+def check_id(x, what: str):
+    """One original id: a string or an integer. A tuple, list, float or None would be looked up by
+    its text and silently match nothing (or the wrong id)."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (str, int, np.integer, np.str_)):
+        raise DataError(f"{what} {x!r} is not an id: give a string or an integer")
+    return x
+
+
+def id_list(ids, what: str) -> list:
+    """A list of original ids (a single string is not a list of its characters)."""
+    if isinstance(ids, (str, bytes, dict)) or not hasattr(ids, "__iter__"):
+        raise DataError(f"{what}s must be a list of ids, got {type(ids).__name__}")
+    return [check_id(x, what) for x in ids]
+
+
 def recommend_items(model, item_ids, k: int = 10, exclude=(), ratings=None) -> Recommendations:
     """Top-k for a new user given by original item ids (folded in); the given items are excluded.
 
@@ -798,10 +813,12 @@ def recommend_items(model, item_ids, k: int = 10, exclude=(), ratings=None) -> R
     liked_value). Unknown ids are reported in
     ``unknown_items``; with no known item the stored-history popularity is used instead.
     """
-    if k < 1:
-        raise DataError("k must be at least 1")
+    from aerec.models.base import check_k
+
+    k = check_k(k)
     vocab = _vocab(model)
-    item_ids = list(item_ids)
+    item_ids = id_list(item_ids, "item id")
+    exclude = id_list(exclude, "excluded item id")
     ratings = None if ratings is None else ratings_list(ratings)
     if ratings is not None and len(ratings) != len(item_ids):
         raise DataError(f"{len(ratings)} ratings for {len(item_ids)} items")
@@ -836,8 +853,11 @@ def recommend_user(model, user_id, k: int = 10, exclude=(), exclude_seen: bool =
     exclude_seen (default): every item in the user's stored history is excluded, whatever its
     rating; False allows re-recommending them (repeat purchases).
     """
-    if k < 1:
-        raise DataError("k must be at least 1")
+    from aerec.models.base import check_k
+
+    k = check_k(k)
+    check_id(user_id, "user id")
+    exclude = id_list(exclude, "excluded item id")
     if getattr(model, "histories", None) is None:
         if getattr(model, "model_dir", None) is None:
             raise DataError(f"{model.name} was fitted on a matrix and knows no user ids; fit it on Interactions "

@@ -624,6 +624,21 @@ def load_spec(run_dir: str | Path) -> tuple[RunSpec, dict]:
     return spec, cfg
 
 
+def _check_evaluable(run_dir: Path) -> None:
+    """Name what was given when it is not a run of a splitting protocol (issue 24)."""
+    from aerec.io import MANIFEST
+
+    full = run_dir / "full" / "model" if (run_dir / "full").is_dir() else run_dir / "model" \
+        if run_dir.name == "full" else None
+    if full is not None and (full / MANIFEST).exists() and not list(run_dir.glob("fold-*")):
+        raise DataError(f"{run_dir}: a full-data run (--protocol full): its model was trained on every "
+                        "interaction, so nothing is held out to evaluate; evaluate a run of a splitting protocol "
+                        "(strong, weak, temporal, ratings-kfold, ratings-holdout)")
+    if (run_dir / MANIFEST).exists():
+        raise DataError(f"{run_dir}: a model directory, not a run; aerec evaluate takes the run directory "
+                        "'aerec train' wrote (the folder holding config.json and fold-*/)")
+
+
 def evaluate_run(run_dir: str | Path, *, write: bool = True, ks=None) -> dict:
     """Reload each fold's model, rebuild the identical split and evaluate it again.
 
@@ -635,6 +650,7 @@ def evaluate_run(run_dir: str | Path, *, write: bool = True, ks=None) -> dict:
     from aerec import io
 
     run_dir = Path(run_dir)
+    _check_evaluable(run_dir)
     spec, cfg = load_spec(run_dir)
     data = _load_data(spec.dataset, spec.data_options)
     saved_path = run_dir / "metrics.json"

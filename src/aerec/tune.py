@@ -201,6 +201,9 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
         raise ConfigError(f"model '{cls.name}' has no search space")
     if trials < 1:
         raise ConfigError("trials must be at least 1")
+    if timeout is not None and not (isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+                                    and np.isfinite(timeout) and timeout > 0):
+        raise ConfigError(f"the tuning timeout must be a positive, finite number of seconds, got {timeout!r}")
     if final not in FINAL:
         raise ConfigError(f"final must be one of {', '.join(FINAL)}")
     if select not in SELECT:

@@ -15,6 +15,7 @@ its studies where they stopped.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -82,8 +83,8 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
         registry.get(m)
     if trials < 1:
         raise ConfigError("--trials must be at least 1")
-    if timeout is not None and timeout <= 0:
-        raise ConfigError("--tune-timeout must be positive")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigError(f"--tune-timeout must be a positive, finite number of seconds, got {timeout}")
     if final not in FINAL:
         raise ConfigError(f"--tune-final must be one of {', '.join(FINAL)}")
     if tune_on not in TUNE_ON:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from aerec.cli.options import data_mapping, data_options, ks_option, warnings_as_lines
+from aerec.cli.options import data_mapping, data_options, ks_option, seconds_option, warnings_as_lines
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -37,7 +37,7 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--json", "as_json", is_flag=True, help="Print results.json to stdout.")
 @click.option("--trials", type=click.IntRange(1, 10_000), default=8, show_default=True,
               help="tuned: finished trials per fold and model (earlier runs count: resume).")
-@click.option("--tune-timeout", type=float, default=None,
+@seconds_option("--tune-timeout", default=None,
               help="tuned: seconds of trial time per fold and model; a running trial stops at the cap.")
 @click.option("--tune-clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
               help="tuned: measure --tune-timeout on the wall clock or in CPU seconds (fair on a shared machine).")

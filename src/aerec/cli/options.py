@@ -15,6 +15,26 @@ import click
 from aerec.config import RANKING_KS as DEFAULT_KS  # what runs without --ks, so the help says what happens
 
 
+class FiniteFloat(click.FloatRange):
+    """A float option that refuses nan and infinity (FloatRange lets nan through: every comparison
+    with it is false)."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        rv = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(rv, param, ctx)
+
+
+def seconds_option(*names, **kwargs):
+    """A positive, finite number of seconds."""
+    return click.option(*names, type=FiniteFloat(0, min_open=True), **kwargs)
+
+
 def data_options(f):
     """The data section: column mapping, separator, header and feedback semantics."""
     opts = [
@@ -35,7 +55,7 @@ def data_options(f):
         click.option("--feedback", type=click.Choice(["explicit", "implicit"]),
                      help="explicit: ratings (top-N models learn from those above --threshold); implicit: counts, "
                           "plays, clicks or pairs (every row kept). Default: guessed, and the guess is printed."),
-        click.option("--threshold", type=float,
+        click.option("--threshold", type=FiniteFloat(),
                      help="Keep interactions whose value is above this (default for star ratings: 0.7 x the "
                           "scale's top, 3.5 of 5, 4.9 of 7, 7 of 10; none for implicit feedback)."),
     ]

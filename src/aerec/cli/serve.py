@@ -6,6 +6,8 @@ import ipaddress
 
 import click
 
+from aerec.cli.options import FiniteFloat
+
 
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
@@ -23,14 +25,14 @@ def _is_loopback(host: str) -> bool:
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 @click.option("--max-batch", type=click.IntRange(1, 4096), default=64, show_default=True,
               help="Most requests scored in one forward pass.")
-@click.option("--batch-wait-ms", type=click.FloatRange(0, 100), default=2.0, show_default=True,
+@click.option("--batch-wait-ms", type=FiniteFloat(0, 100), default=2.0, show_default=True,
               help="How long a batch waits for more requests after its first one.")
 @click.option("--max-body", type=click.IntRange(1024, 16 * 1024 * 1024), default=64 * 1024, show_default=True,
               help="Largest request body in bytes (bigger ones get 413).")
 @click.option("--limit-concurrency", type=click.IntRange(1, None), default=512, show_default=True,
               help="Most open connections. A new one beyond closes the oldest connection that has not "
                    "sent a complete request; if every connection awaits an answer, it gets 503.")
-@click.option("--read-timeout", type=click.FloatRange(0.1, 600), default=10.0, show_default=True,
+@click.option("--read-timeout", type=FiniteFloat(0.1, 600), default=10.0, show_default=True,
               help="Seconds a client has to send a request's headers and body; slower ones are dropped.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from aerec.cli.options import data_mapping, data_options, warnings_as_lines
+from aerec.cli.options import data_mapping, data_options, seconds_option, warnings_as_lines
 
 
 def space_file_overrides(path, cls, model: str) -> dict:
@@ -45,7 +45,7 @@ def space_file_overrides(path, cls, model: str) -> dict:
               help="Protocol option, e.g. valid_frac=0.1; repeatable (as in train and split).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML with a [data] section.")
 @data_options
-@click.option("--timeout", type=float, default=None, help="Seconds of trial time in total (over resumed runs).")
+@seconds_option("--timeout", default=None, help="Seconds of trial time in total (over resumed runs).")
 @click.option("--storage", default=None, help="Optuna storage URL for a shared study (default: SQLite in --dir).")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default=None,
               help="Study directory (study.db, tuning.json). Default: runs/tune-MODEL-DATASET-PROTOCOL-foldF-seedS.")

@@ -7,13 +7,14 @@ closed-form fold-in, so any history row (a training user or not) is scored the s
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 
 from aerec import deps
-from aerec.errors import ConfigError, DataError
+from aerec.errors import ConfigError, DataError, ResourceError
 from aerec.models.base import BaseConfig, Recommender
 
 
@@ -57,6 +58,22 @@ def excess_confidence(r: np.ndarray, alpha: float, confidence: str = "linear", e
     if confidence == "log":
         return alpha * np.log1p(r / epsilon)
     return alpha * r
+
+
+def check_memory(train: sp.csr_matrix, cfg) -> None:
+    """Refuse a fit whose factor matrices cannot fit in MemAvailable, before implicit allocates them:
+    user and item factors (float32, and a copy of each as the result), the confidence matrix in
+    both orientations, and a factors x factors Gram per thread."""
+    from aerec.models.ease import available_memory
+
+    n_users, n_items = train.shape
+    f = cfg.factors
+    need = 2 * 4 * f * (n_users + n_items) + 2 * 12 * train.nnz + 8 * f * f * max(cfg.num_threads, os.cpu_count() or 1)
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise ResourceError(f"wmf: {f:,} factors for {n_users:,} users and {n_items:,} items need about "
+                            f"{need / 2**30:,.1f} GiB, more than the {avail / 2**30:,.1f} GiB available; "
+                            "choose fewer factors")
 
 
 def fold_in(Y: np.ndarray, history: sp.csr_matrix, regularization: float, alpha: float,
@@ -136,14 +153,28 @@ class WMF(Recommender):
         threadpool_limits = deps.require("threadpoolctl", "peers", "model 'wmf'").threadpool_limits
         _check_values(train, "train")
         c = self.config
+        check_memory(train, c)
         als_cls = _implicit_als()
         conf = train.copy()
-        conf.data = 1.0 + excess_confidence(conf.data, c.alpha, c.confidence, c.epsilon)
+        with np.errstate(over="ignore"):
+            conf.data = 1.0 + excess_confidence(conf.data, c.alpha, c.confidence, c.epsilon)
+        top = float(conf.data.max()) if conf.nnz else 1.0
+        advice = ("raise 'regularization', lower 'alpha', use confidence='log', or scale the counts down "
+                  "before training")
+        if not np.isfinite(top):
+            raise ConfigError(f"wmf: confidences 1 + alpha * value overflow float32 (alpha={c.alpha:g}, largest "
+                              f"value {float(train.data.max()):g}); {advice}")
         with threadpool_limits(1, "blas"):  # implicit parallelizes over users; BLAS threads only contend
             als = als_cls(factors=c.factors, regularization=c.regularization, alpha=1.0, dtype=np.float32,
                           use_cg=c.solver == "cg", iterations=c.iterations, num_threads=c.num_threads,
                           random_state=c.seed)
-            als.fit(conf, show_progress=False)
+            try:
+                als.fit(conf, show_progress=False)
+            except ValueError as e:  # implicit's Cholesky solve: confidences too large for the regularization
+                if "posv" not in str(e):
+                    raise
+                raise ConfigError(f"wmf: the least-squares solve failed with confidences up to {top:.3g} "
+                                  f"(alpha={c.alpha:g}, regularization={c.regularization:g}); {advice}") from None
         self.item_factors = np.ascontiguousarray(als.item_factors, dtype=np.float32)
         self.user_factors = np.asarray(als.user_factors, dtype=np.float32)  # kept for inspection only
         self.epochs_run = c.iterations
