@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from aerec import fsutil
+from aerec import model_headers as headers
 from aerec.errors import AerecError, DataError, ModelFileError
 
 FORMAT_VERSION = 1
@@ -455,30 +456,6 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
 
 
-def _check_tensor_headers(model, meta: dict, wpath: Path) -> None:
-    """Names and shapes from the safetensors header against the network built on the meta
-    device (shapes only), before either is allocated: a config edited to huge layers is refused
-    here instead of being built."""
-    import torch
-    from safetensors import safe_open
-
-    try:
-        with torch.device("meta"):
-            want = {k: tuple(v.shape) for k, v in model._build().state_dict().items()}
-    except Exception:  # a network that needs real tensors to build: the checks after loading apply
-        return
-    with safe_open(str(wpath), framework="pt") as f:
-        have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    for name in sorted(set(want) - set(have)):
-        raise ModelFileError(f"{wpath}: tensor '{name}' is missing")
-    for name in sorted(set(have) - set(want)):
-        raise ModelFileError(f"{wpath}: tensor '{name}' is not part of {meta['model']}")
-    for name, shape in have.items():
-        if shape != want[name]:
-            raise ModelFileError(f"{wpath}: tensor '{name}' has shape {shape}, "
-                                 f"{meta['model']} with this config needs {want[name]}")
-
-
 def _load_weights(model, meta: dict, wpath: Path) -> None:
     """Weights into the rebuilt model: names, shapes and dtypes must match it, values be finite."""
     try:
@@ -488,7 +465,7 @@ def _load_weights(model, meta: dict, wpath: Path) -> None:
 
             if not hasattr(model, "load_state_tensors"):
                 raise ModelFileError(f"{wpath}: holds torch weights, but {meta['model']} is not a torch model")
-            _check_tensor_headers(model, meta, wpath)
+            headers.check_tensors(model, meta["model"], wpath)
             tensors = load_file(str(wpath), device="cpu")
             model.init_network()
             want = {k: (tuple(v.shape), v.dtype) for k, v in model.state_tensors().items()}
@@ -530,55 +507,8 @@ def _load_weights(model, meta: dict, wpath: Path) -> None:
         raise ModelFileError(f"{wpath}: does not fit {meta['model']} ({_first_line(e)})") from None
 
 
-def _npz_headers(hpath: Path) -> dict:
-    """{array name: (shape, dtype)} from the .npy headers inside an npz, without reading the data
-    (a small compressed file can hold an enormous array of zeros)."""
-    import zipfile
-
-    out = {}
-    with zipfile.ZipFile(hpath) as zf:
-        for info in zf.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
-            with zf.open(info) as fh:
-                version = np.lib.format.read_magic(fh)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                shape, _, dtype = read(fh)
-            out[info.filename[:-4]] = (tuple(shape), np.dtype(dtype))
-    return out
-
-
-def _check_history_headers(hpath: Path, n_users: int, n_items: int) -> None:
-    """Sizes from the headers before anything is read: indptr holds n_users + 1 entries, shape 2,
-    and indices/data at most every cell, as many values as indices."""
-    try:
-        heads = _npz_headers(hpath)
-    except Exception as e:  # not a zip, a bad header
-        raise ModelFileError(f"{hpath}: cannot be read ({_first_line(e)})") from None
-    for k in ("indptr", "indices", "data", "shape"):
-        if k not in heads:
-            raise ModelFileError(f"{hpath}: array '{k}' is missing")
-        if len(heads[k][0]) != 1:
-            raise _bad(hpath, k, f"must be a 1-d array, its header says shape {heads[k][0]}")
-    size = {k: heads[k][0][0] for k in heads if len(heads[k][0]) == 1}
-    if size["shape"] != 2:
-        raise _bad(hpath, "shape", f"must hold 2 numbers, its header says {size['shape']}")
-    try:
-        with np.load(hpath, allow_pickle=False) as z:  # two numbers: safe to read now
-            shape = tuple(int(x) for x in z["shape"]) if z["shape"].dtype.kind in "iu" else None
-    except Exception as e:
-        raise ModelFileError(f"{hpath}: cannot be read ({_first_line(e)})") from None
-    if shape is not None and shape != (n_users, n_items):
-        raise _bad(hpath, "shape", f"is {shape}, {USERS} and {ITEMS} give {(n_users, n_items)}")
-    if size["indptr"] != n_users + 1:
-        raise _bad(hpath, "indptr", f"must hold {n_users + 1} entries, its header says {size['indptr']}")
-    if size["indices"] > n_users * n_items or size["data"] != size["indices"]:
-        raise _bad(hpath, "data", f"headers give {size['data']} values for {size['indices']} indices "
-                                  f"(at most {n_users * n_items} for {n_users} users x {n_items} items)")
-
-
 def _load_history(hpath: Path, n_users: int, n_items: int) -> sp.csr_matrix:
-    _check_history_headers(hpath, n_users, n_items)
+    headers.check_history(hpath, n_users, n_items, f"{USERS} and {ITEMS}")
     try:
         with np.load(hpath, allow_pickle=False) as z:
             arrays = {k: z[k] for k in ("indptr", "indices", "data", "shape")}
