@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import tomllib
 import typing
 from pathlib import Path
 from typing import Any
 
-from aerec.errors import ConfigError
+from aerec.errors import ConfigError, DataError
 
 # Seeds feed numpy's SeedSequence and torch.manual_seed(seed + 1): non-negative and within int64.
 SEED_MAX = 2**62
@@ -57,6 +58,15 @@ def lr_field(default: float | None):
 def seed_field(default: int = 0):
     """A dataclass field for a seed: an integer in [0, 2**62]."""
     return dataclasses.field(default=default, metadata=SEED)
+
+
+def check_k(k) -> int:
+    """A whole number of items >= 1: bools, strings and fractions are refused, not truncated."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+        raise DataError(f"k must be a whole number of items, got {k!r}")
+    if k < 1:
+        raise DataError(f"k must be at least 1, got {k}")
+    return int(k)
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:

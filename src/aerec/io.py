@@ -743,7 +743,7 @@ def recommend_items(model, item_ids, k: int = 10, exclude=(), ratings=None) -> R
     liked_value). Unknown ids are reported in
     ``unknown_items``; with no known item the stored-history popularity is used instead.
     """
-    from aerec.models.base import check_k
+    from aerec.config import check_k
 
     k = check_k(k)
     vocab = _vocab(model)
@@ -783,7 +783,7 @@ def recommend_user(model, user_id, k: int = 10, exclude=(), exclude_seen: bool =
     exclude_seen (default): every item in the user's stored history is excluded, whatever its
     rating; False allows re-recommending them (repeat purchases).
     """
-    from aerec.models.base import check_k
+    from aerec.config import check_k
 
     k = check_k(k)
     check_id(user_id, "user id")

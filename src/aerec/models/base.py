@@ -17,7 +17,6 @@ Subclasses implement ``_fit`` and ``_score`` only; the public methods check inpu
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from typing import Any, ClassVar
 
 import numpy as np
@@ -42,13 +41,7 @@ def as_csr(x, name: str = "matrix") -> sp.csr_matrix:
     return x
 
 
-def check_k(k) -> int:
-    """A whole number of items >= 1: bools, strings and fractions are refused, not truncated."""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-        raise DataError(f"k must be a whole number of items, got {k!r}")
-    if k < 1:
-        raise DataError(f"k must be at least 1, got {k}")
-    return int(k)
+check_k = cfgmod.check_k  # kept importable from here
 
 
 class Recommender:
