@@ -44,6 +44,16 @@ def as_csr(x, name: str = "matrix") -> sp.csr_matrix:
 check_k = cfgmod.check_k  # kept importable from here
 
 
+def _all_finite(a, block: int = 1 << 22) -> bool:
+    """Whether a numpy array holds no NaN or infinity, in blocks (EASE's B is items x items: a
+    boolean copy of it at once would cost a quarter of its size again)."""
+    a = np.asarray(a)
+    if not np.issubdtype(a.dtype, np.floating):
+        return True
+    flat = a.reshape(-1)
+    return all(np.isfinite(flat[i : i + block]).all() for i in range(0, flat.size, block))
+
+
 class Recommender:
     name: ClassVar[str] = "base"
     task: ClassVar[str] = "ranking"  # or "rating"
@@ -246,7 +256,7 @@ class Recommender:
             return
         for key, v in state.items():
             finite = (bool(torch.isfinite(v).all()) if torch.is_floating_point(v) else True) if torch.is_tensor(v) \
-                else (not np.issubdtype(np.asarray(v).dtype, np.floating) or bool(np.isfinite(v).all()))
+                else _all_finite(v)
             if not finite:
                 default = cfgmod.to_dict(self.Config())
                 changed = [f"{k}={v!r}" for k, v in self.config_dict().items()
