@@ -393,3 +393,11 @@ def test_wmf_factors_too_large_for_memory_are_refused_before_implicit_allocates(
     monkeypatch.setattr(wmf, "_implicit_als", lambda: pytest.fail("implicit was started"))
     with pytest.raises(ResourceError, match="fewer factors"):
         wmf.WMF(factors=10_000_000, iterations=1).fit(x)
+
+
+def test_ease_with_a_vanishing_l2_names_the_setting(block_data):
+    from aerec.errors import ConfigError
+    from aerec.models.ease import EASE
+
+    with pytest.raises(ConfigError, match="raise 'l2'"):
+        EASE(l2=1e-30).fit(block_data)

@@ -155,7 +155,8 @@ def ease_weights(X: sp.csr_matrix, l2: float, dtype: str = "float32", solver: st
     try:
         P = spd_inverse(G, solver)
     except np.linalg.LinAlgError as e:
-        raise np.linalg.LinAlgError(f"EASE: {e}") from None
+        raise ConfigError(f"ease: {e}; raise 'l2' (now {l2:g}) so that X^T X + l2 I stays invertible in "
+                          f"{dtype}") from None
     return zero_diagonal_weights(P)
 
 
