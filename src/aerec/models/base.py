@@ -148,7 +148,7 @@ class Recommender:
         if ids is not None:
             self.__dict__.update(ids)
         self._fit(train, valid, **trainer_options)
-        self._check_finite_weights()
+        self._check_finite_weights(float(np.abs(train.data).max()))
         self.fitted = True
 
     def score(self, history) -> np.ndarray:
@@ -243,7 +243,7 @@ class Recommender:
         if not self.fitted:
             raise DataError(f"{self.name} is not fitted yet; call fit() first")
 
-    def _check_finite_weights(self) -> None:
+    def _check_finite_weights(self, largest: float) -> None:
         """A fit whose weights hold NaN or infinity is refused (so never saved), naming the settings
         that differ from the defaults: the ones that overflowed the maths."""
         import torch
@@ -261,9 +261,10 @@ class Recommender:
                 default = cfgmod.to_dict(self.Config())
                 changed = [f"{k}={v!r}" for k, v in self.config_dict().items()
                            if k not in ("seed", "device", "epochs", "patience") and v != default.get(k)]
-                raise ConfigError(f"{self.name}: training gave non-finite weights ('{key}'); the settings overflow its "
-                                  f"maths ({', '.join(changed) or 'the defaults'}): lower 'lr' or change these and "
-                                  "train again; nothing was saved")
+                raise ConfigError(f"{self.name}: training gave non-finite weights ('{key}'): its maths overflowed with "
+                                  f"{', '.join(changed) or 'the default settings'} on values up to {largest:g}; lower "
+                                  "'lr', change these settings or scale the values down, and train again; nothing was "
+                                  "saved")
 
     def _check_sign(self, m: sp.csr_matrix, name: str) -> None:
         allowed = self.accepts_negative if self.accepts_negative is not None else self.task == "rating"
