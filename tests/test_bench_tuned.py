@@ -201,3 +201,14 @@ def test_tuning_users_mode_runs_one_study_per_model_and_pairs_on_the_same_folds(
     with pytest.raises(ConfigError, match="--reference DIR cannot pair"):
         run_tuned(tmp_path / "c", datasets=["tiny"], models=["ease"], folds=3, loader=lambda n: DATA,
                   reference=str(out), tune_on="tuning-users")
+def test_failed_trials_of_the_tuned_suite_log_their_tracebacks_in_the_study_log(tmp_path, capsys):
+    # issue 24: every trial of a study fails; the error names the study's log file, which exists
+    from aerec.errors import AerecError
+
+    with pytest.raises(AerecError, match="no trial finished") as err:
+        run_tuned(tmp_path / "b", datasets=["tiny"], models=["ease"], folds=3, trials=1, loader=lambda n: DATA,
+                  overrides={"ease": {"max_memory_gb": 1e-9}}, reference="none", storage="memory")
+    log = tmp_path / "b" / "studies" / "tiny" / "ease" / "strong-fold-0.log"
+    assert str(log) in str(err.value)
+    assert "Traceback" in log.read_text() and "ResourceError" in log.read_text()
+    assert "Traceback" not in capsys.readouterr().err

@@ -276,10 +276,7 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
                 kept["start"] = (trial.number, model)
         return value
 
-    if log_path is not None:
-        log_path = Path(log_path)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.touch()
+    log_path = None if log_path is None else Path(log_path)  # written on the first failure only
     study = optuna.create_study(storage=open_storage(storage, heartbeat, grace), study_name=name, load_if_exists=True,
                                 direction="maximize" if higher else "minimize",
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3))
@@ -304,6 +301,9 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
     log = trial_log(study, optuna)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
+        if log_path is not None:  # named below, so it exists (also when trials were only pruned)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_path.touch()
         where = f"see the trial log {log_path}" if log_path is not None else "no trial log was kept"
         last = f"; last failure: {failures[max(failures)]}" if failures else ""
         raise AerecError(f"{label or cls.name}: no trial finished ({where}){last}; widen the budget")
@@ -339,6 +339,7 @@ def _log_failure(log_path, number: int, label: str) -> None:
     import traceback
 
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a") as f:
         f.write(f"--- {stamp} {label} trial {number + 1} failed\n{traceback.format_exc()}\n")
 

@@ -167,7 +167,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
                                 folds_list = proto.folds(data)
                             fold = cls.prepare_fold(folds_list[f], data)
                             name = f"{m}-{dataset}-{proto_name}"
-                            store = _storage_for(storage, out, cell) if kind == "tuned" else None
+                            store = (_storage_for(storage, out, cell), _log_for(out, cell)) if kind == "tuned" else None
                             if kind == "tuned" and tune_data is not None:  # the one study's fold, per model
                                 if m not in tuning_folds:
                                     from aerec.protocols.tuning_users import tuning_fold
@@ -218,11 +218,11 @@ def _storage_for(storage: str | None, out: Path, cell: Cell) -> str | None:
     return storage or _default_storage(out, cell)
 
 
-def _log_for(storage: str | None) -> Path | None:
-    """The study's log file: beside its SQLite file (a shared server study logs only to the screen)."""
-    if storage and storage.startswith("sqlite:///") and "?" not in storage:
-        return Path(storage[len("sqlite:///"):]).with_suffix(".log")
-    return None
+def _log_for(out: Path, cell: Cell) -> Path:
+    """The study's log file (failed trials' tracebacks): beside where its default SQLite file goes,
+    whatever the storage."""
+    where = "tuning-users" if cell.tuning_users is not None else f"fold-{cell.fold}"
+    return out / "studies" / cell.dataset / cell.model / f"{cell.protocol}-{where}.log"
 
 
 def _default_storage(out: Path, cell: Cell) -> str:
@@ -236,12 +236,12 @@ def _default_storage(out: Path, cell: Cell) -> str:
 
 
 def _run_job(job) -> dict:
-    _, kind, cell, fold, task, storage, name = job
+    _, kind, cell, fold, task, store, name = job
     if kind in ("reference", "default"):
         return run_cell(cell, fold, task)
     if cell.tuning_users is not None:
-        return tune_cell_users(cell, *fold, task, storage)
-    return tune_cell(cell, fold, task, storage)
+        return tune_cell_users(cell, *fold, task, *store)
+    return tune_cell(cell, fold, task, *store)
 
 
 def _finish(out: Path, job, result: dict) -> dict:
@@ -258,7 +258,7 @@ def _finish(out: Path, job, result: dict) -> dict:
     return result
 
 
-def tune_cell(cell: Cell, fold, task: str, storage: str) -> dict:
+def tune_cell(cell: Cell, fold, task: str, storage: str | None, log_path: Path | None = None) -> dict:
     """Tune on the fold's training + validation parts, then test the best trial's model."""
     from aerec import models
     from aerec.tune import defaults_key, run_study, study_name, tuning_users
@@ -271,7 +271,7 @@ def tune_cell(cell: Cell, fold, task: str, storage: str) -> dict:
     res = run_study(cls, fold, fixed=spec["base"], space=spec["space"], trials=spec["trials"],
                     timeout=spec["timeout"], seed=cell.seed, storage=storage, name=name, label=cell.label(),
                     clock=spec.get("clock", "wall"), final=spec.get("final", "best-trial"),
-                    select=spec.get("select", "best"), log_path=_log_for(storage))
+                    select=spec.get("select", "best"), log_path=log_path)
     model = res.pop("model")
     metrics, per_user, eval_s = evaluate_cell(cell, model, fold, task)
     users = tuning_users(fold)
@@ -294,7 +294,8 @@ def tune_cell(cell: Cell, fold, task: str, storage: str) -> dict:
 _STUDIES: dict = {}  # study name -> result, so the folds of one process share their model's study
 
 
-def tune_cell_users(cell: Cell, fold, tuning_fold, task: str, storage: str | None) -> dict:
+def tune_cell_users(cell: Cell, fold, tuning_fold, task: str, storage: str | None,
+                    log_path: Path | None = None) -> dict:
     """The model's one study on the tuning users (run, resumed or reused), then its chosen setting
     trained on this fold's training users (early stopping on its validation users) and tested."""
     from aerec import models
@@ -316,7 +317,7 @@ def tune_cell_users(cell: Cell, fold, tuning_fold, task: str, storage: str | Non
         res = run_study(cls, tuning_fold, fixed=spec["base"], space=spec["space"], trials=spec["trials"],
                         timeout=spec["timeout"], seed=cell.seed, storage=storage, name=name,
                         label=f"{cell.model} {cell.dataset} tuning users", clock=spec.get("clock", "wall"),
-                        select=spec.get("select", "best"), keep_model=False)
+                        select=spec.get("select", "best"), keep_model=False, log_path=log_path)
         res.pop("model", None)
         _STUDIES[memo] = res
     config = {k: v for k, v in res["config"].items() if k != "seed"}
