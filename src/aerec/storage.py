@@ -59,7 +59,7 @@ def check(url: str | None, *, allow_memory: bool = False) -> str | None:
 def _check_sqlite(database: str | None, url: str) -> None:
     if not database or database == ":memory:":
         return  # an in-memory study: nothing to open
-    path = Path(database).expanduser()
+    path = Path(database)  # as SQLite will open it (no ~ expansion)
     where = f"--storage {safe(url)!r}"
     resolved = path.resolve()
     if any(str(resolved) == s or str(resolved).startswith(s + "/") for s in _SYSTEM):
