@@ -247,7 +247,7 @@ def test_bad_storage_urls_are_refused_before_the_data_is_read(url, words, tmp_pa
     assert "hunter2" not in res.stderr and "missing.csv" not in line
 
 
-def test_a_csv_given_as_sqlite_storage_is_refused(tmp_path):
+def test_a_csv_or_an_impossible_path_given_as_sqlite_storage_is_refused(tmp_path):
     f = tmp_path / "r.csv"
     f.write_text("user,item\n1,2\n")
     from aerec import storage
@@ -255,6 +255,11 @@ def test_a_csv_given_as_sqlite_storage_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="not an SQLite database"):
         storage.check(f"sqlite:///{f}")
+    for url in ("sqlite:///" + "a" * 5000, "sqlite:///\x00.db"):
+        with pytest.raises(ConfigError, match="not a usable SQLite path"):
+            storage.check(url)
+    with pytest.raises(ConfigError, match="a regular file"):
+        storage.check(f"sqlite:///{tmp_path}")
 
 
 def test_storage_passwords_are_masked_wherever_recorded(tmp_path, monkeypatch):

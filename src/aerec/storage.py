@@ -40,7 +40,11 @@ def check(url: str | None, *, allow_memory: bool = False) -> str | None:
     parsed = _parse(url.strip())
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        _check_sqlite(parsed.database, url)
+        try:
+            _check_sqlite(parsed.database, url)
+        except (OSError, ValueError) as e:  # a name too long, a NUL byte
+            raise ConfigError(f"--storage {safe(url)[:200]!r}: not a usable SQLite path ({type(e).__name__}: "
+                              f"{(str(e).splitlines() or [''])[0][:200]})") from None
         return url
     try:
         dialect = parsed.get_dialect()
@@ -51,8 +55,7 @@ def check(url: str | None, *, allow_memory: bool = False) -> str | None:
         dialect.import_dbapi()
     except ImportError as e:
         raise ConfigError(f"--storage {safe(url)!r}: the {parsed.drivername} driver is not installed "
-                          f"({getattr(e, 'name', None) or e}); install it (e.g. pip install psycopg2-binary or "
-                          "pymysql) or use sqlite:///study.db") from None
+                          f"(Python module {getattr(e, 'name', None) or e}); install it or use sqlite:///study.db") from None
     return url
 
 
