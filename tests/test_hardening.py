@@ -406,3 +406,18 @@ def test_ease_with_a_vanishing_l2_names_the_setting(block_data):
 
     with pytest.raises(ConfigError, match="raise 'l2'"):
         EASE(l2=1e-30).fit(block_data)
+
+
+def test_a_closed_form_fit_with_non_finite_weights_is_refused_and_leaves_the_model(block_data, monkeypatch):
+    import numpy as np
+
+    from aerec.errors import ConfigError
+    from aerec.models import ease
+
+    model = ease.EASE(l2=10.0).fit(block_data)
+    before = model.B.copy()
+    monkeypatch.setattr(ease, "ease_weights", lambda X, *a, **k: np.full((X.shape[1],) * 2, np.nan, np.float32))
+    with pytest.raises(ConfigError, match="non-finite weights \\('B'\\).*l2=10.0") as err:
+        model.fit(block_data)
+    assert "lr" not in str(err.value)
+    assert np.array_equal(model.B, before) and model.fitted

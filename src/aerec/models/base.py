@@ -246,8 +246,6 @@ class Recommender:
     def _check_finite_weights(self, largest: float) -> None:
         """A fit whose weights hold NaN or infinity is refused (so never saved), naming the settings
         that differ from the defaults: the ones that overflowed the maths."""
-        import torch
-
         if hasattr(self, "state_arrays"):
             state = self.state_arrays()
         elif hasattr(self, "state_tensors"):
@@ -255,16 +253,22 @@ class Recommender:
         else:
             return
         for key, v in state.items():
-            finite = (bool(torch.isfinite(v).all()) if torch.is_floating_point(v) else True) if torch.is_tensor(v) \
-                else _all_finite(v)
+            if type(v).__module__.startswith("torch"):  # numpy models never import torch here
+                import torch
+
+                finite = not torch.is_floating_point(v) or bool(torch.isfinite(v).all())
+            else:
+                finite = _all_finite(v)
             if not finite:
+                config = self.config_dict()
                 default = cfgmod.to_dict(self.Config())
-                changed = [f"{k}={v!r}" for k, v in self.config_dict().items()
+                changed = [f"{k}={v!r}" for k, v in config.items()
                            if k not in ("seed", "device", "epochs", "patience") and v != default.get(k)]
+                lower = "lower 'lr', " if "lr" in config else ""
                 raise ConfigError(f"{self.name}: training gave non-finite weights ('{key}'): its maths overflowed with "
-                                  f"{', '.join(changed) or 'the default settings'} on values up to {largest:g}; lower "
-                                  "'lr', change these settings or scale the values down, and train again; nothing was "
-                                  "saved")
+                                  f"{', '.join(changed) or 'the default settings'} on values up to {largest:g}; "
+                                  f"{lower}change these settings or scale the values down, and train again; nothing "
+                                  "was saved")
 
     def _check_sign(self, m: sp.csr_matrix, name: str) -> None:
         allowed = self.accepts_negative if self.accepts_negative is not None else self.task == "rating"
