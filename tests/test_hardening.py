@@ -78,7 +78,6 @@ def test_a_threshold_beyond_float32_is_refused(tmp_path):
 
 def test_interactions_refuse_ratings_that_are_infinite_in_float32():
     import numpy as np
-    import pytest
 
     from aerec.data.interactions import Interactions
     from aerec.errors import DataError
@@ -89,8 +88,6 @@ def test_interactions_refuse_ratings_that_are_infinite_in_float32():
 
 
 def test_a_setting_beyond_float32_is_refused():
-    import pytest
-
     from aerec.errors import ConfigError
     from aerec.models.edlae import EDLAE
 
@@ -114,7 +111,6 @@ def _refuse_refits(name, block_data, tmp_path):
     import dataclasses
 
     import numpy as np
-    import pytest
     import scipy.sparse as sp
 
     from aerec.model_registry import get
@@ -150,7 +146,6 @@ def test_a_refit_refused_during_training_leaves_a_neural_model_as_it_was(block_d
     import dataclasses
 
     import numpy as np
-    import pytest
 
     model, before, user, recs = _refuse_refits("multdae", block_data, tmp_path)
     other = dataclasses.replace(block_data, item_ids=np.arange(900, 900 + block_data.n_items))
@@ -167,8 +162,6 @@ def test_a_refit_refused_during_training_leaves_a_neural_model_as_it_was(block_d
 # --- settings that overflow the maths --------------------------------------------------------
 
 def test_a_learning_rate_that_cannot_give_a_finite_step_is_refused():
-    import pytest
-
     from aerec.errors import ConfigError
     from aerec.model_registry import get
 
@@ -178,8 +171,6 @@ def test_a_learning_rate_that_cannot_give_a_finite_step_is_refused():
 
 
 def test_a_training_with_non_finite_weights_is_refused_naming_the_setting(block_data):
-    import pytest
-
     from aerec.errors import ConfigError
     from aerec.models.macridvae import MacridVAE
 
@@ -203,8 +194,6 @@ def test_train_full_with_non_finite_weights_exits_2_and_saves_nothing(tmp_path):
 # --- the memory estimate covers what a step allocates ---------------------------------------
 
 def test_macridvae_prototypes_count_in_the_memory_estimate(block_data, monkeypatch):
-    import pytest
-
     from aerec.errors import ResourceError
     from aerec.models import neural
     from aerec.models.macridvae import MacridVAE
