@@ -410,3 +410,16 @@ def test_a_closed_form_fit_with_non_finite_weights_is_refused_and_leaves_the_mod
         model.fit(block_data)
     assert "lr" not in str(err.value)
     assert np.array_equal(model.B, before) and model.fitted
+
+
+def test_an_sqlite_database_optuna_cannot_use_is_refused_before_the_data_is_read(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "other.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE alembic_version (v TEXT)")  # Optuna's version table, another schema
+    con.commit()
+    con.close()
+    res = _aerec("-q", "tune", "ease", "-d", tmp_path / "missing.csv", "--storage", f"sqlite:///{db}",
+                 "--trials", "1", "--dir", tmp_path / "t", home=tmp_path / "h", timeout=60)
+    _one_line_exit_2(res, "--storage", "Optuna cannot use")

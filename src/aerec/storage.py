@@ -86,11 +86,27 @@ def _check_sqlite(database: str | None, url: str) -> None:
     try:  # open it as Optuna will
         con = sqlite3.connect(f"file:{resolved}?mode=rw", uri=True, timeout=5)
         try:
-            con.execute("PRAGMA schema_version").fetchone()
+            tables = con.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
         finally:
             con.close()
     except sqlite3.Error as e:
         raise ConfigError(f"{where}: cannot open {path} as an SQLite database ({e})") from None
+    if tables:  # an existing database: Optuna must be able to use its tables
+        _open_with_optuna(url, where, path)
+
+
+def _open_with_optuna(url: str, where: str, path: Path) -> None:
+    try:
+        import optuna
+    except ImportError:  # the command says Optuna is missing itself
+        return
+    try:
+        store = optuna.storages.RDBStorage(url)
+    except Exception as e:  # a foreign schema, an incompatible Optuna version
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ConfigError(f"{where}: {path} is an SQLite database Optuna cannot use ({first}); give a new file "
+                          "or a study database of this Optuna version") from None
+    store.engine.dispose()
 
 
 def safe(url: str | None) -> str | None:
