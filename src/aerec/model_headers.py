@@ -39,8 +39,8 @@ def npz_headers(path: Path) -> dict:
 
 def check_history(path: Path, n_users: int, n_items: int, source: str) -> None:
     """A CSR history file's sizes from its headers: 'shape' equal to (n_users, n_items) (``source``
-    names the files those come from), indptr n_users + 1 entries, as many values as indices and at
-    most one per cell."""
+    names the files those come from), indptr n_users + 1 entries, as many indices and values as
+    indptr's last entry says (at most one per cell). Only shape and indptr are read."""
     try:
         heads = npz_headers(path)
     except Exception as e:  # not a zip, a bad header
@@ -65,6 +65,14 @@ def check_history(path: Path, n_users: int, n_items: int, source: str) -> None:
     if size["indices"] > n_users * n_items or size["data"] != size["indices"]:
         raise _bad(path, "data", f"headers give {size['data']} values for {size['indices']} indices "
                                  f"(at most {n_users * n_items} for {n_users} users x {n_items} items)")
+    try:
+        with np.load(path, allow_pickle=False) as z:  # n_users + 1 numbers, checked above
+            indptr = z["indptr"]
+    except Exception as e:
+        raise _unreadable(path, e) from None
+    nnz = int(indptr[-1]) if indptr.dtype.kind in "iu" and len(indptr) else None
+    if nnz is not None and size["indices"] != nnz:
+        raise _bad(path, "indptr", f"ends at {nnz}, but the headers give {size['indices']} indices")
 
 
 def check_tensors(model, name: str, path: Path) -> None:
