@@ -423,3 +423,16 @@ def test_an_sqlite_database_optuna_cannot_use_is_refused_before_the_data_is_read
     res = _aerec("-q", "tune", "ease", "-d", tmp_path / "missing.csv", "--storage", f"sqlite:///{db}",
                  "--trials", "1", "--dir", tmp_path / "t", home=tmp_path / "h", timeout=60)
     _one_line_exit_2(res, "--storage", "Optuna cannot use")
+
+
+def test_a_search_space_beyond_a_settings_bounds_is_refused():
+    from aerec.errors import ConfigError
+    from aerec.model_registry import get
+    from aerec.models import space as spacemod
+    from aerec.tune import search_space
+
+    cls = get("multdae")
+    with pytest.raises(ConfigError, match="'lr' must be at most"):
+        search_space(cls, spacemod.parse_overrides(["lr=1e-4:1e30:log"], cls))
+    for name in ("multdae", "cdae", "hvamp", "ract", "macridvae"):  # the declared spaces keep to the bounds
+        search_space(get(name))

@@ -77,6 +77,7 @@ def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items,
     protocol = protocol or ("ratings-kfold" if cls.task == "rating" else "strong")
     overrides = space_file_overrides(space_file, cls, model) if space_file else {}
     overrides.update(spacemod.parse_overrides(space_items, cls))
+    spacemod.apply_overrides(spacemod.model_space(cls), overrides, cls)  # a bad space fails before the data loads
     label = Path(dataset).stem if ("/" in dataset or "." in dataset) else dataset
     directory = directory or str(Path("runs") / f"tune-{model}-{label}-{protocol}-fold{fold}-seed{seed}")
     file = cfgmod.load_toml(config_file) if config_file else {}

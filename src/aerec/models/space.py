@@ -48,6 +48,7 @@ def validate(space: dict, cls) -> dict:
     if not isinstance(space, dict):
         raise ConfigError(f"{cls.name}: a search space must be a table of field -> spec")
     hints = _fields(cls)
+    bounds = {f.name: f.metadata for f in dataclasses.fields(cls.Config)}
     for key, spec in space.items():
         where = f"{cls.name} search space, '{key}'"
         if key not in hints:
@@ -67,8 +68,11 @@ def validate(space: dict, cls) -> dict:
                 raise ConfigError(f"{where}: 'low' ({lo}) is above 'high' ({hi})")
             if spec.get("log") and lo <= 0:
                 raise ConfigError(f"{where}: a log scale needs 'low' > 0")
-            for v in (lo, hi):
-                cfgmod._coerce(v, hints[key], key)
+            for v in (lo, hi):  # the field's own bounds (lr <= 10, ...) hold for the whole range
+                try:
+                    cfgmod.check_value(key, cfgmod._coerce(v, hints[key], key), bounds[key])
+                except ConfigError as e:
+                    raise ConfigError(f"{where}: {e}") from None
         elif kind == "categorical":
             choices = spec.get("choices")
             if not isinstance(choices, list) or not choices:
