@@ -436,3 +436,11 @@ def test_a_search_space_beyond_a_settings_bounds_is_refused():
         search_space(cls, spacemod.parse_overrides(["lr=1e-4:1e30:log"], cls))
     for name in ("multdae", "cdae", "hvamp", "ract", "macridvae"):  # the declared spaces keep to the bounds
         search_space(get(name))
+
+
+def test_macridvae_with_a_small_temperature_trains_to_finite_weights(block_data):
+    # a concept whose weights all underflow to 0 gave sqrt(0) in the row norms, whose slope is infinite
+    from aerec.models.macridvae import MacridVAE
+
+    model = MacridVAE(**{**MacridVAE.test_overrides, "tau": 1e-3, "epochs": 5}).fit(block_data, progress=False)
+    assert model.fitted and all(bool(t.isfinite().all()) for t in model.state_tensors().values())

@@ -114,7 +114,7 @@ class MacridNet(nn.Module):
         n, k = batch.n_rows, self.kfac
         w = cates[batch.indices]  # [nnz, K]
         sq = torch.zeros(n, k, dtype=w.dtype, device=w.device).index_add_(0, batch.rows, (batch.values[:, None] * w) ** 2)
-        norms = sq.sqrt().clamp_min(1e-12)
+        norms = sq.clamp_min(1e-24).sqrt()  # = max(sqrt(sq), 1e-12), without sqrt's infinite slope at 0
         where = torch.stack([batch.rows, batch.indices])
         out = []
         for j in range(k):
