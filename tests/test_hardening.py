@@ -444,3 +444,18 @@ def test_macridvae_with_a_small_temperature_trains_to_finite_weights(block_data)
 
     model = MacridVAE(**{**MacridVAE.test_overrides, "tau": 1e-3, "epochs": 5}).fit(block_data, progress=False)
     assert model.fitted and all(bool(t.isfinite().all()) for t in model.state_tensors().values())
+
+
+def test_sansa_density_beyond_memory_is_refused_before_the_package_runs(monkeypatch):
+    import numpy as np
+    import scipy.sparse as sp
+
+    from aerec.errors import ResourceError
+    from aerec.models import ease, sansa
+
+    x = sp.random(50, 40_000, density=0.001, format="csr", random_state=0, dtype=np.float32)
+    monkeypatch.setattr(ease, "available_memory", lambda: 2**30)  # 1 GiB free
+    cfg = sansa.SANSAConfig(density=1.0)  # 40k x 40k entries, four times over: ~70 GiB
+    with pytest.raises(ResourceError, match="lower 'density'"):
+        sansa.check_memory(x, cfg)
+    sansa.check_memory(x, sansa.SANSAConfig(density=0.001))  # a sparse one fits

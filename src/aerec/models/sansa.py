@@ -88,6 +88,28 @@ def scaled_gram(X: sp.csr_matrix, l2: float, dtype=np.float64) -> tuple[sp.csc_m
     return A, s
 
 
+def memory_estimate(train: sp.csr_matrix, density: float) -> int:
+    """Bytes that surely are allocated: the sparse Gram (at most sum of squared row counts
+    entries, capped at items^2; the product and its CSC copy) and, at ``density`` x items^2
+    entries each, L, its inverse and the factors W1, W2 (about 12 bytes per entry). CHOLMOD's exact
+    factor can need more before its smallest entries are dropped."""
+    n_items = train.shape[1]
+    rows = np.diff(train.indptr).astype(np.float64)
+    gram = min(float(n_items) ** 2, float((rows * rows).sum()))
+    return int(12 * 2 * gram + 12 * 4 * density * float(n_items) ** 2)
+
+
+def check_memory(train: sp.csr_matrix, cfg) -> None:
+    from aerec.errors import ResourceError
+    from aerec.models.ease import available_memory
+
+    need, avail = memory_estimate(train, cfg.density), available_memory()
+    if avail is not None and need > avail:
+        raise ResourceError(f"sansa on {train.shape[1]:,} items at density {cfg.density:g} needs at least "
+                            f"{need / 2**30:,.1f} GiB, more than the {avail / 2**30:,.1f} GiB available; "
+                            "lower 'density'")
+
+
 def weights_from_factors(Linv: sp.spmatrix, d: np.ndarray, perm: np.ndarray, s: np.ndarray,
                          dtype=np.float32) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """(W1, W2) from A~[perm][:, perm] ~= L diag(d) L^T, Linv ~= L^-1, A = S^-1 A~ S^-1.
@@ -115,6 +137,7 @@ class SANSA(Recommender):
     }
 
     def _fit(self, train: sp.csr_matrix, valid, **_) -> None:
+        check_memory(train, self.config)
         pkg = import_sansa()
         c = self.config
         fcfg = pkg.CHOLMODGramianFactorizerConfig() if c.factorizer == "cholmod" else pkg.ICFGramianFactorizerConfig()
