@@ -102,3 +102,9 @@ def test_log_confidence_fits_and_folds_in_as_linear_on_log_counts():
     np.testing.assert_allclose(a.score(X[:10]), b.score(logged[:10]), rtol=1e-4, atol=1e-5)
     linear = WMF(confidence="linear", **kw).fit(X)  # and it is not the linear model on raw counts
     assert np.abs(linear.item_factors - a.item_factors).max() > 1e-3
+def test_wmf_with_more_factors_than_items_names_factors():
+    rng = np.random.default_rng(0)
+    x = sp.random(60, 12, density=0.5, random_state=0, format="csr")
+    x.data = rng.integers(1, 300, size=x.nnz).astype(np.float32)
+    with pytest.raises(ConfigError, match="lower 'factors' below 12"):
+        WMF(factors=40, iterations=3, seed=0).fit(x)

@@ -173,8 +173,13 @@ class WMF(Recommender):
             except ValueError as e:  # implicit's Cholesky solve: confidences too large for the regularization
                 if "posv" not in str(e):
                     raise
+                # more factors than items (or users) leaves the float32 normal equations nearly singular
+                small = min(conf.shape)
+                if c.factors >= small:
+                    advice = f"lower 'factors' below {small} (the smaller side of the data), or {advice}"
                 raise ConfigError(f"wmf: the least-squares solve failed with confidences up to {top:.3g} "
-                                  f"(alpha={c.alpha:g}, regularization={c.regularization:g}); {advice}") from None
+                                  f"(alpha={c.alpha:g}, regularization={c.regularization:g}, factors={c.factors}); "
+                                  f"{advice}") from None
         self.item_factors = np.ascontiguousarray(als.item_factors, dtype=np.float32)
         self.user_factors = np.asarray(als.user_factors, dtype=np.float32)  # kept for inspection only
         self.epochs_run = c.iterations
