@@ -30,16 +30,22 @@ RANKING_KS = (10, 20, 50, 100)
 FLOAT32_MAX = 3.4028234663852886e38
 
 
-def check_threshold(value, label: str = "threshold") -> float:
-    """A value threshold: a finite number that float32 ratings can be compared with."""
+def finite_float(value, label: str) -> float:
+    """A finite float from a setting's value (booleans, text and nan/inf are refused)."""
     if isinstance(value, bool):
         raise ConfigError(f"{label} must be a number, got {value!r}")
     try:
-        value = float(value)
+        f = float(value)
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{label} must be a number, got {value!r}") from None
-    if not math.isfinite(value):
-        raise ConfigError(f"{label} must be a finite number, got {value}")
+    if not math.isfinite(f):
+        raise ConfigError(f"{label} must be a finite number, got {value!r}")
+    return f
+
+
+def check_threshold(value, label: str = "threshold") -> float:
+    """A value threshold: a finite number that float32 ratings can be compared with."""
+    value = finite_float(value, label)
     if abs(value) > FLOAT32_MAX:
         raise ConfigError(f"{label} {value:g} is beyond the 32-bit float range of the values (+-3.4e38)")
     return value
@@ -132,15 +138,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"'{key}' must be an integer, got {value!r}")
         return int(f)
     if annotation is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"'{key}' must be a number, got {value!r}")
-        try:
-            f = float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise ConfigError(f"'{key}' must be a number, got {value!r}") from None
-        if not math.isfinite(f):
-            raise ConfigError(f"'{key}' must be a finite number, got {value!r}")
-        return f
+        return finite_float(value, f"'{key}'")
     if annotation is str:
         return str(value)
     return value
