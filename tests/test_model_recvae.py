@@ -76,7 +76,8 @@ def test_epoch_is_three_encoder_passes_then_refresh_then_decoder_pass(monkeypatc
     x, _ = block_data(n_users=20)
     model = built(x)
     calls = []
-    monkeypatch.setattr(model, "_pass", lambda train, rng, p, encoder_phase: calls.append((p, encoder_phase)) or [])
+    monkeypatch.setattr(model, "_pass", lambda train, rng, p, encoder_phase, total=None:
+                        calls.append((p, encoder_phase)) or (torch.zeros((), dtype=torch.float64), 1))
     monkeypatch.setattr(model.net, "refresh_old_encoder", lambda: calls.append("refresh"))
     model._train_epoch(x, 0, np.random.default_rng(0))
     assert calls == [(0.5, True)] * 3 + ["refresh", (0.0, False)]

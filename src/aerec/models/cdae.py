@@ -58,7 +58,7 @@ from torch import nn
 
 from aerec import config as cfgmod
 from aerec.errors import ConfigError, DataError
-from aerec.models.layers import SparseBatch, SparseLinear
+from aerec.models.layers import SparseBatch, SparseLinear, to_device
 from aerec.models.neural import NeuralConfig, TorchRecommender, adam
 
 
@@ -187,22 +187,27 @@ class CDAE(TorchRecommender):
                                                 eps=self.config.adagrad_beta)}
         return {"main": adam(self.net.parameters(), lr=lr)}
 
-    def _loss(self, batch: SparseBatch, users: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """Summed loss + L2 of the users in the batch."""
+    def _loss(self, batch: SparseBatch, users: torch.Tensor, rng: np.random.Generator,
+              entries: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
+        """Summed loss + L2 of the users in the batch; ``entries``: the batch's (row, item) pairs
+        on the host, for drawing negatives without reading them back from the device."""
         cfg, net = self.config, self.net
         inp = batch.dropout(cfg.dropout, True)
         uvec = net.user(users)
         h = net.hidden(inp, uvec)
         w_out, b_out = net.out_weight, net.out_bias
         if cfg.loss == "logistic_neg":
-            nr, ni = sample_negatives(batch.rows.cpu().numpy(), batch.indices.cpu().numpy(),
-                                      batch.n_rows, batch.n_cols, cfg.negatives, rng)
+            if entries is None:
+                entries = batch.rows.cpu().numpy(), batch.indices.cpu().numpy()
+            nr, ni = sample_negatives(*entries, batch.n_rows, batch.n_cols, cfg.negatives, rng)
             dev = batch.indices.device
-            r = torch.cat([batch.rows, torch.from_numpy(nr).to(dev)])
-            i = torch.cat([batch.indices, torch.from_numpy(ni).to(dev)])
+            r = torch.cat([batch.rows, to_device(nr, dev)])
+            i = torch.cat([batch.indices, to_device(ni, dev)])
             target = torch.cat([batch.values, torch.zeros(len(nr), device=dev)])
-            w_i, b_i = w_out[i], b_out[i]  # only the decoder rows the loss reads
-            logits = (h[r] * w_i).sum(1) + b_i
+            # only the decoder rows the loss reads (index_select: a plain gather, and its backward
+            # an index_add, several times faster on CPU than advanced indexing's)
+            w_i, b_i = w_out.index_select(0, i), b_out.index_select(0, i)
+            logits = (h.index_select(0, r) * w_i).sum(1) + b_i
             data = F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
             out_sq = w_i.pow(2).sum() + b_i.pow(2).sum()
         else:
@@ -215,22 +220,25 @@ class CDAE(TorchRecommender):
             out_sq = batch.n_rows * (w_out.pow(2).sum() + b_out.pow(2).sum())
         if not cfg.l2:
             return data
-        w_in = net.encoder.weight[batch.indices[inp.values > 0]]
+        w_in = net.encoder.weight.index_select(0, batch.indices[inp.values > 0])
         reg = w_in.pow(2).sum() + out_sq + uvec.pow(2).sum() + batch.n_rows * net.encoder.bias.pow(2).sum()
         return data + 0.5 * cfg.l2 * reg
 
     def _train_epoch(self, train: sp.csr_matrix, epoch: int, rng: np.random.Generator) -> float:
         opt = self.optimizers["main"]
-        total, n = 0.0, 0
+        held = self.rows_on_device(train) if self._shard is None else None
+        total, n = None, 0  # summed on the device (float64, the order of a Python sum), read once
         for rows, batch in self.batches(train, rng):
-            users = torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
-            loss = self._loss(_binary(batch), users, rng)
+            users = to_device(np.asarray(rows, dtype=np.int64), self.device)
+            entries = held.host_entries(rows) if held is not None and self.config.loss == "logistic_neg" else None
+            loss = self._loss(_binary(batch), users, rng, entries)
             opt.zero_grad(set_to_none=True)
             (loss / len(rows)).backward()
             opt.step()
-            total += float(loss.detach())
+            term = loss.detach().double()
+            total = term if total is None else total + term
             n += len(rows)
-        return total / max(n, 1)
+        return (0.0 if total is None else float(total)) / max(n, 1)
 
     def _forward(self, batch: SparseBatch) -> torch.Tensor:
         return self.net(_binary(batch))  # zero user vector: the row's user is unknown

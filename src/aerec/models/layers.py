@@ -42,7 +42,10 @@ class SparseBatch:
         return SparseBatch(self.indices, self.offsets, values, self.rows, self.n_rows, self.n_cols)
 
     def row_counts(self) -> torch.Tensor:
-        return torch.bincount(self.rows, minlength=self.n_rows).to(self.values.dtype)
+        """Stored entries per row, from the offsets (no bincount: its output size would need a
+        device-to-host read on a GPU)."""
+        ends = torch.cat([self.offsets[1:], self.offsets.new_full((1,), self.indices.numel())])
+        return (ends - self.offsets).to(self.values.dtype)
 
     def row_sum(self, per_entry: torch.Tensor) -> torch.Tensor:
         """Sum a per-entry quantity within each row."""
@@ -95,6 +98,65 @@ def multinomial_nll(logits: torch.Tensor, target: SparseBatch) -> torch.Tensor:
     """Per-row  -sum_j x_j log softmax(logits)_j, reading log-probs only at the target entries."""
     log_probs = F.log_softmax(logits, dim=1)
     return -target.row_sum(target.gather(log_probs) * target.values)
+
+
+def to_device(array: np.ndarray, device: str | torch.device) -> torch.Tensor:
+    """A host array on ``device``; to a GPU through pinned memory without blocking, so the host
+    does not wait for the kernels already queued."""
+    t = torch.from_numpy(array)
+    device = torch.device(device)
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+class DeviceRows:
+    """A CSR matrix held on one device, cut into ``SparseBatch`` row blocks there.
+
+    The matrix moves once (per fit); each batch is then gathered on the device from its row
+    indices, so a training step copies nothing from the host and reads nothing back. The batch's
+    entry count, which sizes the gather, is computed on the host from the row lengths (the host
+    already knows the batch's rows), so no step waits for the device. The batches equal
+    ``SparseBatch.from_csr(csr[rows])`` entry for entry.
+    """
+
+    def __init__(self, csr: sp.csr_matrix, device: str | torch.device = "cpu"):
+        self.source = csr
+        self.device = torch.device(device)
+        self.shape = csr.shape
+        self.lengths = np.diff(csr.indptr).astype(np.int64)  # host copy: batch sizes without a sync
+        to = dict(device=self.device)
+        self.indptr = torch.from_numpy(csr.indptr.astype(np.int64)).to(**to)
+        self.indices = torch.from_numpy(csr.indices.astype(np.int64)).to(**to)
+        self.values = torch.from_numpy(csr.data.astype(np.float32)).to(**to)
+
+    def order(self, rows: np.ndarray) -> torch.Tensor:
+        """Row indices on the device (one copy for a whole epoch's order)."""
+        return to_device(np.ascontiguousarray(rows, dtype=np.int64), self.device)
+
+    def host_entries(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(batch row, item) of every entry of the batch ``rows``, on the host, in the batch's
+        order: for host-side draws (CDAE's negatives) without reading the device."""
+        counts = self.lengths[rows]
+        offsets = np.cumsum(counts) - counts
+        row_ids = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
+        pos = np.arange(int(counts.sum()), dtype=np.int64) + (self.source.indptr[rows].astype(np.int64) - offsets)[row_ids]
+        return row_ids, self.source.indices[pos].astype(np.int64)
+
+    def batch(self, rows: np.ndarray, rows_dev: torch.Tensor | None = None) -> SparseBatch:
+        """The rows ``rows`` (host indices) as a SparseBatch; ``rows_dev`` is the same indices
+        already on the device (a slice of ``order``), else they are copied."""
+        counts = self.lengths[rows]
+        nnz = int(counts.sum())
+        r = self.order(rows) if rows_dev is None else rows_dev
+        n = len(rows)
+        dev_counts = self.indptr[r + 1] - self.indptr[r]
+        offsets = torch.cumsum(dev_counts, 0) - dev_counts
+        row_ids = torch.repeat_interleave(torch.arange(n, device=self.device), dev_counts, output_size=nnz)
+        # entry e of the batch sits at indptr[row] + (e - offsets[row]) in the whole matrix
+        pos = torch.arange(nnz, device=self.device) + (self.indptr[r] - offsets)[row_ids]
+        return SparseBatch(indices=self.indices[pos], offsets=offsets, values=self.values[pos], rows=row_ids,
+                           n_rows=n, n_cols=self.shape[1])
 
 
 def batch_order(n_rows: int, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:

@@ -83,6 +83,7 @@ class TorchRecommender(Recommender):
     tune_patience: int | None = 10
     net: torch.nn.Module
     _shard = None  # set by aerec.distributed while a multi-process fit runs
+    _device_rows = None  # the training matrix on the device (rows_on_device)
 
     @property
     def device(self) -> torch.device:
@@ -202,8 +203,22 @@ class TorchRecommender(Recommender):
             raise ConfigError(f"--amp (mixed precision) needs a CUDA device; this run trains on {self.device.type}")
         return torch.autocast("cuda", dtype=torch.bfloat16)
 
+    def rows_on_device(self, train: sp.csr_matrix):
+        """``train`` held on the model's device (``layers.DeviceRows``), moved once: the Trainer
+        keeps it for the whole fit, and it is reused while the same matrix comes back."""
+        from aerec.models.layers import DeviceRows
+
+        cached = self._device_rows
+        if cached is None or cached.source is not train or cached.device != self.device:
+            cached = self._device_rows = DeviceRows(train, self.device)
+        return cached
+
+    def release_rows(self) -> None:
+        self._device_rows = None
+
     def batches(self, train: sp.csr_matrix, rng: np.random.Generator | None, batch_size: int | None = None):
-        """Yield (row indices, SparseBatch) over shuffled training rows; only per-batch blocks are built."""
+        """Yield (row indices, SparseBatch) over shuffled training rows; batches are gathered on
+        the model's device from the matrix moved there once (no host copy per step)."""
         from aerec.models.layers import batch_order
 
         if self._shard is not None:  # multi-process: this rank's slice of each global batch
@@ -212,28 +227,41 @@ class TorchRecommender(Recommender):
             return
         size = batch_size or self.config.batch_size
         order = batch_order(train.shape[0], size, rng)
+        held = self.rows_on_device(train)
+        order_dev = held.order(np.concatenate(order)) if order else None  # one copy per pass
+        chunks = zip(order, range(0, train.shape[0], size))
         if rng is not None:  # training: a bar of the batches when an epoch is long
             from aerec import ui
 
-            order = ui.batches(order, total=-(-train.shape[0] // size))
-        for rows in order:
-            yield rows, SparseBatch.from_csr(train[rows], self.device)
+            chunks = ui.batches(chunks, total=len(order))
+        for rows, start in chunks:
+            yield rows, held.batch(rows, order_dev[start : start + len(rows)])
 
+    def run_steps(self, train: sp.csr_matrix, rng: np.random.Generator, loss_of, optimizer: str = "main",
+                  total: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+        """Optimizer steps over shuffled batches, ``loss_of(batch)`` giving each batch's mean loss.
 
-    def step_epoch(self, train: sp.csr_matrix, rng: np.random.Generator, loss_of) -> float:
-        """One epoch of optimizer steps over shuffled batches, ``loss_of(batch)`` giving each batch's
-        loss; returns the mean loss per row."""
-        opt = self.optimizers["main"]
-        total, n = 0.0, 0
+        Returns (sum over batches of loss x rows, rows): the sum stays on the device in float64
+        (the same additions, in the same order, as summing Python floats), so no step waits for
+        the device; ``total`` continues an earlier sum."""
+        opt = self.optimizers[optimizer]
+        n = 0
         for rows, batch in self.batches(train, rng):
             loss = loss_of(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             self.after_step()
-            total += float(loss.detach()) * len(rows)
+            term = loss.detach().double() * len(rows)
+            total = term if total is None else total + term
             n += len(rows)
-        return total / max(n, 1)
+        return (torch.zeros((), dtype=torch.float64) if total is None else total), n
+
+    def step_epoch(self, train: sp.csr_matrix, rng: np.random.Generator, loss_of) -> float:
+        """One epoch of optimizer steps over shuffled batches, ``loss_of(batch)`` giving each batch's
+        loss; returns the mean loss per row (read from the device once, here)."""
+        total, n = self.run_steps(train, rng, loss_of)
+        return float(total) / max(n, 1)
 
     def after_step(self) -> None:
         pass

@@ -234,30 +234,24 @@ class RecVAE(TorchRecommender):
         kl = (log_normal(z, mu, logvar) - net.log_prior(batch, z)).sum(dim=1) * weight
         return (nll + kl).mean()
 
-    def _pass(self, train, rng, dropout: float, encoder_phase: bool) -> list[tuple[float, int]]:
-        opt = self.optimizers["encoder" if encoder_phase else "decoder"]
+    def _pass(self, train, rng, dropout: float, encoder_phase: bool, total=None):
         self.net.decoder.requires_grad_(not encoder_phase)  # decoder weight grads unused there
-        losses = []
         try:
-            for rows, batch in self.batches(train, rng):
-                loss = self._loss(batch, dropout, encoder_phase)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses.append((float(loss.detach()), len(rows)))
+            return self.run_steps(train, rng, lambda batch: self._loss(batch, dropout, encoder_phase),
+                                  "encoder" if encoder_phase else "decoder", total)
         finally:
             self.net.decoder.requires_grad_(True)
-        return losses
 
     def _train_epoch(self, train: sp.csr_matrix, epoch: int, rng: np.random.Generator) -> float:
         c = self.config
-        losses = []  # the encoder passes' negative ELBO is the epoch's reported loss
+        total, n = None, 0  # the encoder passes' negative ELBO is the epoch's reported loss
         for _ in range(c.enc_epochs):
-            losses += self._pass(train, rng, c.dropout, encoder_phase=True)
+            total, rows = self._pass(train, rng, c.dropout, encoder_phase=True, total=total)
+            n += rows
         self.net.refresh_old_encoder()
         for _ in range(c.dec_epochs):
             self._pass(train, rng, 0.0, encoder_phase=False)
-        return sum(v * n for v, n in losses) / max(sum(n for _, n in losses), 1)
+        return float(total) / max(n, 1)
 
     def _forward(self, batch: SparseBatch) -> torch.Tensor:
         return self.net.decoder(self.net.encoder(batch, 0.0)[0])

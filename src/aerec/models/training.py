@@ -143,6 +143,9 @@ class Trainer:
         finally:
             inner.__exit__(None, None, None)
             bar.close()
+            release = getattr(model, "release_rows", None)
+            if release is not None:  # the device copy of the training matrix lives for one fit
+                release()
             if session is not None:
                 session.close()
         if best is not None:

@@ -1,0 +1,63 @@
+"""The tiny fits whose per-epoch losses and metrics tests/test_device_loop.py pins (shared with
+the script that recorded them, so both run exactly the same thing)."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+CASES = {
+    "multvae": {"epochs": 3, "hidden": [16], "latent": 4, "batch_size": 16, "lr": 1e-2},
+    "multdae": {"epochs": 3, "hidden": [16], "batch_size": 16, "lr": 1e-2},
+    "recvae": {"epochs": 2, "hidden": 16, "latent": 4, "layers": 2, "batch_size": 16, "lr": 1e-2,
+               "schedule": "reference"},
+    "cdae": {"epochs": 3, "hidden": 8, "batch_size": 8},
+    "warp": {"epochs": 2, "hidden": [16], "latent": 4, "batch_size": 16, "lr": 1e-2},
+}
+
+
+def data(seed: int = 0, n_users: int = 70, n_items: int = 40, per_user: int = 7):
+    rng = np.random.default_rng(seed)
+    rows, cols = [], []
+    for u in range(n_users):
+        block = u % 4
+        pool = np.arange(block * 10, block * 10 + 10)
+        items = rng.choice(pool, per_user, replace=False)
+        rows += [u] * per_user
+        cols += sorted(items.tolist())
+    x = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(n_users, n_items))
+    train, held = x[:50], x[50:]
+    # held-out users: first 5 items as input, the rest as target
+    hin, hout = held.tolil(copy=True), held.tolil(copy=True)
+    for r in range(held.shape[0]):
+        idx = held[r].indices
+        for j in idx[5:]:
+            hin[r, j] = 0
+        for j in idx[:5]:
+            hout[r, j] = 0
+    hin, hout = sp.csr_matrix(hin), sp.csr_matrix(hout)
+    hin.eliminate_zeros()
+    hout.eliminate_zeros()
+    return train, hin[:10], hout[:10], hin[10:], hout[10:]
+
+
+def run(name: str, device: str = "cpu") -> dict:
+    from aerec import evaluation
+    from aerec.models import create
+
+    torch.set_num_threads(1)
+    train, vin, vout, tin, tout = data()
+    model = create(name, **CASES[name], seed=3, device=device)
+    model.fit(train, (vin, vout), progress=False)
+    per_user = evaluation.evaluate_ranking(model, tin, tout, ks=(5, 10))
+    summary = evaluation.summarize(per_user)
+    return {"loss": [h["loss"] for h in model.history],
+            "valid": [h["valid_ndcg@100"] for h in model.history],
+            "test": {k: summary[k] for k in ("ndcg@5", "recall@10", "map@10", "coverage@10")}}
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps({n: run(n) for n in CASES}, indent=1))

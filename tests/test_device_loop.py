@@ -1,0 +1,127 @@
+"""The device-resident training loop (models/training.py, neural.py, layers.DeviceRows), run on CPU.
+
+- Pinned: tiny fits' per-epoch losses, validation NDCG and test metrics, recorded on main at
+  d60400e (before the loop moved its batches to the device) with ``python tests/pinned_training.py``
+  (torch 2.13 CPU, one thread). The same seed must still give them.
+- Batches gathered on the device equal the host CSR slices entry for entry.
+- No step reads the device: within an epoch the host reads one number (the epoch's loss).
+- The training matrix moves once per fit and is let go at its end.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from pinned_training import CASES, data, run
+
+from aerec.models import create
+from aerec.models.layers import DeviceRows, SparseBatch
+
+PINNED = {"multvae": {"loss": [26.079470748901368, 25.81814453125, 25.337937698364257], "valid": [0.46081447291282573, 0.5763519752578579, 0.6136981804069336], "test": {"ndcg@5": 0.3754430630676099, "recall@10": 0.75, "map@10": 0.351984126984127, "coverage@10": 0.85}}, "multdae": {"loss": [25.985028381347657, 25.24212257385254, 24.62088836669922], "valid": [0.38876487386491093, 0.5214721246554468, 0.6423728523415215], "test": {"ndcg@5": 0.515218676514902, "recall@10": 0.75, "map@10": 0.4826190476190476, "coverage@10": 0.875}}, "recvae": {"loss": [26.45661092122396, 24.97820655822754], "valid": [0.3950220081870462, 0.4611673435035323], "test": {"ndcg@5": 0.18772153153380494, "recall@10": 0.2, "map@10": 0.1375, "coverage@10": 0.75}}, "cdae": {"loss": [32.34283897399902, 23.43608009338379, 21.3648388671875], "valid": [0.30307067365558, 0.3259620120106451, 0.3790593142414038], "test": {"ndcg@5": 0.08078394317246163, "recall@10": 0.2, "map@10": 0.04541666666666667, "coverage@10": 0.775}}, "warp": {"loss": [27.795038146972658, 26.998428802490235], "valid": [0.4190566087658686, 0.46227119481288276], "test": {"ndcg@5": 0.23516107408766418, "recall@10": 0.45, "map@10": 0.17644841269841272, "coverage@10": 0.6}}}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_same_seed_gives_the_pinned_losses_and_metrics(name):
+    got, want = run(name), PINNED[name]
+    np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(got["valid"], want["valid"], rtol=0, atol=1e-6)
+    for key, value in want["test"].items():
+        assert got["test"][key] == pytest.approx(value, abs=1e-6), key
+
+
+def _csr_with_gaps():
+    rng = np.random.default_rng(4)
+    x = sp.random(30, 17, density=0.3, random_state=5, format="csr", dtype=np.float32)
+    x.data = rng.random(x.nnz).astype(np.float32) + 0.5
+    x = x.tolil()
+    x[3, :] = 0  # an empty row
+    x[7, :] = 0
+    return sp.csr_matrix(x)
+
+
+@pytest.mark.parametrize("rows", [[0, 1, 2], [7, 3, 29, 0, 12], [3], [3, 7], list(range(30))[::-1]])
+def test_device_batches_equal_the_host_slices(rows):
+    x = _csr_with_gaps()
+    rows = np.asarray(rows)
+    held = DeviceRows(x, "cpu")
+    got, want = held.batch(rows), SparseBatch.from_csr(x[rows], "cpu")
+    for field in ("indices", "offsets", "values", "rows"):
+        assert torch.equal(getattr(got, field), getattr(want, field)), field
+    assert (got.n_rows, got.n_cols) == (want.n_rows, want.n_cols)
+    r, i = held.host_entries(rows)
+    np.testing.assert_array_equal(r, want.rows.numpy())
+    np.testing.assert_array_equal(i, want.indices.numpy())
+    sliced = held.batch(rows, held.order(np.concatenate([[5], rows, [1]]))[1:-1])  # a slice of the epoch order
+    assert torch.equal(sliced.indices, want.indices)
+
+
+def test_row_counts_match_bincount_with_empty_rows():
+    x = _csr_with_gaps()
+    b = SparseBatch.from_csr(x[[3, 0, 7, 9]])
+    want = torch.bincount(b.rows, minlength=b.n_rows).float()
+    assert torch.equal(b.row_counts(), want)
+
+
+class ReadSpy:
+    """Counts host reads of tensors (float(), .item(), .tolist(), .numpy()), except of the
+    optimizers' step counters, which torch keeps on the host even for a model on a GPU."""
+
+    def __init__(self, monkeypatch, model):
+        self.count = 0
+        host = {id(st["step"]) for opt in model.optimizers.values() for st in opt.state.values() if "step" in st}
+        for name in ("__float__", "item", "tolist", "numpy"):
+            original = getattr(torch.Tensor, name)
+
+            def spy(t, *a, _orig=original, **k):
+                self.count += id(t) not in host
+                return _orig(t, *a, **k)
+
+            monkeypatch.setattr(torch.Tensor, name, spy)
+
+
+@pytest.mark.parametrize("name", ["multvae", "multdae", "recvae", "cdae"])
+def test_an_epoch_reads_the_device_once(name, monkeypatch):
+    train = data()[0]
+    model = create(name, **CASES[name], seed=3)
+    model.n_users, model.n_items = train.shape
+    model.init_network()
+    model.net.train()
+    rng = np.random.default_rng(0)
+    model._train_epoch(train, 0, rng)  # first pass: the matrix moves to the device
+    spy = ReadSpy(monkeypatch, model)
+    model._train_epoch(train, 1, rng)  # several steps (50 rows, batches of 8 or 16)
+    assert spy.count == 1
+
+
+def test_the_training_matrix_moves_once_per_fit_and_is_released(monkeypatch):
+    made = []
+    original = DeviceRows.__init__
+
+    def counting(self, csr, device="cpu"):
+        made.append(csr.shape)
+        original(self, csr, device)
+
+    monkeypatch.setattr(DeviceRows, "__init__", counting)
+    train = data()[0]
+    model = create("recvae", **CASES["recvae"], seed=3).fit(train, progress=False)  # 2 epochs x 4 passes
+    assert made == [train.shape]
+    assert model._device_rows is None
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+def test_cuda_batches_equal_the_cpu_batches():
+    x = _csr_with_gaps()
+    rows = np.array([7, 3, 29, 0, 12])
+    got, want = DeviceRows(x, "cuda").batch(rows), SparseBatch.from_csr(x[rows])
+    for field in ("indices", "offsets", "values", "rows"):
+        assert torch.equal(getattr(got, field).cpu(), getattr(want, field)), field
+
+
+@cuda
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_cuda_fit_trains(name):
+    got = run(name, "cuda")  # CUDA draws its own dropout noise, so the figures are not the CPU's
+    assert all(np.isfinite(got["loss"])) and got["valid"][-1] > 0
