@@ -139,15 +139,15 @@ def test_oversized_bodies_are_413_with_or_without_content_length(client):
 
 
 def test_a_failing_forward_pass_is_500_and_the_service_lives_on(client, dae, monkeypatch):
-    real = dae.score
+    real = dae.score_tensor  # the forward pass the service ranks from, on the model's device
 
     def broken(history):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(dae, "score", broken)
+    monkeypatch.setattr(dae, "score_tensor", broken)
     r = client.post("/recommend", json={"items": [100]})
     assert r.status_code == 500 and "internal error" in r.json()["detail"]
-    monkeypatch.setattr(dae, "score", real)
+    monkeypatch.setattr(dae, "score_tensor", real)
     assert client.post("/recommend", json={"items": [100]}).status_code == 200
 
 
@@ -166,7 +166,7 @@ def test_requests_never_read_files(client, monkeypatch):
 
 def _counting(model, monkeypatch):
     calls = []
-    for name in ("score", "score_users"):
+    for name in ("score_tensor", "score_users"):
         real = getattr(model, name, None)
         if real is not None:
             def wrapped(*a, _real=real, _name=name, **k):
@@ -197,7 +197,7 @@ def test_concurrent_requests_share_forward_passes_and_equal_unbatched_results(wh
     assert all(r.status_code == 200 for r in responses)
     assert 0 < len(calls) < len(bodies) // 2, calls
     if which == "cdae_dir":  # known users through the learned user vectors, new users folded in
-        assert sorted(set(calls)) == ["score", "score_users"]
+        assert sorted(set(calls)) == ["score_tensor", "score_users"]
     for r, w in zip(responses, want):
         got = r.json()
         assert got["items"] == w.item_ids and got["unknown_items"] == w.unknown_items
@@ -247,7 +247,7 @@ def test_one_poisoned_request_never_fails_the_others(which, request):
 
 def test_a_query_that_fails_scoring_fails_alone(dae, monkeypatch):
     """The batcher answers each query of a failed batch alone: only the failing one gets 500."""
-    real = dae.score
+    real = dae.score_tensor
     bad_col = int(Engine(dae).item_index["105"])
 
     def fragile(history):
@@ -255,7 +255,7 @@ def test_a_query_that_fails_scoring_fails_alone(dae, monkeypatch):
             raise RuntimeError("cannot score this row")
         return real(history)
 
-    monkeypatch.setattr(dae, "score", fragile)
+    monkeypatch.setattr(dae, "score_tensor", fragile)
     app = create_app(dae, batch_wait_ms=50, max_batch=64)
     bodies = [{"items": [100, 101], "k": 3}] * 20 + [{"items": [105], "k": 3}] + [{"items": [102], "k": 3}] * 20
     codes = [r.status_code for r in _post_all(app, bodies)]

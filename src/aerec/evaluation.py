@@ -1,4 +1,7 @@
-"""Evaluate a fitted model: stream users in blocks through ``model.score``, then metrics.
+"""Evaluate a fitted model: stream users in blocks through ``model.score_tensor``, then metrics.
+
+The scores of a block stay on the model's device (a GPU for a GPU model): history exclusion and
+the top-k run there, and only the top-k indices come back to the host for the metrics.
 
 Memory stays bounded by ``block_size x n_items`` scores: the full users x items matrix is never
 built. Only rows with at least one target item are scored, and per-user results are keyed by
@@ -55,13 +58,14 @@ def evaluate_ranking(model, input_csr, target_csr, ks: Sequence[int] = (20, 50, 
     for s in ui.progress(starts, desc="evaluate", unit="block", disable=not progress or ui.quiet()):
         r = rows[s:s + block_size]
         hist = inp[r]
-        scores = model.score(hist)
+        # scores stay on the model's device; exclusion and top-k run there, in place
+        scores = model.score_tensor(hist) if hasattr(model, "score_tensor") else model.score(hist)
         if tuple(scores.shape) != (len(r), n_items):
             raise DataError(f"model.score returned shape {tuple(scores.shape)}, expected {(len(r), n_items)}")
         ex = hist if exclude_input else None
         if extra is not None:
             ex = extra[r] if ex is None else ex + extra[r]
-        res, top = metrics.ranking_with_topk(scores, tgt[r], ex, ks)
+        res, top = metrics.ranking_with_topk(scores, tgt[r], ex, ks, owned=hasattr(model, "score_tensor"))
         del scores
         res["users"] = r[res["users"]]  # block row -> row of input_csr
         parts.append(res)

@@ -44,12 +44,39 @@ def check_ks(ks: Sequence[int] | int) -> tuple[int, ...]:
 
 
 def _as_tensor(scores) -> torch.Tensor:
+    """Scores as a 2-D float tensor, left on its device (ranking runs where the scores are)."""
     t = scores if isinstance(scores, torch.Tensor) else torch.as_tensor(np.asarray(scores))
     if t.ndim != 2:
         raise DataError(f"scores must be a users x items matrix, got {t.ndim} dimension(s)")
     if not t.is_floating_point():
         t = t.float()
-    return t.detach().cpu()
+    return t.detach()
+
+
+def exclude_(scores: torch.Tensor, mask) -> torch.Tensor:
+    """Set ``scores`` to -inf, in place and on its device, at the stored entries of the sparse
+    ``mask`` (same shape); only the entries' indices travel to the device."""
+    coo = mask.tocoo()
+    if coo.nnz:
+        dev = scores.device
+        rows = torch.from_numpy(coo.row.astype(np.int64)).to(dev)
+        cols = torch.from_numpy(coo.col.astype(np.int64)).to(dev)
+        scores[rows, cols] = -torch.inf
+    return scores
+
+
+def topk(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k (indices int64, values) of each row, computed on the scores' device; only the k
+    columns per row come back to the host. A NaN score is a DataError."""
+    vals, idx = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+    vals = vals.cpu()
+    vals = (vals.float() if vals.dtype in (torch.bfloat16, torch.float16) else vals).numpy()
+    idx = idx.cpu().numpy().astype(np.int64)
+    # torch.topk ranks NaN above every number, so a row with a NaN shows it in its first place:
+    # checking the top-k values finds any NaN without a pass over the whole block
+    if vals.size and np.isnan(vals[:, 0]).any():
+        raise DataError("scores contain NaN")
+    return idx, vals
 
 
 def _as_csr(m, name: str, shape: tuple[int, int]) -> sp.csr_matrix:
@@ -79,9 +106,14 @@ def ranking(scores, target, exclude=None, ks: Sequence[int] = (20, 50, 100)) -> 
     return ranking_with_topk(scores, target, exclude, ks)[0]
 
 
-def ranking_with_topk(scores, target, exclude=None, ks=(20, 50, 100)) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def ranking_with_topk(scores, target, exclude=None, ks=(20, 50, 100),
+                      owned: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """``ranking`` plus the top-max(k) item indices of the evaluated users (-1 where the score
-    is -inf), which the evaluator uses for item coverage."""
+    is -inf), which the evaluator uses for item coverage.
+
+    Exclusion and top-k run on the scores' device (a GPU tensor stays there); only the top-k
+    indices and values come back. ``owned``: the caller hands the scores over, so they are
+    overwritten instead of copied first (the caller's scores are otherwise never modified)."""
     ks = check_ks(ks)
     t = _as_tensor(scores)
     n_rows, n_items = t.shape
@@ -91,20 +123,17 @@ def ranking_with_topk(scores, target, exclude=None, ks=(20, 50, 100)) -> tuple[d
     if len(users) == 0 or n_items == 0:
         return empty_result(ks), np.zeros((0, 0), dtype=np.int64)
 
-    # a copy: the caller's scores are never modified
-    sub = t.clone() if len(users) == n_rows else t[torch.from_numpy(users)]
+    if len(users) == n_rows:
+        sub = t if owned else t.clone()
+    else:  # a gather is a copy already
+        sub = t[torch.from_numpy(users).to(t.device)]
     if exclude is not None:
-        ex = _as_csr(exclude, "exclude", (n_rows, n_items))[users].tocoo()
-        sub[torch.from_numpy(ex.row.astype(np.int64)), torch.from_numpy(ex.col.astype(np.int64))] = -torch.inf
+        exclude_(sub, _as_csr(exclude, "exclude", (n_rows, n_items))[users])
 
     top_k = min(ks[-1], n_items)
-    vals, idx = torch.topk(sub, top_k, dim=1)
-    # torch.topk ranks NaN above every number, so a row with a NaN shows it in its first place:
-    # checking the top-k values finds any NaN without a pass over the whole block
-    if torch.isnan(vals[:, 0]).any():
-        raise DataError("scores contain NaN")
-    idx = idx.numpy().astype(np.int64)
-    finite = vals.numpy() > -np.inf
+    idx, vals = topk(sub, top_k)
+    del sub
+    finite = vals > -np.inf
 
     # hits: look each (row, item) of the top-k up among the sorted target keys row * n_items + col
     tsub = target[users]

@@ -158,9 +158,18 @@ class Recommender:
             return np.zeros((0, self.n_items), dtype=np.float32)
         return np.asarray(self._score(history), dtype=np.float32)
 
+    def score_tensor(self, history):
+        """``score`` as a float torch tensor on the device the model scores on (a GPU model's
+        scores stay on the GPU). The tensor is the caller's to overwrite: the evaluator,
+        ``recommend`` and the HTTP service exclude items and take the top-k on it in place."""
+        self._check_fitted()
+        history = self._check_history(history)
+        return self._score_tensor(history)
+
     def recommend(self, history, k: int = 10, exclude_seen: bool = True, exclude=None):
-        """Top-k items per history row: (indices int64 [n, k], scores float32 [n, k])."""
-        import torch
+        """Top-k items per history row: (indices int64 [n, k], scores float32 [n, k]).
+        Exclusion and top-k run where the model scores (on its GPU, if it has one)."""
+        from aerec import metrics
 
         self._check_fitted()
         history = self._check_history(history)
@@ -172,12 +181,11 @@ class Recommender:
             if exclude.shape != history.shape:
                 raise DataError(f"exclude has shape {exclude.shape}; it must match history's {history.shape}")
             masks.append(exclude)
-        scores = torch.from_numpy(self.score(history))
+        scores = self._score_tensor(history)
         for mask in masks:
-            mask = mask.tocoo()
-            scores[torch.from_numpy(mask.row.astype(np.int64)), torch.from_numpy(mask.col.astype(np.int64))] = -np.inf
-        vals, idx = torch.topk(scores, k, dim=1)
-        return idx.numpy().astype(np.int64), vals.numpy()
+            metrics.exclude_(scores, mask)
+        idx, vals = metrics.topk(scores, k) if history.shape[0] else (np.zeros((0, k), np.int64), np.zeros((0, k)))
+        return idx, vals.astype(np.float32)
 
     def score_users(self, user_idx, history) -> np.ndarray:
         """Scores of known training users ``user_idx`` whose stored histories are ``history``.
@@ -237,6 +245,13 @@ class Recommender:
 
     def _score(self, history: sp.csr_matrix) -> np.ndarray:
         raise NotImplementedError
+
+    def _score_tensor(self, history: sp.csr_matrix):
+        """Scores as a fresh CPU tensor (a model may hand back an array it keeps, so a copy);
+        models that score on a device override this."""
+        import torch
+
+        return torch.from_numpy(np.array(self.score(history), dtype=np.float32, copy=True))
 
     # checks ----------------------------------------------------------------------------------
     def _check_fitted(self):

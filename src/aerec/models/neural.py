@@ -192,6 +192,19 @@ class TorchRecommender(Recommender):
                 out[start : start + step] = self._forward(batch).float().cpu().numpy()
         return out
 
+    def _score_tensor(self, history: sp.csr_matrix) -> torch.Tensor:
+        """The network's scores, left on the model's device, in blocks of ``eval_block`` rows."""
+        if type(self)._score is not TorchRecommender._score:  # a model with its own scoring
+            return super()._score_tensor(history)
+        self.net.eval()
+        step = self.config.eval_block
+        with torch.no_grad():
+            if history.shape[0] == 0:
+                return torch.zeros(history.shape, device=self.device)
+            parts = [self._forward(SparseBatch.from_csr(history[s : s + step], self.device)).float()
+                     for s in range(0, history.shape[0], step)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
     def train_autocast(self):
         """The autocast context for training steps: bf16 on CUDA when ``amp`` is set (bf16 keeps
         float32's exponent range, so no loss scaling, which would reach into every model's step)."""

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from aerec import io
 from aerec.errors import DataError
+from aerec.models.base import Recommender
 
 
 @dataclass
@@ -108,25 +110,33 @@ class Engine:
         users = np.asarray(users, dtype=np.int64)
         return self.model.score_users(users, self.histories[users])
 
-    def score(self, queries: list[Query]) -> list[np.ndarray]:
-        """One score row per query: one forward pass for the fold-in rows (and the known users of
-        models without per-user state), one for the known users of models with it."""
-        out: list = [None] * len(queries)
-        fold, stored = [], []
+    def _score_groups(self, queries: list[Query]):
+        """Yield (query positions, score tensor) per forward pass: one for the fold-in rows (and
+        the known users of models without per-user state), one for the known users of models with
+        it; popularity fallbacks get a None tensor. Fold-in scores stay on the model's device."""
+        fold, stored, pop = [], [], []
         for i, q in enumerate(queries):
-            if q.fallback:
-                out[i] = self.popularity
-            elif q.user is not None:
-                stored.append(i)
-            else:
-                fold.append(i)
+            (pop if q.fallback else stored if q.user is not None else fold).append(i)
+        if pop:
+            yield pop, None
         if fold:
             rows = sp.vstack([queries[i].row if queries[i].row is not None else self.histories[queries[i].user]
                               for i in fold], format="csr")
-            for i, s in zip(fold, self.model.score(rows)):
-                out[i] = s
+            scorer = getattr(self.model, "score_tensor", None)
+            yield fold, scorer(rows) if scorer is not None else torch.from_numpy(np.array(self.model.score(rows)))
         if stored:
-            for i, s in zip(stored, self.score_stored(np.array([queries[i].user for i in stored]))):
+            users = np.array([queries[i].user for i in stored])
+            if type(self.model).score_users is Recommender.score_users and hasattr(self.model, "score_tensor"):
+                yield stored, self.model.score_tensor(self.histories[users])  # fold-in: on the model's device
+            else:  # per-user state (CDAE, AutoRec): the model's own scoring
+                yield stored, torch.from_numpy(np.array(self.score_stored(users), dtype=np.float32))
+
+    def score(self, queries: list[Query]) -> list[np.ndarray]:
+        """One full score row per query (on the host)."""
+        out: list = [None] * len(queries)
+        for pos, scores in self._score_groups(queries):
+            rows = [self.popularity] * len(pos) if scores is None else scores.float().cpu().numpy()
+            for i, s in zip(pos, rows):
                 out[i] = s
         return out
 
@@ -138,12 +148,45 @@ class Engine:
             scores[list(q.exclude)] = -np.inf
         k = int(min(q.k, int(np.isfinite(scores).sum())))
         top = np.argsort(-scores, kind="stable")[:k]
+        return self._result(q, top, scores[top])
+
+    def _result(self, q: Query, top: np.ndarray, values: np.ndarray) -> io.Recommendations:
         titles = None if self.titles is None else [self.titles[i] for i in top.tolist()]
-        return io.Recommendations(item_ids=_plain(self.item_ids[top]), scores=scores[top].astype(np.float32).tolist(),
+        return io.Recommendations(item_ids=_plain(self.item_ids[top]), scores=np.asarray(values).astype(np.float32).tolist(),
                                   titles=titles, unknown_items=list(q.unknown_items), fallback=q.fallback)
 
+    def _finish_block(self, qs: list[Query], scores: torch.Tensor) -> list[io.Recommendations]:
+        """``finish`` for a block of score rows, where they are: exclusions and the top-k on the
+        scores' device, so only k + 1 columns per row come back. Ties keep ``finish``'s order
+        (lower column first); a row whose k-th and (k+1)-th scores tie is finished from its full
+        row, since the device's top-k need not keep the lower column at that edge."""
+        scores = torch.nan_to_num_(scores.float(), nan=-torch.inf)  # never recommended, as in finish
+        rows = [j for j, q in enumerate(qs) for _ in q.exclude]
+        if rows:
+            cols = [c for q in qs for c in q.exclude]
+            scores[torch.tensor(rows, device=scores.device), torch.tensor(cols, device=scores.device)] = -torch.inf
+        width = min(max(q.k for q in qs) + 1, self.n_items)
+        vals, idx = torch.topk(scores, width, dim=1)
+        vals, idx = vals.cpu().numpy(), idx.cpu().numpy()
+        out = []
+        for j, q in enumerate(qs):
+            finite = np.isfinite(vals[j])
+            v, c = vals[j][finite], idx[j][finite]
+            if q.k < len(v) and v[q.k - 1] == v[q.k]:  # a tie across the cut
+                out.append(self.finish(q, scores[j].cpu().numpy()))
+                continue
+            order = np.lexsort((c, -v.astype(np.float64)))[: q.k]
+            out.append(self._result(q, c[order].astype(np.int64), v[order]))
+        return out
+
     def run(self, queries: list[Query]) -> list[io.Recommendations]:
-        return [self.finish(q, s) for q, s in zip(queries, self.score(queries))]
+        out: list = [None] * len(queries)
+        for pos, scores in self._score_groups(queries):
+            qs = [queries[i] for i in pos]
+            recs = [self.finish(q, self.popularity) for q in qs] if scores is None else self._finish_block(qs, scores)
+            for i, r in zip(pos, recs):
+                out[i] = r
+        return out
 
     def recommend_items(self, item_ids, k: int = 10, exclude=(), ratings=None) -> io.Recommendations:
         return self.run([self.prepare_items(item_ids, k, exclude, ratings)])[0]
