@@ -26,9 +26,20 @@ from typing import ClassVar, Literal
 import numpy as np
 import scipy.sparse as sp
 
+from aerec.devices import check_device
 from aerec.errors import ConfigError
 from aerec.models.base import BaseConfig
-from aerec.models.ease import EASE, check_memory, dense_gram, spd_inverse, zero_diagonal_weights
+from aerec.models.ease import (
+    EASE,
+    check_memory,
+    dense_gram,
+    gram_on,
+    spd_inverse,
+    spd_inverse_on,
+    to_host,
+    zero_diagonal_on,
+    zero_diagonal_weights,
+)
 
 
 @dataclasses.dataclass
@@ -39,6 +50,7 @@ class EDLAEConfig(BaseConfig):
     dtype: Literal["float32", "float64"] = "float32"
     solver: Literal["cholesky", "inverse"] = "cholesky"
     max_memory_gb: float | None = None  # cap on the estimate; None: MemAvailable only
+    device: str = "cpu"  # as EASE's: cpu (LAPACK) or a torch device for torch.linalg
 
     def validate(self):
         if not 0.0 <= self.dropout < 1.0:
@@ -47,6 +59,26 @@ class EDLAEConfig(BaseConfig):
             raise ConfigError("'l2' must be >= 0")
         if self.max_memory_gb is not None and self.max_memory_gb <= 0:
             raise ConfigError("'max_memory_gb' must be positive or none")
+        check_device(self.device)
+
+
+def edlae_weights_on(X: sp.csr_matrix, dropout: float, l2: float, variant: str = "edlae",
+                     dtype: str = "float32", solver: str = "cholesky", device="cpu") -> np.ndarray:
+    """``edlae_weights`` through torch.linalg on ``device``; B comes back as a host array."""
+    import torch
+
+    G = gram_on(X, dtype, device)
+    penalty = (dropout / (1.0 - dropout)) * G.diagonal().to(torch.float64) + l2  # diag of Lambda + l2 I
+    G.diagonal().add_(penalty.to(G.dtype))
+    try:
+        P = spd_inverse_on(G, solver)
+    except np.linalg.LinAlgError as e:
+        raise ConfigError(f"{variant}: {e}; an item with no training interactions needs l2 > 0") from None
+    if variant == "edlae":
+        return to_host(zero_diagonal_on(P))
+    P *= -penalty.to(P.dtype)[None, :]  # I - P (Lambda + l2 I), in place
+    P.diagonal().add_(1.0)
+    return to_host(P)
 
 
 def edlae_weights(X: sp.csr_matrix, dropout: float, l2: float, variant: str = "edlae",
@@ -79,7 +111,12 @@ class EDLAE(EASE):
     }
 
     def _fit(self, train: sp.csr_matrix, valid, **_) -> None:
-        check_memory(self.n_items, train.nnz, self.config, label=self.config.variant.upper())
+        device = self.device
+        check_memory(self.n_items, train.nnz, self.config, label=self.config.variant.upper(), device=device)
         c = self.config
-        self.B = edlae_weights(train, c.dropout, c.l2, c.variant, c.dtype, c.solver)
+        if device.type == "cpu":
+            self.B = edlae_weights(train, c.dropout, c.l2, c.variant, c.dtype, c.solver)
+        else:
+            self.B = edlae_weights_on(train, c.dropout, c.l2, c.variant, c.dtype, c.solver, device)
+        self._B_on = None
         self.epochs_run = 0
