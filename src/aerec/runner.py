@@ -50,6 +50,8 @@ class RunSection:
     folds: int | None = None
     seed: int = cfgmod.seed_field()
     ks: list | None = None
+    device: str | None = None  # cpu, cuda, cuda:N or auto (the default); --device wins
+    precision: str | None = None  # fp32 (default), tf32 or bf16; --precision wins
 
 
 @dataclasses.dataclass
@@ -64,12 +66,16 @@ class RunSpec:
     data_options: dict = dataclasses.field(default_factory=dict)  # aerec.data.load keywords ([data])
     ks: tuple | None = None  # metric cutoffs; None: RANKING_KS
     given_protocol: tuple = ()  # protocol keys the user set (they win over the feedback decision)
+    device: str = "cpu"  # the device chosen for the run (auto resolved); the model's own for neural models
+    precision: str = "fp32"
 
     def toml(self) -> str:
         run = {"model": self.model, "dataset": self.dataset, "protocol": self.protocol, "folds": self.folds,
                "seed": self.seed}
         if self.ks:
             run["ks"] = list(self.ks)
+        if self.precision != "fp32":
+            run["precision"] = self.precision
         sections = {"run": run, "model": self.model_config}
         if self.data_options:
             sections["data"] = self.data_options
@@ -83,7 +89,7 @@ def resolve(model: str | None = None, *, dataset: str | None = None, protocol: s
             folds: int | None = None, seed: int | None = None, epochs: int | None = None,
             sets: list[str] | tuple = (), config_file: str | Path | None = None,
             device: str | None = None, amp: bool = False, protocol_sets: list[str] | tuple = (),
-            data_options: dict | None = None, ks=None) -> RunSpec:
+            data_options: dict | None = None, ks=None, precision: str | None = None) -> RunSpec:
     """Merge a TOML config file with command-line values (which win) and validate everything.
 
     data_options: the data section (column mapping, feedback, threshold; see aerec.data.options)
@@ -117,11 +123,23 @@ def resolve(model: str | None = None, *, dataset: str | None = None, protocol: s
         if "epochs" not in fields:
             raise ConfigError(f"model '{cls.name}' has no 'epochs' setting; valid keys: {', '.join(sorted(fields))}")
         values["epochs"] = epochs
-    if device is not None and "device" in fields:
-        values["device"] = device
-    elif device not in (None, "cpu", "auto"):  # models without a device setting run on the CPU
-        raise ConfigError(f"model '{cls.name}' runs on the CPU; --device {device} does not apply")
-    if amp:
+    from aerec import devices
+
+    # the device: --device, else the config's [model] device, else its [run] device, else auto;
+    # auto is resolved here, so the run records (and resumes on) the device it really used
+    asked = device if device is not None else values.get("device", run.device)
+    if "device" in fields:
+        values["device"] = run_device = devices.choose(asked)
+    elif asked not in (None, "cpu", "auto"):  # models without a device setting run on the CPU
+        raise ConfigError(f"model '{cls.name}' runs on the CPU; --device {asked} does not apply")
+    else:
+        run_device = "cpu"
+    precision = precision or run.precision or ("bf16" if amp else "fp32")
+    if amp and precision != "bf16":
+        raise ConfigError(f"--amp is bf16 autocast; it contradicts --precision {precision}")
+    if not amp:  # --amp has its own message below
+        devices.check_precision(precision, run_device)
+    if precision == "bf16":
         if "amp" not in fields:
             raise ConfigError(f"model '{cls.name}' has no mixed-precision setting (--amp is for the neural models)")
         values["amp"] = True
@@ -148,7 +166,7 @@ def resolve(model: str | None = None, *, dataset: str | None = None, protocol: s
         _check_task(cls, protocol)
     return RunSpec(model=cls.name, dataset=str(dataset), protocol=protocol, folds=folds, seed=seed,
                    model_config=cfgmod.to_dict(cfg), protocol_options=opts, data_options=data_opts, ks=ks,
-                   given_protocol=given)
+                   given_protocol=given, device=run_device, precision=precision)
 
 
 def _protocol(name: str, folds, seed, options: dict):
@@ -343,6 +361,8 @@ def _run_json(spec: RunSpec, data, n_folds: int) -> dict:
         out["data_options"] = spec.data_options
     if spec.ks:
         out["ks"] = list(spec.ks)
+    if spec.precision == "tf32":  # only when set, so older run folders keep resuming (bf16 is the config's amp)
+        out["precision"] = spec.precision
     return out
 
 
@@ -511,6 +531,7 @@ def train(spec: RunSpec, out: str | Path | None = None, *, resume: bool = False,
 
         distributed.check_model(models.get(spec.model))
     writer = distributed.is_writer()  # under torchrun only rank 0 writes; every rank trains
+    _announce(spec)
     data = _load_data(spec.dataset, spec.data_options)
     if spec.protocol == "full":
         return train_full(spec, data, out, resume=resume, overwrite=overwrite, progress=progress)
@@ -553,7 +574,22 @@ def _metrics_json(spec: RunSpec, n_folds: int, records: list[dict]) -> dict:
     return {"model": spec.model, "dataset": spec.dataset, "protocol": spec.protocol, "folds": n_folds,
             "seed": spec.seed, "metrics": aggregate([r["metrics"] for r in records]),
             "epochs": [r["epochs"] for r in records], "train_seconds": [r["train_seconds"] for r in records],
-            "versions": versions()}
+            "versions": versions(), **_where(spec)}
+
+
+def _where(spec: RunSpec) -> dict:
+    """The device, its GPU and the precision, for metrics.json and info.json."""
+    from aerec import devices
+
+    return devices.record(spec.device, spec.precision)
+
+
+def _announce(spec: RunSpec) -> None:
+    """Set the run's matmul precision and say where it runs."""
+    from aerec import devices
+
+    devices.apply_precision(spec.precision)
+    ui.info(devices.describe(spec.device, spec.precision))
 
 
 def full_matrix(data, task: str, fb=None, weighted: bool = False):
@@ -594,7 +630,8 @@ def train_full(spec: RunSpec, data, out: Path, *, resume: bool = False, overwrit
         final = out / "full"
         result = {"model": spec.model, "dataset": spec.dataset, "protocol": "full", "model_dir": str(final / "model"),
                   "users": int(train.shape[0]), "items": int(train.shape[1]), "interactions": int(train.nnz),
-                  "seed": spec.seed, "epochs": _epochs(model), "train_seconds": seconds, "versions": versions()}
+                  "seed": spec.seed, "epochs": _epochs(model), "train_seconds": seconds, "versions": versions(),
+                  **_where(spec)}
         if not writer:
             return result
         io.save(model, fdir / "model", item_ids=data.item_ids, user_ids=data.user_ids, history=train,
@@ -616,7 +653,9 @@ def load_spec(run_dir: str | Path) -> tuple[RunSpec, dict]:
         spec = RunSpec(model=cfg["model"], dataset=cfg["dataset"], protocol=cfg["protocol"], folds=cfg["folds"],
                        seed=int(cfg["seed"]), model_config=cfg["config"], protocol_options=cfg["protocol_options"],
                        data_options=dict(cfg.get("data_options") or {}),
-                       ks=tuple(cfg["ks"]) if cfg.get("ks") else None)
+                       ks=tuple(cfg["ks"]) if cfg.get("ks") else None,
+                       precision=cfg.get("precision") or ("bf16" if cfg["config"].get("amp") else "fp32"),
+                       device=str(cfg["config"].get("device", "cpu")))
     except FileNotFoundError:
         raise DataError(f"{path}: not found; is {run_dir} a run directory made by 'aerec train'?") from None
     except (ValueError, KeyError, TypeError) as e:
@@ -639,19 +678,22 @@ def _check_evaluable(run_dir: Path) -> None:
                         "'aerec train' wrote (the folder holding config.json and fold-*/)")
 
 
-def evaluate_run(run_dir: str | Path, *, write: bool = True, ks=None) -> dict:
+def evaluate_run(run_dir: str | Path, *, write: bool = True, ks=None, device: str | None = None) -> dict:
     """Reload each fold's model, rebuild the identical split and evaluate it again.
 
     Returns the metrics.json layout (epochs and train seconds copied from the saved run) plus
     ``matches_saved``: whether every per-fold value equals the saved metrics.json exactly.
     Writes ``metrics.evaluated.json`` in the run directory unless write=False. ks: cutoffs
     (default: those the run was scored at); only metrics present in both are compared.
+    device: where the fold models score (default auto); the result records it.
     """
-    from aerec import io
+    from aerec import devices, io
 
     run_dir = Path(run_dir)
     _check_evaluable(run_dir)
     spec, cfg = load_spec(run_dir)
+    spec.device = devices.choose(device) if "device" in spec.model_config else "cpu"
+    _announce(spec)
     data = _load_data(spec.dataset, spec.data_options)
     saved_path = run_dir / "metrics.json"
     saved = json.loads(saved_path.read_text()) if saved_path.exists() else None
@@ -668,7 +710,7 @@ def evaluate_run(run_dir: str | Path, *, write: bool = True, ks=None) -> dict:
     records = []
     for fold in protocol.split(data):
         mdir = run_dir / f"fold-{fold.index}" / "model"
-        model = io.load(mdir)
+        model = io.load(mdir, device=spec.device if "device" in spec.model_config else None)
         if [str(x) for x in model.item_ids.tolist()] != [str(x) for x in np.asarray(fold.item_ids).tolist()]:
             raise DataError(f"{mdir}: item vocabulary differs from the rebuilt split of fold {fold.index}")
         m = evaluate_fold(model, _weigh(spec, data, type(model).prepare_fold(fold, data)), _ks(spec))

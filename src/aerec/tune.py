@@ -363,7 +363,8 @@ def trial_log(study, optuna) -> list[dict]:
 def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, folds: int = 5,
          fixed: dict | None = None, timeout: float | None = None, fold: int = 0,
          space_overrides: dict | None = None, storage: str | None = None, directory=None,
-         dataset_label: str | None = None, protocol_options: dict | None = None, select: str = "paired") -> dict:
+         dataset_label: str | None = None, protocol_options: dict | None = None, select: str = "paired",
+         where: dict | None = None) -> dict:
     """Tune on fold `fold`'s training and validation parts (never its test part).
 
     Storage: `storage` (a URL) if given, else DIRECTORY/study.db when `directory` is given, else
@@ -403,7 +404,7 @@ def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, 
            "complete": res["complete"], "pruned": res["pruned"], "config": res["config"], "fold": fold,
            "folds": proto.n_folds, "protocol": protocol_name, "seed": seed, "metric": res["metric"],
            "study": res["study"], "storage": _safe_url(storage), "space": spacemod.describe(space),
-           "tuning_users": users, "log": res["log"]}
+           "tuning_users": users, "log": res["log"], **(where or {})}
     if directory is not None:
         fsutil.write_json(Path(directory) / "tuning.json", out)
     return out

@@ -76,7 +76,7 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
               seed: int = 0, jobs: int = 1, loader=None, overrides: dict | None = None,
               ranking_protocol: str = "strong", overwrite: bool = False, smoke: bool = False,
               data_options: dict | None = None, protocol_options: dict | None = None, ks=None,
-              report_only: bool = False) -> dict:
+              report_only: bool = False, where: dict | None = None) -> dict:
     """Run (or resume) the grid and write every report file. `loader(name)` defaults to aerec.data.load.
 
     ranking_protocol: `strong` (k folds over users) or `weak` (RecBole's 8:1:1 recipe, one fold,
@@ -89,6 +89,7 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     data set; protocol_options: options of the ranking protocol (e.g. valid_frac); ks: cutoffs.
     report_only: run nothing; write the report from the cells finished so far (another process
     may still be running the same command) and name the unfinished ones.
+    where: the device, GPU and precision the cells ran with (``devices.record``), for run.json.
     """
     from aerec import deps, protocols
     from aerec import models as registry
@@ -197,7 +198,7 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
             **({"data_options": data_options} if data_options else {}),
             **({"protocol_options": protocol_options} if protocol_options else {}),
             **({"ks": list(ks)} if ks else {}),
-            "jobs": jobs, "versions": versions(), "machine": machine(),
+            "jobs": jobs, "versions": versions(), "machine": machine(), **(where or _where()),
             "data_sha256": fingerprints, "cells": len(cells_done), **timing,
             **({"unfinished_cells": unfinished} if report_only else {}),
             "plots": [Path(p).name for p in pngs], **({"smoke": True} if smoke else {}),
@@ -210,6 +211,12 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
         if out != final:
             shutil.rmtree(out, ignore_errors=True)
         raise
+
+
+def _where() -> dict:
+    from aerec import devices
+
+    return devices.record("cpu")
 
 
 def _previous(path: Path) -> dict:

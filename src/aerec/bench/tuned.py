@@ -53,7 +53,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
               trials: int = 8, timeout: float | None = None, loader=None, overrides: dict | None = None,
               space_overrides: dict | None = None, storage: str | None = None, reference: str = "run",
               clock: str = "wall", report_only: bool = False, final: str = "best-trial",
-              tune_on: str = "fold", tune_share: float | None = None) -> dict:
+              tune_on: str = "fold", tune_share: float | None = None, where: dict | None = None) -> dict:
     """Run (or resume) the tuned suite and write its report.
 
     overrides: {model: fixed settings} for both the reference and the tuned cells (tests use it
@@ -70,7 +70,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     from aerec import models as registry
     from aerec import protocols
     from aerec import storage as storagemod
-    from aerec.bench import _previous, fingerprint, machine, plan, versions
+    from aerec.bench import _previous, _where, fingerprint, machine, plan, versions
     from aerec.tune import FINAL, search_space
 
     storage = storagemod.check(storage, allow_memory=True)
@@ -194,7 +194,8 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
                    "sampler": "TPE, seeded per (seed, fold, trial number); first max(2, trials // 2) trials random",
                    "early_stopping_patience": {"default": PATIENCE, **_trial_patience(specs)}, "storage": _safe(storage) or "OUT/studies/*.db (SQLite)"},
         "search": {m: {"base": s["base"], "space": s["space"]} for m, s in specs.items()},
-        "versions": versions(), "machine": machine(), "data_sha256": fingerprints, "cells": len(cells),
+        "versions": versions(), "machine": machine(), **(where or _where()), "data_sha256": fingerprints,
+        "cells": len(cells),
         "seconds": _previous(out / "run.json").get("seconds") if report_only else time.time() - started,
         "plots": result["plots"],
     })

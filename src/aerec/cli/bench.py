@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from aerec.cli.options import data_mapping, data_options, ks_option, seconds_option, warnings_as_lines
+from aerec.cli.options import data_mapping, data_options, device_options, ks_option, seconds_option, warnings_as_lines
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -58,9 +58,10 @@ def _split(text: str | None) -> list[str] | None:
               help="Run nothing; write the report from the cells finished so far and name the unfinished ones.")
 @click.option("--space-file", type=click.Path(dir_okay=False), default=None,
               help="tuned: TOML with [space.MODEL] tables overriding the models' search spaces.")
+@device_options
 def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol_sets, config_file, ks, out, overwrite,
           smoke, as_json, trials, tune_timeout, tune_clock, tune_final, tune_on, tune_share, reference, storage,
-          report_only, space_file, **data_params):
+          report_only, space_file, device, precision, **data_params):
     """Run every model on every data set with its proper protocol and write tables and plots.
 
     Finished (model, data set, fold) cells are cached under OUT, so a rerun resumes.
@@ -68,9 +69,14 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol
     import json
 
     from aerec import config as cfgmod
+    from aerec import devices, ui
+    from aerec import models as registry
     from aerec.bench import run_bench
     from aerec.bench.report import markdown
 
+    # every model on the chosen device (models without a device setting stay on the CPU)
+    on_device, where = devices.model_settings(device, precision, [registry.get(m) for m in registry.names()])
+    ui.info(devices.describe(where["device"], where["precision"]))
     if suite == "tuned":
         from aerec import storage as storagemod
         from aerec.bench.tuned import run_tuned, space_file_overrides
@@ -79,7 +85,9 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol
 
         result = run_tuned(out, datasets=_split(datasets), models=_split(models), folds=folds, seed=seed, jobs=jobs,
                            trials=trials, timeout=tune_timeout, clock=tune_clock, reference=reference, report_only=report_only, storage=storage, final=tune_final,
-                           tune_on=tune_on, tune_share=tune_share, space_overrides=space_file_overrides(space_file) if space_file else None)
+                           tune_on=tune_on, tune_share=tune_share,
+                           space_overrides=space_file_overrides(space_file) if space_file else None,
+                           overrides={m: o for m, o in on_device.items() if o} or None, where=where)
         if as_json:
             click.echo(json.dumps(result["comparison"], indent=2))
         else:
@@ -91,7 +99,8 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol
                            seed=seed, jobs=jobs, ranking_protocol=ranking_protocol,
                            data_options=data_mapping(data_params, file.get("data")) or None,
                            protocol_options={**file.get("protocol", {}), **cfgmod.parse_set(list(protocol_sets))}
-                           or None, ks=ks, overwrite=overwrite, smoke=smoke, report_only=report_only)
+                           or None, ks=ks, overwrite=overwrite, smoke=smoke, report_only=report_only,
+                           overrides={m: o for m, o in on_device.items() if o} or None, where=where)
     if as_json:
         click.echo(json.dumps(result["rows"], indent=2))
         return

@@ -72,9 +72,11 @@ def report() -> dict:
     try:
         import torch
 
-        gpu = {"cuda_available": torch.cuda.is_available(), "cuda_version": torch.version.cuda,
-               "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-               if torch.cuda.is_available() else [],
+        cuda = torch.cuda.is_available()
+        gpu = {"cuda_available": cuda, "cuda_version": torch.version.cuda,
+               "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+               "gpus": [_gpu(torch, i) for i in range(torch.cuda.device_count())] if cuda else [],
+               "auto_device": "cuda" if cuda else "cpu",
                "mps_available": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())}
         out["torch"] = {"threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
                         "mkl": torch.backends.mkl.is_available(), "openmp": torch.backends.openmp.is_available(),
@@ -83,6 +85,13 @@ def report() -> dict:
         out["torch"] = None
     out["cache"] = cache.contents()
     return out
+
+
+def _gpu(torch, i: int) -> dict:
+    p = torch.cuda.get_device_properties(i)
+    major, minor = torch.cuda.get_device_capability(i)
+    return {"index": i, "name": p.name, "memory_gib": p.total_memory / 2**30, "capability": f"{major}.{minor}",
+            "bf16": major >= 8}
 
 
 def _text(r: dict) -> str:
@@ -103,6 +112,10 @@ def _text(r: dict) -> str:
         lines.append(f"torch threads: {t['threads']} (interop {t['interop_threads']}), MKL {t['mkl']}, OpenMP {t['openmp']}")
         gpu = ", ".join(t["devices"]) if t["devices"] else "none"
         lines.append(f"GPU: CUDA available {t['cuda_available']} ({gpu}); MPS {t['mps_available']}")
+        for g in t.get("gpus", []):
+            lines.append(f"  cuda:{g['index']}: {g['name']}, {g['memory_gib']:.1f} GiB, compute capability "
+                         f"{g['capability']}, bf16 {g['bf16']}")
+        lines.append(f"--device auto chooses: {t.get('auto_device', 'cpu')}")
     for k, v in r["env"].items():
         lines.append(f"{k}={v}")
     c = r["cache"]

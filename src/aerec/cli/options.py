@@ -111,3 +111,36 @@ def warnings_as_lines():
                 click.echo(f"warning: {w.message}", err=True)
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
+def device_options(f):
+    """--device and --precision, spelled alike on every command that trains or scores."""
+    f = click.option("--precision", default=None, callback=check_precision_option, metavar="fp32|tf32|bf16",
+                     help="fp32 (default): true float32; tf32: TF32 tensor cores for float32 matmuls; bf16: bf16 "
+                          "autocast in training (neural models). tf32 and bf16 need a CUDA device.")(f)
+    return click.option("--device", default=None, callback=check_device_option, metavar="cpu|cuda|cuda:N|auto",
+                        help="Where models train and score (default auto: the GPU when there is one). "
+                             "The chosen device is printed.")(f)
+
+
+def check_device_option(ctx, param, value):
+    """A bad --device is a one-line error (ConfigError), not click's usage block."""
+    if value is None:
+        return None
+    from aerec.devices import check_device
+    from aerec.errors import ConfigError
+
+    try:
+        check_device(value)
+    except ConfigError as e:
+        raise ConfigError(f"--device: {e}") from None
+    return value
+
+
+def check_precision_option(ctx, param, value):
+    from aerec.devices import PRECISIONS
+    from aerec.errors import ConfigError
+
+    if value is not None and value not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {value!r}")
+    return value

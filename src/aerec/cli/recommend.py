@@ -7,6 +7,7 @@ import re
 
 import click
 
+from aerec.cli.options import check_device_option
 from aerec.errors import ConfigError, DataError
 
 
@@ -152,9 +153,11 @@ def _rated_lines_hint(engine, unknown) -> str | None:
               "(repeat purchases); by default every item the user interacted with is excluded, whatever its rating.")
 @click.option("--block", type=click.IntRange(1, None), default=1024, show_default=True,
               help="--all-users: users scored at once (memory is about block x items x 8 bytes).")
+@click.option("--device", default=None, callback=check_device_option, metavar="cpu|cuda|cuda:N|auto",
+              help="Where the model scores (default auto: the GPU when there is one).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def recommend(model_dir, user_id, items_text, items_file, items_sep_text, items_json, ratings_text, all_users, out, k,
-              exclude_text, include_seen, block, as_json):
+              exclude_text, include_seen, block, device, as_json):
     """Recommend from MODEL_DIR: a model directory, or a run directory (its full model, else fold 0's).
 
     Known items are excluded: the user's stored history, or the new user's given items. Unknown
@@ -179,7 +182,7 @@ def recommend(model_dir, user_id, items_text, items_file, items_sep_text, items_
         raise ConfigError("--items-sep goes with --items-file")
     sep = items_sep(items_sep_text)
     exclude = _ids(exclude_text)
-    model = serve.load_model(model_dir)
+    model = serve.load_model(model_dir, device=device)
     from aerec.serve.engine import Engine
 
     engine = Engine(model)
@@ -218,7 +221,9 @@ def recommend(model_dir, user_id, items_text, items_file, items_sep_text, items_
 
 
 def _table(rec, who: str, model) -> None:
-    click.echo(f"top {len(rec.item_ids)} for {who} ({model.name}, {model.n_items} items)")
+    from aerec.serve import scoring_device
+
+    click.echo(f"top {len(rec.item_ids)} for {who} ({model.name}, {model.n_items} items, scored on {scoring_device(model)})")
     if rec.unknown_items:
         shown = ", ".join(map(str, rec.unknown_items[:20])) + (" ..." if len(rec.unknown_items) > 20 else "")
         click.echo(f"note: {len(rec.unknown_items)} unknown item id(s) ignored: {shown}")

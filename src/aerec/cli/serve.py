@@ -6,7 +6,7 @@ import ipaddress
 
 import click
 
-from aerec.cli.options import FiniteFloat
+from aerec.cli.options import FiniteFloat, check_device_option
 
 
 def _is_loopback(host: str) -> bool:
@@ -36,7 +36,10 @@ def _is_loopback(host: str) -> bool:
               help="Seconds a client has to send a request's headers and body; slower ones are dropped.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               default="info", show_default=True)
-def serve(model_dir, host, port, max_batch, batch_wait_ms, max_body, limit_concurrency, read_timeout, log_level):
+@click.option("--device", default=None, callback=check_device_option, metavar="cpu|cuda|cuda:N|auto",
+              help="Where the model scores (default auto: the GPU when there is one).")
+def serve(model_dir, host, port, max_batch, batch_wait_ms, max_body, limit_concurrency, read_timeout, log_level,
+          device):
     """Serve recommendations from MODEL_DIR (a model directory, or a run directory: its full
     model, else fold 0's) over HTTP: POST /recommend, GET /health, /model, /items/{id}, /items?q=,
     /history?user=, /docs, and a page to try the model at / (http://HOST:PORT/ in a browser)."""
@@ -51,12 +54,12 @@ def serve(model_dir, host, port, max_batch, batch_wait_ms, max_body, limit_concu
     from aerec.serve.server import server_config
 
     path = serving.resolve_model_dir(model_dir)
-    model = serving.load_model(path, announce=False)
+    model = serving.load_model(path, announce=False, device=device)
     app = create_app(model, model_dir=path, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_body=max_body)
     if not _is_loopback(host):
         click.echo(f"warning: listening on {host}, beyond this machine; the service has no authentication", err=True)
-    ui.info(f"serving {model.name} ({model.n_items} items) from {path} on http://{host}:{port} "
-            "(a page to try it at /, API docs at /docs)")
+    ui.info(f"serving {model.name} ({model.n_items} items, scored on {serving.scoring_device(model)}) from {path} "
+            f"on http://{host}:{port} (a page to try it at /, API docs at /docs)")
     config = server_config(app, host=host, port=port, read_timeout=read_timeout, max_connections=limit_concurrency,
                            log_level=log_level, access_log=log_level == "debug")
     uvicorn.Server(config).run()

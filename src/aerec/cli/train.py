@@ -7,7 +7,14 @@ import sys
 
 import click
 
-from aerec.cli.options import data_mapping, data_options, ks_option, warnings_as_lines
+from aerec.cli.options import (
+    check_device_option,
+    data_mapping,
+    data_options,
+    device_options,
+    ks_option,
+    warnings_as_lines,
+)
 
 
 @click.command("train")
@@ -28,15 +35,15 @@ from aerec.cli.options import data_mapping, data_options, ks_option, warnings_as
               "resume from their last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the run in --out (the old one stays until the new one is "
               "complete).")
-@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="Device for neural models.")
-@click.option("--amp", is_flag=True, help="bf16 mixed precision in training (CUDA only).")
+@device_options
+@click.option("--amp", is_flag=True, help="bf16 mixed precision in training (CUDA only); the same as --precision bf16.")
 @click.option("--nproc", type=click.IntRange(min=1), help="Train with N processes on this machine: runs "
               "torchrun --standalone --nproc_per_node N (gloo on CPU, nccl on GPU). See docs/distributed.md.")
 @data_options
 @ks_option
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json to standard output.")
 def train_cmd(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets, config_file, out, resume,
-              overwrite, device, amp, nproc, as_json, ks, **data_params):
+              overwrite, device, precision, amp, nproc, as_json, ks, **data_params):
     """Train MODEL on every fold of a protocol and write a run directory.
 
     The run directory gets config.json, config.toml, history.csv, fold-<f>/model and
@@ -52,7 +59,7 @@ def train_cmd(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets
 
     try:
         _train(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets, config_file, out, resume,
-               overwrite, device, amp, nproc, as_json, ks, data_params)
+               overwrite, device, precision, amp, nproc, as_json, ks, data_params)
     except Exception as e:
         if distributed.launched() and distributed.report_worker_error(e):  # the launcher prints it, once
             sys.exit(getattr(e, "exit_code", 1))  # SystemExit: no handler prints it again
@@ -60,11 +67,11 @@ def train_cmd(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets
 
 
 def _train(model, dataset, protocol, folds, protocol_sets, seed, epochs, sets, config_file, out, resume, overwrite,
-           device, amp, nproc, as_json, ks, data_params):
+           device, precision, amp, nproc, as_json, ks, data_params):
     from aerec import deps, distributed, models, runner, ui
 
     spec = runner.resolve(model, dataset=dataset, protocol=protocol, folds=folds, seed=seed, epochs=epochs,
-                          sets=list(sets), config_file=config_file, device=device, amp=amp,
+                          sets=list(sets), config_file=config_file, device=device, amp=amp, precision=precision,
                           protocol_sets=list(protocol_sets), data_options=data_mapping(data_params), ks=ks)
     deps.check(models.get(spec.model))  # a missing optional library: one line now, not after loading data
     launching = nproc is not None and nproc > 1 and not distributed.launched()
@@ -103,7 +110,7 @@ def _relaunch_args(params: dict) -> list[str]:
     args = (["--quiet"] if ui.quiet() else []) + ["train"] + ([params["model"]] if params["model"] else [])
     for name, flag in (("dataset", "--dataset"), ("protocol", "--protocol"), ("folds", "--folds"),
                        ("seed", "--seed"), ("epochs", "--epochs"), ("config_file", "--config"), ("out", "--out"),
-                       ("device", "--device")):
+                       ("device", "--device"), ("precision", "--precision")):
         if params[name] is not None:
             args += [flag, str(params[name])]
     for value in params["sets"]:
@@ -125,15 +132,17 @@ def _relaunch_args(params: dict) -> list[str]:
 @click.command("evaluate")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
 @ks_option
+@click.option("--device", default=None, callback=check_device_option, metavar="cpu|cuda|cuda:N|auto",
+              help="Where the fold models score (default auto: the GPU when there is one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
-def evaluate_cmd(run_dir, as_json, ks):
+def evaluate_cmd(run_dir, as_json, ks, device):
     """Re-evaluate a saved run: reload each fold model, rebuild the split, compute the metrics.
 
     Writes RUN_DIR/metrics.evaluated.json and says whether it equals the saved metrics.json.
     """
     from aerec import runner
 
-    result = runner.evaluate_run(run_dir, ks=ks)
+    result = runner.evaluate_run(run_dir, ks=ks, device=device)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

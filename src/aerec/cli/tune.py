@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from aerec.cli.options import data_mapping, data_options, seconds_option, warnings_as_lines
+from aerec.cli.options import data_mapping, data_options, device_options, seconds_option, warnings_as_lines
 
 
 def space_file_overrides(path, cls, model: str) -> dict:
@@ -53,9 +53,10 @@ def space_file_overrides(path, cls, model: str) -> dict:
 @click.option("--select", type=click.Choice(["paired", "best"]), default="paired", show_default=True,
               help="paired: keep the starting (default) setting unless the best trial beats it by a one-sided "
                    "paired t-test across validation users at p < 0.05; best: the best validation mean.")
+@device_options
 @click.option("--json", "as_json", is_flag=True)
 def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items, space_file, protocol_sets, config_file,
-         timeout, storage, directory, out, select, as_json, **data_params):
+         timeout, storage, directory, out, select, device, precision, as_json, **data_params):
     """Search MODEL's own space on one fold's training + validation parts (never its test part).
 
     Rerunning the same command resumes the study from its storage until it holds --trials.
@@ -63,7 +64,7 @@ def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items,
     import json
 
     from aerec import config as cfgmod
-    from aerec import data, deps, models, protocols, ui
+    from aerec import data, deps, devices, models, protocols, ui
     from aerec import storage as storagemod
     from aerec.data import feedback
     from aerec.data import options as dataopts
@@ -74,6 +75,10 @@ def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items,
     cls = models.get(model)
     deps.check(cls)  # before the data set loads; aerec.tune checks for Optuna itself
     storage = storagemod.check(storage)  # a bad URL fails here, before any data is read
+    # the device is a fixed setting of every trial (left out when it is the model's default, so a
+    # CPU study keeps its name); models without a device setting run on the CPU
+    on_device, where = devices.model_settings(device, precision, [cls])
+    ui.info(devices.describe(where["device"], where["precision"]))
     protocol = protocol or ("ratings-kfold" if cls.task == "rating" else "strong")
     overrides = space_file_overrides(space_file, cls, model) if space_file else {}
     overrides.update(spacemod.parse_overrides(space_items, cls))
@@ -93,9 +98,9 @@ def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items,
     ui.info(line)
     opts = {k: v for k, v in opts.items() if k not in ("n_folds", "repeats", "seed")}
     result = run_tune(model, inter, protocol, trials, seed=seed, folds=folds,
-                      fixed=cfgmod.parse_set(list(sets)), timeout=timeout, fold=fold, space_overrides=overrides,
-                      storage=storage, directory=directory, dataset_label=label, protocol_options=opts,
-                      select=select)
+                      fixed={**on_device[cls.name], **cfgmod.parse_set(list(sets))}, timeout=timeout, fold=fold,
+                      space_overrides=overrides, storage=storage, directory=directory, dataset_label=label,
+                      protocol_options=opts, select=select, where=where)
     out = out or f"{model}-tuned.toml"
     write_toml(result, out, dataset, protocol)
     if mapping:  # so that `aerec train --config OUT` reads the data the same way

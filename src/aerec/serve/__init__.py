@@ -35,8 +35,20 @@ def resolve_model_dir(path, *, announce: bool = True) -> Path:
                          "(no full/model or fold-0/model)")
 
 
-def load_model(path, *, announce: bool = True):
-    """Resolve ``path`` (model or run directory) and load the model (never unpickles)."""
-    from aerec import io
+def load_model(path, *, announce: bool = True, device: str | None = None):
+    """Resolve ``path`` (model or run directory) and load the model (never unpickles).
 
-    return io.load(resolve_model_dir(path, announce=announce))
+    device: where a model with a device setting scores (default auto: the GPU when there is
+    one). Models without one score on the CPU; ``scoring_device`` names where a model scores."""
+    from aerec import devices, io
+
+    return io.load(resolve_model_dir(path, announce=announce), device=devices.choose(device))
+
+
+def scoring_device(model) -> str:
+    """'cpu', or the device and its GPU ('cuda (NVIDIA H200)'), for the commands' output."""
+    from aerec import devices
+
+    where = str(getattr(model.config, "device", "cpu"))
+    gpu = devices.gpu_name(where)
+    return where + (f" ({gpu})" if gpu else "")
