@@ -20,8 +20,13 @@ from aerec.models.layers import DeviceRows, SparseBatch
 PINNED = {"multvae": {"loss": [26.079470748901368, 25.81814453125, 25.337937698364257], "valid": [0.46081447291282573, 0.5763519752578579, 0.6136981804069336], "test": {"ndcg@5": 0.3754430630676099, "recall@10": 0.75, "map@10": 0.351984126984127, "coverage@10": 0.85}}, "multdae": {"loss": [25.985028381347657, 25.24212257385254, 24.62088836669922], "valid": [0.38876487386491093, 0.5214721246554468, 0.6423728523415215], "test": {"ndcg@5": 0.515218676514902, "recall@10": 0.75, "map@10": 0.4826190476190476, "coverage@10": 0.875}}, "recvae": {"loss": [26.45661092122396, 24.97820655822754], "valid": [0.3950220081870462, 0.4611673435035323], "test": {"ndcg@5": 0.18772153153380494, "recall@10": 0.2, "map@10": 0.1375, "coverage@10": 0.75}}, "cdae": {"loss": [32.34283897399902, 23.43608009338379, 21.3648388671875], "valid": [0.30307067365558, 0.3259620120106451, 0.3790593142414038], "test": {"ndcg@5": 0.08078394317246163, "recall@10": 0.2, "map@10": 0.04541666666666667, "coverage@10": 0.775}}, "warp": {"loss": [27.795038146972658, 26.998428802490235], "valid": [0.4190566087658686, 0.46227119481288276], "test": {"ndcg@5": 0.23516107408766418, "recall@10": 0.45, "map@10": 0.17644841269841272, "coverage@10": 0.6}}}
 
 
+@pytest.mark.parametrize("gather", [False, True], ids=["cpu-slices", "device-gather"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_same_seed_gives_the_pinned_losses_and_metrics(name):
+def test_same_seed_gives_the_pinned_losses_and_metrics(name, gather, monkeypatch):
+    """Both batch builders: the CPU's row slices and the gather a GPU uses, forced onto the CPU."""
+    from aerec.models.neural import TorchRecommender
+
+    monkeypatch.setattr(TorchRecommender, "_gather_rows", gather)
     got, want = run(name), PINNED[name]
     np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-6, atol=0)
     np.testing.assert_allclose(got["valid"], want["valid"], rtol=0, atol=1e-6)
@@ -43,7 +48,7 @@ def _csr_with_gaps():
 def test_device_batches_equal_the_host_slices(rows):
     x = _csr_with_gaps()
     rows = np.asarray(rows)
-    held = DeviceRows(x, "cpu")
+    held = DeviceRows(x, "cpu", gather=True)  # the GPU's path, on the CPU
     got, want = held.batch(rows), SparseBatch.from_csr(x[rows], "cpu")
     for field in ("indices", "offsets", "values", "rows"):
         assert torch.equal(getattr(got, field), getattr(want, field)), field
@@ -81,6 +86,9 @@ class ReadSpy:
 
 @pytest.mark.parametrize("name", ["multvae", "multdae", "recvae", "cdae"])
 def test_an_epoch_reads_the_device_once(name, monkeypatch):
+    from aerec.models.neural import TorchRecommender
+
+    monkeypatch.setattr(TorchRecommender, "_gather_rows", True)
     train = data()[0]
     model = create(name, **CASES[name], seed=3)
     model.n_users, model.n_items = train.shape
@@ -97,9 +105,9 @@ def test_the_training_matrix_moves_once_per_fit_and_is_released(monkeypatch):
     made = []
     original = DeviceRows.__init__
 
-    def counting(self, csr, device="cpu"):
+    def counting(self, csr, device="cpu", gather=None):
         made.append(csr.shape)
-        original(self, csr, device)
+        original(self, csr, device, gather)
 
     monkeypatch.setattr(DeviceRows, "__init__", counting)
     train = data()[0]

@@ -118,20 +118,29 @@ class DeviceRows:
     entry count, which sizes the gather, is computed on the host from the row lengths (the host
     already knows the batch's rows), so no step waits for the device. The batches equal
     ``SparseBatch.from_csr(csr[rows])`` entry for entry.
+
+    ``gather``: build batches by the gather above (default: on every device but the CPU). On the
+    CPU, where no copy and no sync is saved, scipy's row slice (a memcpy per row) is 1.5-3x
+    faster than torch's element gathers, so the CPU slices; tests force the gather there.
     """
 
-    def __init__(self, csr: sp.csr_matrix, device: str | torch.device = "cpu"):
+    def __init__(self, csr: sp.csr_matrix, device: str | torch.device = "cpu", gather: bool | None = None):
         self.source = csr
         self.device = torch.device(device)
+        self.gather = self.device.type != "cpu" if gather is None else gather
         self.shape = csr.shape
         self.lengths = np.diff(csr.indptr).astype(np.int64)  # host copy: batch sizes without a sync
+        if not self.gather:
+            return
         to = dict(device=self.device)
         self.indptr = torch.from_numpy(csr.indptr.astype(np.int64)).to(**to)
         self.indices = torch.from_numpy(csr.indices.astype(np.int64)).to(**to)
         self.values = torch.from_numpy(csr.data.astype(np.float32)).to(**to)
 
-    def order(self, rows: np.ndarray) -> torch.Tensor:
-        """Row indices on the device (one copy for a whole epoch's order)."""
+    def order(self, rows: np.ndarray) -> torch.Tensor | None:
+        """Row indices on the device (one copy for a whole epoch's order; None when slicing)."""
+        if not self.gather:
+            return None
         return to_device(np.ascontiguousarray(rows, dtype=np.int64), self.device)
 
     def host_entries(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,16 +155,21 @@ class DeviceRows:
     def batch(self, rows: np.ndarray, rows_dev: torch.Tensor | None = None) -> SparseBatch:
         """The rows ``rows`` (host indices) as a SparseBatch; ``rows_dev`` is the same indices
         already on the device (a slice of ``order``), else they are copied."""
+        if not self.gather:
+            return SparseBatch.from_csr(self.source[rows], self.device)
         counts = self.lengths[rows]
         nnz = int(counts.sum())
         r = self.order(rows) if rows_dev is None else rows_dev
         n = len(rows)
-        dev_counts = self.indptr[r + 1] - self.indptr[r]
+        # index_select throughout: on CPU it is several times faster than advanced indexing
+        starts = self.indptr.index_select(0, r)
+        dev_counts = self.indptr.index_select(0, r + 1) - starts
         offsets = torch.cumsum(dev_counts, 0) - dev_counts
         row_ids = torch.repeat_interleave(torch.arange(n, device=self.device), dev_counts, output_size=nnz)
         # entry e of the batch sits at indptr[row] + (e - offsets[row]) in the whole matrix
-        pos = torch.arange(nnz, device=self.device) + (self.indptr[r] - offsets)[row_ids]
-        return SparseBatch(indices=self.indices[pos], offsets=offsets, values=self.values[pos], rows=row_ids,
+        pos = torch.arange(nnz, device=self.device) + (starts - offsets).index_select(0, row_ids)
+        return SparseBatch(indices=self.indices.index_select(0, pos), offsets=offsets,
+                           values=self.values.index_select(0, pos), rows=row_ids,
                            n_rows=n, n_cols=self.shape[1])
 
 

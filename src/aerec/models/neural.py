@@ -84,6 +84,7 @@ class TorchRecommender(Recommender):
     net: torch.nn.Module
     _shard = None  # set by aerec.distributed while a multi-process fit runs
     _device_rows = None  # the training matrix on the device (rows_on_device)
+    _gather_rows: bool | None = None  # DeviceRows' gather (None: on every device but the CPU; tests force it)
 
     @property
     def device(self) -> torch.device:
@@ -223,7 +224,7 @@ class TorchRecommender(Recommender):
 
         cached = self._device_rows
         if cached is None or cached.source is not train or cached.device != self.device:
-            cached = self._device_rows = DeviceRows(train, self.device)
+            cached = self._device_rows = DeviceRows(train, self.device, gather=self._gather_rows)
         return cached
 
     def release_rows(self) -> None:
@@ -248,7 +249,7 @@ class TorchRecommender(Recommender):
 
             chunks = ui.batches(chunks, total=len(order))
         for rows, start in chunks:
-            yield rows, held.batch(rows, order_dev[start : start + len(rows)])
+            yield rows, held.batch(rows, None if order_dev is None else order_dev[start : start + len(rows)])
 
     def run_steps(self, train: sp.csr_matrix, rng: np.random.Generator, loss_of, optimizer: str = "main",
                   total: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
