@@ -18,7 +18,14 @@ reported over all folds would leak: fold 0's validation users are fold 1's test 
   still running when the time is up stops at the end of that epoch and keeps its best epoch.
 - Storage: an Optuna storage URL (SQLite file by default in the caller's directory; any
   database URL for a study shared by several processes or machines). Each trial draws from a
-  sampler seeded by (seed, fold, trial number), so a resumed study draws as a fresh one would.
+  sampler seeded by (seed, fold, trial number), so a resumed study draws as a fresh one would;
+  the seed is recorded with the trial (``sampler_seed``).
+- Parallel trials: ``trial_jobs`` N runs N trials at once, as processes sharing the study's
+  storage (a file or database URL; in-memory studies are refused). Trial numbers come from the
+  storage, so each trial's seed is the one a sequential study would give it; which trials see
+  which finished ones (and so what TPE proposes) depends on timing, so a parallel study is
+  reproducible per trial setting, not as a whole. A time budget is shared: each trial may use
+  1/N of what is left. The study may end up to N - 1 trials past ``trials``.
 """
 
 from __future__ import annotations
@@ -134,13 +141,15 @@ def open_storage(url: str | None, heartbeat: int = HEARTBEAT, grace: int | None 
 
     optuna = _optuna()
     grace = int(grace if grace is not None else 4 * heartbeat)
+    # SQLite shared by parallel trial processes (--trial-jobs): wait for its lock instead of failing
+    wait = {"engine_kwargs": {"connect_args": {"timeout": 120}}} if str(url).startswith("sqlite") else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         new = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)  # Optuna >= 4.9
         if new is not None:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=int(heartbeat), grace_period=grace,
+            return optuna.storages.RDBStorage(url, heartbeat_interval=int(heartbeat), grace_period=grace, **wait,
                                               heartbeat_stale_trial_callback=new(max_retry=RETRIES))
-        return optuna.storages.RDBStorage(url, heartbeat_interval=int(heartbeat), grace_period=grace,
+        return optuna.storages.RDBStorage(url, heartbeat_interval=int(heartbeat), grace_period=grace, **wait,
                                           failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=RETRIES))
 
 
@@ -148,6 +157,50 @@ def _killed(t, optuna) -> bool:
     """A trial failed by the heartbeat check (its process died): our own failures always record
     their budget seconds, a killed process never reaches that line."""
     return t.state == optuna.trial.TrialState.FAIL and "budget_seconds" not in t.user_attrs
+
+
+def seeded_sampler(optuna, base_seed: int, n_startup: int):
+    """A sampler that draws each trial from a TPE sampler seeded ``base_seed + trial number``.
+
+    Trial numbers are given out by the storage, so trials run at once in several processes get
+    the seeds a sequential study would give them (one process: exactly the same draws)."""
+
+    class PerTrialSeed(optuna.samplers.BaseSampler):
+        def __init__(self):
+            self._by_number: dict[int, object] = {}
+            self._skip: dict[int, int] = {}
+
+        def seed_of(self, number: int) -> int:
+            return base_seed + int(number) - self._skip.get(int(number), 0)
+
+        def _for(self, trial):
+            s = self._by_number.get(trial.number)
+            if s is None:
+                s = self._by_number[trial.number] = optuna.samplers.TPESampler(seed=self.seed_of(trial.number),
+                                                                               n_startup_trials=n_startup)
+            return s
+
+        def infer_relative_search_space(self, study, trial):
+            return self._for(trial).infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return self._for(trial).sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+        def before_trial(self, study, trial):
+            # a killed trial (rerun on resume) uses no seed: the numbers after it draw as an
+            # uninterrupted run's would
+            self._skip[trial.number] = sum(_killed(t, optuna) for t in study.get_trials(deepcopy=False)
+                                           if t.number < trial.number)
+            self._for(trial).before_trial(study, trial)
+
+        def after_trial(self, study, trial, state, values):
+            self._for(trial).after_trial(study, trial, state, values)
+            self._by_number.pop(trial.number, None)
+
+    return PerTrialSeed()
 
 
 def _finished(study, optuna) -> list:
@@ -173,9 +226,12 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
               name: str | None = None, label: str = "", keep_model: bool = True, clock: str = "wall",
               from_defaults: bool = True, final: str = "best-trial", heartbeat: int = HEARTBEAT,
               grace: int | None = None, select: str = "paired", alpha: float = ALPHA,
-              log_path=None) -> dict:
+              log_path=None, trial_jobs: int = 1, _worker_of: int = 0) -> dict:
     """Search on one fold's training + validation parts; returns the best setting, the trial log
     and (keep_model) the best trial's fitted model, retrained when it came from an earlier run.
+
+    trial_jobs: trials run at once, in that many processes sharing ``storage`` (see the module
+    doc). ``_worker_of`` is set inside those processes (the number of them).
 
     final: "best-trial" keeps the best trial's model as the time cap left it; "full" trains the
     best setting again to its own end (epochs, early stopping) when the cap cut that trial short,
@@ -210,6 +266,11 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
         raise ConfigError(f"select must be one of {', '.join(SELECT)}")
     if not 0 < alpha < 1:
         raise ConfigError("alpha must be in (0, 1)")
+    if trial_jobs < 1:
+        raise ConfigError("trial jobs must be at least 1")
+    if trial_jobs > 1 and storage is None:
+        raise ConfigError("--trial-jobs runs trials in several processes, which share the study through its storage; "
+                          "give a storage (a file or database URL), not an in-memory study")
     rating = cls.task == "rating"
     valid = fold.valid if rating else (fold.valid_in, fold.valid_out)
     if (valid.nnz if rating else valid[1].nnz) == 0:
@@ -256,6 +317,7 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
             raise
 
     def _objective(trial, deadline):
+        trial.set_user_attr("sampler_seed", sampler.seed_of(trial.number))
         params = spacemod.sample(trial, space, cls, fixed)
         trial.set_user_attr("config", cfgmod.to_dict(cfgmod.build(cls.Config, {**fixed, **params, "seed": seed})))
         trial.set_user_attr("params", json.loads(json.dumps(params)))
@@ -277,20 +339,26 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
         return value
 
     log_path = None if log_path is None else Path(log_path)  # written on the first failure only
+    parallel = max(trial_jobs, _worker_of)
+    base_seed = int(seed) * 1_000_003 + int(getattr(fold, "index", 0)) * 10_007
+    sampler = seeded_sampler(optuna, base_seed, max(2, trials // 2))
     study = optuna.create_study(storage=open_storage(storage, heartbeat, grace), study_name=name, load_if_exists=True,
-                                direction="maximize" if higher else "minimize",
+                                direction="maximize" if higher else "minimize", sampler=sampler,
                                 pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3))
     if from_defaults and not study.trials:
         study.enqueue_trial(spacemod.default_point(space, cls, fixed), user_attrs={"start": True})
-    base_seed = int(seed) * 1_000_003 + int(getattr(fold, "index", 0)) * 10_007
-    while True:
+    if trial_jobs > 1:
+        _parallel_trials(trial_jobs, cls, fold, fixed=fixed, space=space, trials=trials, timeout=timeout, seed=seed,
+                         storage=storage, name=name, label=label, clock=clock, heartbeat=heartbeat, grace=grace,
+                         log_path=log_path)
+    while trial_jobs == 1:
         done = _finished(study, optuna)
         spent = sum(_spent(t) for t in done)
-        if len(done) >= trials or (timeout is not None and spent >= timeout):
+        # workers also count the trials running in the other processes
+        started = len(study.trials) if _worker_of else len(done)  # running and waiting ones too
+        if started >= trials or len(done) >= trials or (timeout is not None and spent >= timeout):
             break
-        n = len(study.trials) - sum(_killed(t, optuna) for t in study.trials)  # as an uninterrupted run draws
-        study.sampler = optuna.samplers.TPESampler(seed=base_seed + n, n_startup_trials=max(2, trials // 2))
-        deadline = None if timeout is None else now() + (timeout - spent)
+        deadline = None if timeout is None else now() + (timeout - spent) / parallel
         t0 = time.perf_counter()
         study.optimize(lambda t, d=deadline: objective(t, d), n_trials=1, catch=(AerecError, ValueError, RuntimeError))
         last = study.trials[-1]
@@ -298,6 +366,8 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
         why = f": {failures[last.number]}" if last.number in failures else ""
         ui.info(f"  {label or cls.name} trial {last.number + 1}: {last.state.name.lower()} {metric} {shown} "
                 f"({time.perf_counter() - t0:.1f}s){why}")
+    if _worker_of:
+        return {}
     log = trial_log(study, optuna)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
@@ -353,8 +423,33 @@ def trial_log(study, optuna) -> list[dict]:
                     "value": None if value is None or not np.isfinite(value) else float(value),
                     "params": t.user_attrs.get("params", {}), "epochs": t.user_attrs.get("epochs"),
                     "stopped_at_epoch": t.user_attrs.get("stopped_at_epoch"), "seconds": _seconds(t),
-                    "budget_seconds": _spent(t)})
+                    "budget_seconds": _spent(t), "sampler_seed": t.user_attrs.get("sampler_seed")})
     return out
+
+
+def _study_worker(payload: dict) -> None:
+    import torch
+
+    from aerec import models
+
+    torch.set_num_threads(payload.pop("threads"))
+    ui.set_quiet(payload.pop("quiet"))
+    cls = models.get(payload.pop("model"))
+    run_study(cls, payload.pop("fold"), keep_model=False, from_defaults=False, **payload)
+
+
+def _parallel_trials(jobs: int, cls, fold, **kw) -> None:
+    """Run the study's trials in ``jobs`` processes sharing its storage (spawned, so each has its
+    own torch and CUDA state); returns when they have all stopped."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    payload = {**kw, "model": cls.name, "fold": fold, "threads": threads, "quiet": ui.quiet(), "_worker_of": jobs}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for fut in [pool.submit(_study_worker, dict(payload)) for _ in range(jobs)]:
+            fut.result()
 
 
 # `aerec tune` -----------------------------------------------------------------------------------
@@ -364,7 +459,7 @@ def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, 
          fixed: dict | None = None, timeout: float | None = None, fold: int = 0,
          space_overrides: dict | None = None, storage: str | None = None, directory=None,
          dataset_label: str | None = None, protocol_options: dict | None = None, select: str = "paired",
-         where: dict | None = None) -> dict:
+         where: dict | None = None, trial_jobs: int = 1) -> dict:
     """Tune on fold `fold`'s training and validation parts (never its test part).
 
     Storage: `storage` (a URL) if given, else DIRECTORY/study.db when `directory` is given, else
@@ -398,13 +493,13 @@ def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, 
                        **defaults_key(cls, fixed)})
     res = run_study(cls, the_fold, fixed=fixed, space=space, trials=trials, timeout=timeout, seed=seed,
                     storage=storage, name=name, label=model_name, keep_model=False, select=select,
-                    log_path=None if directory is None else Path(directory) / "trials.log")
+                    log_path=None if directory is None else Path(directory) / "trials.log", trial_jobs=trial_jobs)
     users = tuning_users(the_fold)
     out = {"model": model_name, "best_value": res["best_value"], "trials": res["trials"], "selection": res["selection"],
            "complete": res["complete"], "pruned": res["pruned"], "config": res["config"], "fold": fold,
            "folds": proto.n_folds, "protocol": protocol_name, "seed": seed, "metric": res["metric"],
            "study": res["study"], "storage": _safe_url(storage), "space": spacemod.describe(space),
-           "tuning_users": users, "log": res["log"], **(where or {})}
+           "tuning_users": users, "log": res["log"], "trial_jobs": trial_jobs, **(where or {})}
     if directory is not None:
         fsutil.write_json(Path(directory) / "tuning.json", out)
     return out

@@ -53,7 +53,8 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
               trials: int = 8, timeout: float | None = None, loader=None, overrides: dict | None = None,
               space_overrides: dict | None = None, storage: str | None = None, reference: str = "run",
               clock: str = "wall", report_only: bool = False, final: str = "best-trial",
-              tune_on: str = "fold", tune_share: float | None = None, where: dict | None = None) -> dict:
+              tune_on: str = "fold", tune_share: float | None = None, where: dict | None = None,
+              trial_jobs: int = 1) -> dict:
     """Run (or resume) the tuned suite and write its report.
 
     overrides: {model: fixed settings} for both the reference and the tuned cells (tests use it
@@ -66,6 +67,8 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     (``tune_share`` of the users, default 15%, set aside and in no fold; one study per model on
     them; every fold, of the other users, trains and tests the chosen setting; reference cells
     run on the same folds).
+    trial_jobs: each study runs that many trials at once, in processes sharing its storage (not
+    part of the cells' keys: it changes how fast a study runs, not what it searches).
     """
     from aerec import models as registry
     from aerec import protocols
@@ -174,7 +177,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
 
                                     tuning_folds[m] = cls.prepare_fold(tuning_fold(proto, tune_data), tune_data)
                                 fold = (fold, tuning_folds[m])
-                            jobs_todo.append((order, kind, cell, fold, task, store, name))
+                            jobs_todo.append((order, kind, cell, fold, task, store, name, trial_jobs))
     jobs_todo.sort(key=lambda j: (j[0], ("tuned", "reference", "default").index(j[1])))
     ui.info(f"bench tuned: {len(cells)} cells cached, {len(jobs_todo) + missing} to run -> {out}  "
             f"(budget per fold and model: {trials} trials" + (f" or {timeout:g} s of trial time ({clock} clock)" if timeout else "")
@@ -187,7 +190,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     result = write_report(out, cells, specs, ref_dir, trials, timeout, clock, missing=missing, share=share)
     fsutil.write_json(out / "run.json", {
         "command": _command(), "suite": "tuned", "datasets": list(datasets), "models": chosen, "folds": folds,
-        "seed": seed, "jobs": jobs, "reference": reference, "unfinished_cells": missing,
+        "seed": seed, "jobs": jobs, "trial_jobs": trial_jobs, "reference": reference, "unfinished_cells": missing,
         "tune_on": tune_on, "tuning_users_share": share,
         "budget": {"trials_per_fold": trials, "trial_seconds_per_fold": timeout, "clock": clock, "final": final,
                    "pruner": "MedianPruner(n_startup_trials=2, n_warmup_steps=3) on per-epoch validation scores",
@@ -237,12 +240,12 @@ def _default_storage(out: Path, cell: Cell) -> str:
 
 
 def _run_job(job) -> dict:
-    _, kind, cell, fold, task, store, name = job
+    _, kind, cell, fold, task, store, name, trial_jobs = job
     if kind in ("reference", "default"):
         return run_cell(cell, fold, task)
     if cell.tuning_users is not None:
-        return tune_cell_users(cell, *fold, task, *store)
-    return tune_cell(cell, fold, task, *store)
+        return tune_cell_users(cell, *fold, task, *store, trial_jobs=trial_jobs)
+    return tune_cell(cell, fold, task, *store, trial_jobs=trial_jobs)
 
 
 def _finish(out: Path, job, result: dict) -> dict:
@@ -259,7 +262,8 @@ def _finish(out: Path, job, result: dict) -> dict:
     return result
 
 
-def tune_cell(cell: Cell, fold, task: str, storage: str | None, log_path: Path | None = None) -> dict:
+def tune_cell(cell: Cell, fold, task: str, storage: str | None, log_path: Path | None = None,
+              trial_jobs: int = 1) -> dict:
     """Tune on the fold's training + validation parts, then test the best trial's model."""
     from aerec import models
     from aerec.tune import defaults_key, run_study, study_name, tuning_users
@@ -272,7 +276,7 @@ def tune_cell(cell: Cell, fold, task: str, storage: str | None, log_path: Path |
     res = run_study(cls, fold, fixed=spec["base"], space=spec["space"], trials=spec["trials"],
                     timeout=spec["timeout"], seed=cell.seed, storage=storage, name=name, label=cell.label(),
                     clock=spec.get("clock", "wall"), final=spec.get("final", "best-trial"),
-                    select=spec.get("select", "best"), log_path=log_path)
+                    select=spec.get("select", "best"), log_path=log_path, trial_jobs=trial_jobs)
     model = res.pop("model")
     metrics, per_user, eval_s = evaluate_cell(cell, model, fold, task)
     users = tuning_users(fold)
@@ -296,7 +300,7 @@ _STUDIES: dict = {}  # study name -> result, so the folds of one process share t
 
 
 def tune_cell_users(cell: Cell, fold, tuning_fold, task: str, storage: str | None,
-                    log_path: Path | None = None) -> dict:
+                    log_path: Path | None = None, trial_jobs: int = 1) -> dict:
     """The model's one study on the tuning users (run, resumed or reused), then its chosen setting
     trained on this fold's training users (early stopping on its validation users) and tested."""
     from aerec import models
@@ -318,7 +322,8 @@ def tune_cell_users(cell: Cell, fold, tuning_fold, task: str, storage: str | Non
         res = run_study(cls, tuning_fold, fixed=spec["base"], space=spec["space"], trials=spec["trials"],
                         timeout=spec["timeout"], seed=cell.seed, storage=storage, name=name,
                         label=f"{cell.model} {cell.dataset} tuning users", clock=spec.get("clock", "wall"),
-                        select=spec.get("select", "best"), keep_model=False, log_path=log_path)
+                        select=spec.get("select", "best"), keep_model=False, log_path=log_path,
+                        trial_jobs=trial_jobs)
         res.pop("model", None)
         _STUDIES[memo] = res
     config = {k: v for k, v in res["config"].items() if k != "seed"}

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from aerec.cli.options import data_mapping, data_options, device_options, ks_option, seconds_option, warnings_as_lines
+from aerec.cli.options import (
+    data_mapping,
+    data_options,
+    device_options,
+    ks_option,
+    seconds_option,
+    warnings_as_lines,
+)
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -59,9 +66,11 @@ def _split(text: str | None) -> list[str] | None:
 @click.option("--space-file", type=click.Path(dir_okay=False), default=None,
               help="tuned: TOML with [space.MODEL] tables overriding the models' search spaces.")
 @device_options
+@click.option("--trial-jobs", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="tuned: trials of a study run at once, as processes sharing its storage.")
 def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol_sets, config_file, ks, out, overwrite,
           smoke, as_json, trials, tune_timeout, tune_clock, tune_final, tune_on, tune_share, reference, storage,
-          report_only, space_file, device, precision, **data_params):
+          report_only, space_file, device, precision, trial_jobs, **data_params):
     """Run every model on every data set with its proper protocol and write tables and plots.
 
     Finished (model, data set, fold) cells are cached under OUT, so a rerun resumes.
@@ -74,6 +83,10 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol
     from aerec.bench import run_bench
     from aerec.bench.report import markdown
 
+    if trial_jobs > 1 and suite != "tuned":
+        from aerec.errors import ConfigError
+
+        raise ConfigError("--trial-jobs runs a study's trials at once; it is for --suite tuned")
     # every model on the chosen device (models without a device setting stay on the CPU)
     on_device, where = devices.model_settings(device, precision, [registry.get(m) for m in registry.names()])
     ui.info(devices.describe(where["device"], where["precision"]))
@@ -87,7 +100,8 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol
                            trials=trials, timeout=tune_timeout, clock=tune_clock, reference=reference, report_only=report_only, storage=storage, final=tune_final,
                            tune_on=tune_on, tune_share=tune_share,
                            space_overrides=space_file_overrides(space_file) if space_file else None,
-                           overrides={m: o for m, o in on_device.items() if o} or None, where=where)
+                           overrides={m: o for m, o in on_device.items() if o} or None, where=where,
+                           trial_jobs=trial_jobs)
         if as_json:
             click.echo(json.dumps(result["comparison"], indent=2))
         else:

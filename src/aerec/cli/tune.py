@@ -54,9 +54,11 @@ def space_file_overrides(path, cls, model: str) -> dict:
               help="paired: keep the starting (default) setting unless the best trial beats it by a one-sided "
                    "paired t-test across validation users at p < 0.05; best: the best validation mean.")
 @device_options
+@click.option("--trial-jobs", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Trials run at once, as processes sharing the study's storage (seeds stay per trial number).")
 @click.option("--json", "as_json", is_flag=True)
 def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items, space_file, protocol_sets, config_file,
-         timeout, storage, directory, out, select, device, precision, as_json, **data_params):
+         timeout, storage, directory, out, select, device, precision, trial_jobs, as_json, **data_params):
     """Search MODEL's own space on one fold's training + validation parts (never its test part).
 
     Rerunning the same command resumes the study from its storage until it holds --trials.
@@ -100,7 +102,7 @@ def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items,
     result = run_tune(model, inter, protocol, trials, seed=seed, folds=folds,
                       fixed={**on_device[cls.name], **cfgmod.parse_set(list(sets))}, timeout=timeout, fold=fold,
                       space_overrides=overrides, storage=storage, directory=directory, dataset_label=label,
-                      protocol_options=opts, select=select, where=where)
+                      protocol_options=opts, select=select, where=where, trial_jobs=trial_jobs)
     out = out or f"{model}-tuned.toml"
     write_toml(result, out, dataset, protocol)
     if mapping:  # so that `aerec train --config OUT` reads the data the same way
