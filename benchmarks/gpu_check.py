@@ -1,28 +1,55 @@
-"""Mult-VAE on ML-20M-shaped synthetic data on one CUDA GPU: seconds per epoch against the GPU
-matmul floor, written to benchmarks/results/gpu_check.{md,json}.
+"""aerec on one CUDA GPU against the hardware's floors (issue 25), in at most about 6 minutes.
 
-The floor is the epoch's dense-layer FLOPs (forward + backward, counted from the layer sizes) over
-the GPU's measured float32 matmul rate (a large ``torch.mm`` timed in the same process; TF32 off,
-so it is true float32). With ``--amp`` training runs under bf16 autocast and the rate is the bf16
-``torch.mm`` rate. The first epoch (allocator and kernel warm-up) is reported but not in the ratio.
+Measures, in one process unless said otherwise, on ML-20M-shaped synthetic data (136,677 users x
+20,108 items, 10M interactions, ``aerec.data.synth`` seed 0):
 
-    .venv/bin/python benchmarks/gpu_check.py            # 136,677 x 20,108, 10M interactions, 3 epochs
-    .venv/bin/python benchmarks/gpu_check.py --amp
+1. floors: float32 matmul rate (TF32 off), TF32 and bf16 rates (``torch.mm`` of 8192^2), and the
+   float32 Cholesky and ``cholesky_inverse`` of an items x items SPD matrix;
+2. every neural top-N model's training epoch: ``--batches`` batches of the model's own
+   ``_train_epoch`` (reference hyperparameters, its default batch size), extrapolated to the
+   whole matrix; Mult-VAE, Mult-DAE and RecVAE also as a ratio to the float32 floor (the dense
+   FLOPs of ``benchmarks/scale.py``); Mult-VAE again under bf16 autocast;
+3. evaluation of 10,000 held-out users (80/20 fold-in of the last rows): ``evaluate_ranking``
+   against the bare forward pass + history exclusion + device top-k, only indices copied back;
+4. EASE fit through torch.linalg on the GPU (``device="cuda"``, float32);
+5. RecBole side by side: not implemented in this script (see the report's note);
+6. trials per minute of a Mult-VAE study on ML-1M-shaped data (6,040 x 3,706, 575k
+   interactions): 1 trial job against ``--trial-jobs`` N (Optuna needed, else skipped).
 
-Needs a CUDA GPU; without one it stops with a one-line error (exit status 2).
+Writes ``benchmarks/results/gpu/gpu_check.{json,md}`` and replaces the section between the
+``gpu_check`` markers of docs/performance.md. Without CUDA it stops with one line (exit 2).
+
+    PYTHONPATH=src python3 benchmarks/gpu_check.py                 # the full check on a GPU
+    PYTHONPATH=src python3 benchmarks/gpu_check.py --dry-run       # print the plan, run nothing
+    PYTHONPATH=src python3 benchmarks/gpu_check.py --device cpu --tiny --out /tmp/g --docs ''   # CI smoke
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
-import statistics
+import re
 import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "gpu"
+DOCS = HERE.parent / "docs" / "performance.md"
 SHAPE = (136_677, 20_108, 10_000_000)  # ML-20M after the usual preprocessing
+TINY = (1_500, 400, 30_000)
+ML1M_SHAPE = (6_040, 3_706, 575_000)
+HELDOUT = 10_000
+NEURAL = ("multvae", "multdae", "recvae", "cdae", "macridvae", "hvamp", "ract", "warp", "lambdanet", "bivae")
+FLOORED = ("multvae", "multdae", "recvae")
+GOALS = {"multvae": 1.5, "multdae": 2.5, "recvae": 3.0}
+START, END = "<!-- gpu_check:start -->", "<!-- gpu_check:end -->"
+PLAN = ["floors: matmul fp32/tf32/bf16, Cholesky + cholesky_inverse at items^2",
+        "epochs: " + ", ".join(NEURAL) + " (+ Mult-VAE bf16)", "evaluation split: 10,000 users",
+        "EASE fit on the device", "RecBole side by side: not implemented here",
+        "trials per minute: Mult-VAE study, 1 job vs N jobs (Optuna)"]
 
 
 def dense_layers(n_items: int, hidden: tuple[int, ...], latent: int) -> list[tuple[int, int]]:
@@ -34,86 +61,316 @@ def dense_layers(n_items: int, hidden: tuple[int, ...], latent: int) -> list[tup
 
 
 def epoch_flops(n_users: int, n_items: int, nnz: int, hidden: tuple[int, ...] = (600,), latent: int = 200) -> dict:
-    """FLOPs of one epoch. A dense layer costs 2*in*out per row forward and twice that backward
-    (input and weight gradients): 6*in*out per row. The sparse first layer costs 2*nnz*hidden
-    forward and as much for its weight gradient; it is reported apart, not in the dense floor."""
+    """FLOPs of one Mult-VAE epoch. A dense layer costs 2*in*out per row forward and twice that
+    backward (input and weight gradients): 6*in*out per row. The sparse first layer costs
+    2*nnz*hidden forward and as much for its weight gradient; it is reported apart."""
     dense = 6 * n_users * sum(a * b for a, b in dense_layers(n_items, hidden, latent))
     return {"dense": int(dense), "sparse_first_layer": int(4 * nnz * hidden[0])}
 
 
-def matmul_rate(dtype, n: int = 8192, repeats: int = 10) -> float:
-    """FLOP/s of an n x n x n torch.mm on the current GPU (best of the timed repeats)."""
+def sync(device) -> None:
     import torch
 
-    a = torch.randn(n, n, device="cuda", dtype=dtype)
-    b = torch.randn(n, n, device="cuda", dtype=dtype)
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_rate(dtype, n: int = 8192, repeats: int = 10, device: str = "cuda") -> float:
+    """FLOP/s of an n x n x n torch.mm on the device (best of the timed repeats)."""
+    import torch
+
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):
         torch.mm(a, b)
-    torch.cuda.synchronize()
+    sync(device)
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
         torch.mm(a, b)
-        torch.cuda.synchronize()
+        sync(device)
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best
 
 
+def floors(device: str, n_items: int, tiny: bool) -> dict:
+    import torch
+
+    n = 512 if tiny else 8192
+    out = {}
+    torch.backends.cuda.matmul.allow_tf32 = False
+    out["fp32_tflops"] = matmul_rate(torch.float32, n, device=device) / 1e12
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        out["tf32_tflops"] = matmul_rate(torch.float32, n, device=device) / 1e12
+        torch.backends.cuda.matmul.allow_tf32 = False
+        out["bf16_tflops"] = matmul_rate(torch.bfloat16, n, device=device) / 1e12
+    g = torch.Generator(device=device).manual_seed(0)
+    a = torch.rand(n_items, n_items, device=device, generator=g)
+    a = (a + a.T) * 0.5
+    a.diagonal().add_(n_items)
+    torch.linalg.cholesky(a[:256, :256])
+    sync(device)
+    t = time.perf_counter()
+    L = torch.linalg.cholesky(a)
+    sync(device)
+    out["cholesky_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    torch.cholesky_inverse(L)
+    sync(device)
+    out["cholesky_inverse_s"] = time.perf_counter() - t
+    out["items"] = n_items
+    return out
+
+
+def epoch(name: str, train, device: str, batches: int, amp: bool = False) -> dict:
+    """Seconds per epoch of one model from ``batches`` timed batches (after 2 warm-up batches)."""
+    import numpy as np
+    import torch
+
+    from aerec.models import create
+
+    model = create(name, seed=0, device=device, **({"amp": True} if amp else {}))
+    model.n_users, model.n_items = train.shape
+    model.init_network()
+    torch.manual_seed(1)
+    rng = np.random.default_rng(0)
+    bs = model.config.batch_size
+    perm = rng.permutation(train.shape[0])
+    warm = train[np.sort(perm[: bs * 2])]
+    rows = min(train.shape[0] - bs * 2, bs * batches)
+    timed = train[np.sort(perm[bs * 2: bs * 2 + rows])]
+    model.net.train()
+    with model.train_autocast():
+        model._train_epoch(warm, 0, rng)
+        sync(device)
+        t = time.perf_counter()
+        loss = model._train_epoch(timed, 1, rng)
+        sync(device)
+    dt = time.perf_counter() - t
+    steps = -(-timed.shape[0] // bs)
+    return {"model": name, "amp": amp, "batch_size": bs, "timed_rows": int(timed.shape[0]), "timed_steps": steps,
+            "timed_s": dt, "epoch_s": dt * train.shape[0] / timed.shape[0], "loss": float(loss),
+            "steps_per_s": steps * (4 if name == "recvae" else 1) / dt}
+
+
+def floor_seconds(name: str, train, rate: float) -> float:
+    from aerec.models import create
+
+    sys.path.insert(0, str(HERE))
+    import scale  # noqa: E402  (benchmarks/scale.py: one FLOP count for both scripts)
+
+    model = create(name)
+    flops, _ = scale.train_flops(name, model, train.shape[0], train.nnz, train.shape[1])
+    return flops / rate
+
+
+def heldout_split(x, n: int, seed: int = 0):
+    """The last n rows as held-out users, each row's items split 80/20 into fold-in and target."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    held = x[x.shape[0] - n:].tocoo()
+    rng = np.random.default_rng(seed)
+    target = rng.random(held.nnz) < 0.2
+    mk = lambda m: sp.csr_matrix((held.data[m], (held.row[m], held.col[m])), shape=held.shape)  # noqa: E731
+    return x[: x.shape[0] - n], mk(~target), mk(target)
+
+
+def evaluation(train, hin, hout, device: str) -> dict:
+    """evaluate_ranking of the held-out users against the forward pass + exclusion + device top-k."""
+    import torch
+
+    from aerec import evaluation as ev
+    from aerec import metrics
+    from aerec.models import create
+
+    model = create("multvae", seed=0, device=device)
+    model.n_users, model.n_items = train.shape
+    model.init_network()
+    model.fitted = True
+    rows = [slice(s, s + 1024) for s in range(0, hin.shape[0], 1024)]
+
+    def bare():
+        for r in rows:
+            scores = model.score_tensor(hin[r])
+            metrics.exclude_(scores, hin[r])
+            torch.topk(scores, 100, dim=1)[1].cpu()
+
+    out = {}
+    for label, f in (("evaluate_ranking", lambda: ev.evaluate_ranking(model, hin, hout, ks=(20, 50, 100))),
+                     ("forward + exclusion + device top-k", bare)):
+        sync(device)
+        t = time.perf_counter()
+        f()
+        sync(device)
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        f()
+        sync(device)
+        out[label] = {"first_s": first, "warm_s": time.perf_counter() - t}
+    out["ratio"] = out["evaluate_ranking"]["warm_s"] / out["forward + exclusion + device top-k"]["warm_s"]
+    out["users"] = int(hin.shape[0])
+    return out
+
+
+def ease_fit(train, device: str) -> dict:
+    from aerec.models import create
+
+    t = time.perf_counter()
+    model = create("ease", device=device, dtype="float32")
+    model.n_users, model.n_items = train.shape
+    model._fit(train, None)
+    sync(device)
+    return {"fit_s": time.perf_counter() - t, "items": int(train.shape[1])}
+
+
+def trials_per_minute(device: str, jobs: int, tiny: bool, out: Path) -> dict:
+    """A Mult-VAE study (10 epochs a trial, no pruning effect on the count) at 1 and ``jobs``."""
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        return {"skipped": "Optuna is not installed"}
+    from aerec.data import synth
+    from aerec.models import get
+    from aerec.protocols.strong import StrongGeneralization
+    from aerec.tune import run_study, search_space, sqlite_url
+
+    shape = (400, 200, 8_000) if tiny else ML1M_SHAPE
+    data = synth(*shape, seed=0)
+    fold = next(StrongGeneralization(n_heldout=max(20, shape[0] // 10), threshold=None, seed=0).split(data))
+    cls = get("multvae")
+    fixed = {"epochs": 2 if tiny else 10, "device": device, "patience": 0}
+    res = {"data": list(shape), "epochs_per_trial": fixed["epochs"]}
+    for n in (1, jobs):
+        trials = (2 if tiny else 6) * n
+        t = time.perf_counter()
+        r = run_study(cls, fold, fixed=fixed, space=search_space(cls), trials=trials, seed=0,
+                      storage=sqlite_url(out / f"trials-{n}.db"), name=f"gpu-check-{n}", keep_model=False,
+                      trial_jobs=n)
+        wall = time.perf_counter() - t
+        res[f"jobs_{n}"] = {"trials": r["trials"], "wall_s": wall, "per_minute": r["trials"] / wall * 60}
+    res["speedup"] = res[f"jobs_{jobs}"]["per_minute"] / res["jobs_1"]["per_minute"]
+    return res
+
+
+def write_docs(docs: Path, md: str) -> None:
+    text = docs.read_text() if docs.exists() else ""
+    block = f"{START}\n{md.strip()}\n{END}"
+    if START in text and END in text:
+        text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n## On one GPU (benchmarks/gpu_check.py)\n\n" + block + "\n"
+    docs.write_text(text)
+
+
+def report(res: dict) -> str:
+    f = res["floors"]
+    lines = [f"`{res['command']}` on {res['device_name']}, torch {res['torch']}, {res['seconds']:.0f} s in all.", "",
+             "Floors: " + ", ".join(f"{k.split('_')[0]} {v:.1f} TFLOP/s" for k, v in f.items() if k.endswith("tflops"))
+             + f"; Cholesky of {f['items']:,}^2 {f['cholesky_s']:.3f} s, its inverse {f['cholesky_inverse_s']:.3f} s.", "",
+             "| model | epoch | floor (fp32) | ratio | goal | steps/s |", "|---|---:|---:|---:|---:|---:|"]
+    for r in res["epochs"]:
+        floor = r.get("floor_s")
+        label = r["model"] + (" (bf16 autocast)" if r["amp"] else "")
+        goal = GOALS.get(r["model"]) if not r["amp"] else None
+        ep = r["epoch_s"]
+        floor_cell = "" if floor is None else f"{floor:.3f} s"
+        ratio_cell = "" if floor is None else f"{ep / floor:.2f}x"
+        goal_cell = "" if goal is None else f"<= {goal}x"
+        lines.append(f"| {label} | {ep:.3f} s | {floor_cell} | {ratio_cell} | {goal_cell} | {r['steps_per_s']:.0f} |")
+    e = res.get("evaluation")
+    if e:
+        lines += ["", f"Evaluation of {e['users']:,} users: evaluate_ranking {e['evaluate_ranking']['warm_s']:.3f} s warm "
+                      f"({e['evaluate_ranking']['first_s']:.3f} s first) against forward + exclusion + device top-k "
+                      f"{e['forward + exclusion + device top-k']['warm_s']:.3f} s: **{e['ratio']:.2f}x** (goal <= 1.5x)."]
+    if res.get("ease"):
+        lines += ["", f"EASE fit at {res['ease']['items']:,} items on the device: **{res['ease']['fit_s']:.2f} s** (goal <= 1.5 s)."]
+    t = res.get("trials")
+    if t:
+        if "skipped" in t:
+            lines += ["", f"Trials per minute: skipped ({t['skipped']})."]
+        else:
+            n = max(int(k.split("_")[1]) for k in t if k.startswith("jobs_"))
+            lines += ["", f"Trials per minute, Mult-VAE study on {t['data'][0]:,} x {t['data'][1]:,} synthetic data, "
+                          f"{t['epochs_per_trial']} epochs a trial: 1 job {t['jobs_1']['per_minute']:.1f}, {n} jobs "
+                          f"{t[f'jobs_{n}']['per_minute']:.1f}: **{t['speedup']:.2f}x** (goal >= 8x at 16 jobs)."]
+    lines += ["", "RecBole side by side: not measured by this script (not implemented); see recbole_anchor.py for CPU."]
+    if res.get("skipped"):
+        lines += ["", "Not measured (time budget): " + ", ".join(res["skipped"]) + "."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=500)
-    ap.add_argument("--amp", action="store_true", help="bf16 autocast (and the bf16 matmul rate as the floor)")
+    ap.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (with --tiny, for a smoke run)")
+    ap.add_argument("--tiny", action="store_true", help="tiny shapes: checks the code, measures nothing")
+    ap.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    ap.add_argument("--batches", type=int, default=40, help="timed batches per model")
+    ap.add_argument("--trial-jobs", type=int, default=16)
+    ap.add_argument("--budget", type=float, default=330.0, help="seconds; later sections are skipped past it")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--docs", default=str(DOCS), help="performance.md to update ('' for none)")
     args = ap.parse_args(argv)
+    if args.dry_run:
+        print("gpu_check plan: " + "; ".join(PLAN))
+        return 0
 
     import torch
 
-    if not torch.cuda.is_available():
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: gpu_check needs a CUDA GPU and torch.cuda.is_available() is False", file=sys.stderr)
         return 2
-    torch.backends.cuda.matmul.allow_tf32 = False  # the floor and the run both in true float32
-    torch.backends.cudnn.allow_tf32 = False
+    if args.device == "cpu" and not args.tiny:
+        print("error: gpu_check runs on the CPU only with --tiny (a smoke run)", file=sys.stderr)
+        return 2
+    from aerec import fsutil
+    from aerec.data import synth
 
-    from aerec import data, fsutil, models
-
-    n_users, n_items, n = SHAPE
-    t = time.perf_counter()
-    train = data.synth(n_users, n_items, n, seed=0).csr("ones")
-    synth_s = time.perf_counter() - t
-    dtype = torch.bfloat16 if args.amp else torch.float32
-    rate = matmul_rate(dtype)
-    model = models.create("multvae", {"epochs": args.epochs, "batch_size": args.batch_size, "device": "cuda",
-                                      "amp": args.amp, "seed": 0})
-    model.fit(train, None, progress=False)
-    epochs = [h["train_seconds"] for h in model.history]
-    flops = epoch_flops(train.shape[0], train.shape[1], train.nnz)
-    floor = flops["dense"] / rate
-    steady = statistics.median(epochs[1:]) if len(epochs) > 1 else epochs[0]
-    result = {
-        "gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "python": platform.python_version(),
-        "data": {"users": train.shape[0], "items": train.shape[1], "interactions": int(train.nnz),
-                 "synth_seconds": synth_s},
-        "model": "multvae", "config": model.config_dict(), "precision": "bf16 autocast" if args.amp else "float32",
-        "matmul_tflops": rate / 1e12, "epoch_dense_tflop": flops["dense"] / 1e12,
-        "epoch_sparse_first_layer_tflop": flops["sparse_first_layer"] / 1e12,
-        "floor_seconds": floor, "epoch_seconds": epochs, "steady_epoch_seconds": steady,
-        "ratio_to_floor": steady / floor,
-        "command": "python benchmarks/gpu_check.py" + (" --amp" if args.amp else ""),
-    }
-    suffix = "-amp" if args.amp else ""
-    fsutil.write_json(args.out / f"gpu_check{suffix}.json", result)
-    md = [
-        f"# Mult-VAE on ML-20M-shaped data, one GPU ({result['precision']})", "",
-        f"`{result['command']}` on {result['gpu']}, torch {result['torch']}.", "",
-        f"- data: {train.shape[0]:,} users x {train.shape[1]:,} items, {train.nnz:,} interactions (aerec.data.synth, seed 0)",
-        f"- torch.mm rate: {rate / 1e12:.1f} TFLOP/s; dense FLOPs per epoch (fwd+bwd): {flops['dense'] / 1e12:.2f} T",
-        f"- floor: {floor:.3f} s per epoch; measured (median after the first): {steady:.3f} s: **{steady / floor:.2f}x**",
-        f"- every epoch: {', '.join(f'{s:.3f}' for s in epochs)} s",
-        "",
-    ]
-    fsutil.write_text(args.out / f"gpu_check{suffix}.md", "\n".join(md))
-    print("\n".join(md))
+    started = time.perf_counter()
+    device = args.device
+    shape = TINY if args.tiny else SHAPE
+    batches = 2 if args.tiny else args.batches
+    args.out.mkdir(parents=True, exist_ok=True)
+    x = synth(*shape, seed=0).csr("ones")
+    train, hin, hout = heldout_split(x, min(HELDOUT, x.shape[0] // 5))
+    res = {"command": "PYTHONPATH=src python3 benchmarks/gpu_check.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "device": device, "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU",
+           "torch": torch.__version__, "python": platform.python_version(), "load_start": list(os.getloadavg()),
+           "data": {"users": x.shape[0], "items": x.shape[1], "interactions": int(x.nnz), "train_users": train.shape[0]},
+           "skipped": []}
+    over = lambda: time.perf_counter() - started > args.budget  # noqa: E731
+    res["floors"] = floors(device, x.shape[1], args.tiny)
+    rate = res["floors"]["fp32_tflops"] * 1e12
+    res["epochs"] = []
+    names = NEURAL[:3] if args.tiny else NEURAL
+    for name in names:
+        if over():
+            res["skipped"].append(f"{name} epoch")
+            continue
+        r = epoch(name, train, device, batches)
+        if name in FLOORED:
+            r["floor_s"] = floor_seconds(name, train, rate)
+        res["epochs"].append(r)
+        print(json.dumps(r), flush=True)
+    if device.startswith("cuda") and not over():
+        r = epoch("multvae", train, device, batches, amp=True)
+        res["epochs"].append(r)
+    for key, f in (("evaluation", lambda: evaluation(train, hin, hout, device)), ("ease", lambda: ease_fit(train, device)),
+                   ("trials", lambda: trials_per_minute(device, 2 if args.tiny else args.trial_jobs, args.tiny, args.out))):
+        if over():
+            res["skipped"].append(key)
+            continue
+        res[key] = f()
+        print(json.dumps({key: res[key]}), flush=True)
+    res["seconds"] = time.perf_counter() - started
+    res["load_end"] = list(os.getloadavg())
+    md = report(res)
+    fsutil.write_json(args.out / "gpu_check.json", res)
+    fsutil.write_text(args.out / "gpu_check.md", "# aerec on one GPU (benchmarks/gpu_check.py)\n\n" + md)
+    if args.docs:
+        write_docs(Path(args.docs), md)
+    print(md)
     return 0
 
 

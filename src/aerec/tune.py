@@ -307,8 +307,10 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
         return model, float(value)
 
     failures: dict = {}
+    ran: dict = {}  # the trial this process ran last (other processes add theirs to the study)
 
     def objective(trial, deadline):
+        ran["number"] = trial.number
         try:
             return _objective(trial, deadline)
         except (AerecError, ValueError, RuntimeError) as e:  # the trial fails; the study goes on
@@ -361,7 +363,7 @@ def run_study(cls, fold, *, fixed: dict | None = None, space: dict | None = None
         deadline = None if timeout is None else now() + (timeout - spent) / parallel
         t0 = time.perf_counter()
         study.optimize(lambda t, d=deadline: objective(t, d), n_trials=1, catch=(AerecError, ValueError, RuntimeError))
-        last = study.trials[-1]
+        last = study.trials[ran.get("number", -1)]
         shown = f"{last.value:.4f}" if last.value is not None else "-"
         why = f": {failures[last.number]}" if last.number in failures else ""
         ui.info(f"  {label or cls.name} trial {last.number + 1}: {last.state.name.lower()} {metric} {shown} "
