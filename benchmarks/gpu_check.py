@@ -32,6 +32,7 @@ import os
 import platform
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -244,11 +245,12 @@ def trials_per_minute(device: str, jobs: int, tiny: bool, out: Path) -> dict:
     res = {"data": list(shape), "epochs_per_trial": fixed["epochs"]}
     for n in (1, jobs):
         trials = (2 if tiny else 6) * n
-        t = time.perf_counter()
-        r = run_study(cls, fold, fixed=fixed, space=search_space(cls), trials=trials, seed=0,
-                      storage=sqlite_url(out / f"trials-{n}.db"), name=f"gpu-check-{n}", keep_model=False,
-                      trial_jobs=n)
-        wall = time.perf_counter() - t
+        with tempfile.TemporaryDirectory() as tmp:  # a fresh study each time: nothing resumed
+            t = time.perf_counter()
+            r = run_study(cls, fold, fixed=fixed, space=search_space(cls), trials=trials, seed=0,
+                          storage=sqlite_url(Path(tmp) / "study.db"), name=f"gpu-check-{n}", keep_model=False,
+                          trial_jobs=n)
+            wall = time.perf_counter() - t
         res[f"jobs_{n}"] = {"trials": r["trials"], "wall_s": wall, "per_minute": r["trials"] / wall * 60}
     res["speedup"] = res[f"jobs_{jobs}"]["per_minute"] / res["jobs_1"]["per_minute"]
     return res

@@ -104,6 +104,10 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
         raise ConfigError(f"bench needs at least one {'model' if not chosen else 'data set'}")
     # unknown names and missing optional libraries fail before any work
     deps.check(*(registry.get(m) for m in chosen))
+    if where:
+        from aerec import devices
+
+        ui.info(devices.describe(where["device"], where["precision"]))
     if ranking_protocol not in RANKING_PROTOCOLS:
         raise ConfigError(f"ranking protocol must be one of {', '.join(RANKING_PROTOCOLS)}")
     if smoke:

@@ -84,6 +84,10 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     chosen = list(models) if models else list(paper)
     for m in chosen:
         registry.get(m)
+    if where:
+        from aerec import devices
+
+        ui.info(devices.describe(where["device"], where["precision"]))
     if trials < 1:
         raise ConfigError("--trials must be at least 1")
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):

@@ -78,7 +78,7 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol
     import json
 
     from aerec import config as cfgmod
-    from aerec import devices, ui
+    from aerec import devices
     from aerec import models as registry
     from aerec.bench import run_bench
     from aerec.bench.report import markdown
@@ -89,7 +89,6 @@ def bench(suite, datasets, models, folds, seed, jobs, ranking_protocol, protocol
         raise ConfigError("--trial-jobs runs a study's trials at once; it is for --suite tuned")
     # every model on the chosen device (models without a device setting stay on the CPU)
     on_device, where = devices.model_settings(device, precision, [registry.get(m) for m in registry.names()])
-    ui.info(devices.describe(where["device"], where["precision"]))
     if suite == "tuned":
         from aerec import storage as storagemod
         from aerec.bench.tuned import run_tuned, space_file_overrides
