@@ -166,9 +166,9 @@ class BiVAE(TorchRecommender):
         return {"user": adam(net.user.parameters(), lr), "item": adam(net.item.parameters(), lr)}
 
     def _side(self, x: sp.csr_matrix, encoder: Encoder, codes: str, means: str, other: torch.Tensor,
-              opt: torch.optim.Optimizer) -> tuple[float, int]:
+              opt: torch.optim.Optimizer) -> tuple[torch.Tensor, int]:
         c, net = self.config, self.net
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=self.device)  # read once per epoch
         for ids in batch_order(x.shape[0], c.batch_size, None):  # Cornac: shuffle=False
             batch = SparseBatch.from_csr(x[ids], self.device)
             mu, std = encoder(batch)
@@ -183,7 +183,7 @@ class BiVAE(TorchRecommender):
                 idx = torch.from_numpy(ids).to(self.device)
                 getattr(net, codes)[idx] = mu + torch.randn_like(mu) * std
                 getattr(net, means)[idx] = mu
-            total += float(loss.detach()) * len(ids)
+            total = total + loss.detach().double() * len(ids)
         return total, x.shape[0]
 
     def _fit(self, train: sp.csr_matrix, valid, **trainer_options) -> None:
@@ -211,7 +211,7 @@ class BiVAE(TorchRecommender):
         x.data[:] = 1.0  # Cornac binarizes the matrix
         item_loss, n_i = self._side(x.T.tocsr(), self.net.item, "beta", "mu_beta", self.net.theta, self.optimizers["item"])
         user_loss, n_u = self._side(x, self.net.user, "theta", "mu_theta", self.net.beta, self.optimizers["user"])
-        return (item_loss + user_loss) / max(n_i + n_u, 1)
+        return float(item_loss + user_loss) / max(n_i + n_u, 1)
 
     def _forward(self, batch: SparseBatch) -> torch.Tensor:
         return self.net(batch.with_values(torch.ones_like(batch.values)))

@@ -202,7 +202,8 @@ class TorchRecommender(Recommender):
         with torch.no_grad():
             if history.shape[0] == 0:
                 return torch.zeros(history.shape, device=self.device)
-            parts = [self._forward(SparseBatch.from_csr(history[s : s + step], self.device)).float()
+            # contiguous rows, as the host path's numpy copy: top-k orders ties by memory layout
+            parts = [self._forward(SparseBatch.from_csr(history[s : s + step], self.device)).float().contiguous()
                      for s in range(0, history.shape[0], step)]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 

@@ -192,12 +192,13 @@ class RaCT(MultVAE):
             return super()._train_epoch(train, epoch, rng)
         if epoch == self.config.actor_epochs:
             self.calibrate(train, rng)
-        total, n = 0.0, 0
+        total, n = None, 0  # summed on the device (float64, a Python sum's order), read once
         for rows, batch in self.batches(train, rng):
             loss = self._critic_step(batch) if phase == "critic" else self._ac_step(batch)
-            total += loss * len(rows)
+            term = loss.double() * len(rows)
+            total = term if total is None else total + term
             n += len(rows)
-        return total / max(n, 1)
+        return (0.0 if total is None else float(total)) / max(n, 1)
 
     # pieces ----------------------------------------------------------------------------------
     def _actor_train_forward(self, batch: SparseBatch):
@@ -214,7 +215,7 @@ class RaCT(MultVAE):
         reg = self.config.critic_lam / self.config.batch_size
         return ((target - pred) ** 2).mean() + reg * self.net.critic.sq_sum()
 
-    def _critic_step(self, batch: SparseBatch) -> float:
+    def _critic_step(self, batch: SparseBatch) -> torch.Tensor:
         with torch.no_grad():  # the actor is frozen
             keep, logits, _, _ = self._actor_train_forward(batch)
         loss = self._critic_loss(self.net.critic(critic_features(batch, keep, logits)), logits, batch, keep)
@@ -222,9 +223,9 @@ class RaCT(MultVAE):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return float(loss.detach())
+        return loss.detach()
 
-    def _ac_step(self, batch: SparseBatch) -> float:
+    def _ac_step(self, batch: SparseBatch) -> torch.Tensor:
         keep, logits, mu, logvar = self._actor_train_forward(batch)
         pred = self.net.critic(critic_features(batch, keep, logits))
         actor_loss = -pred.mean()
@@ -238,7 +239,7 @@ class RaCT(MultVAE):
             param.grad = grad
         self.optimizers["ac"].step()
         self.optimizers["critic"].step()
-        return float(actor_loss.detach())
+        return actor_loss.detach()
 
     def calibrate(self, train: sp.csr_matrix, rng: np.random.Generator) -> None:
         """Fix the critic's feature normalization to the frozen actor's training-time features."""
