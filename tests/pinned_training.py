@@ -14,6 +14,9 @@ CASES = {
                "schedule": "reference"},
     "cdae": {"epochs": 3, "hidden": 8, "batch_size": 8},
     "warp": {"epochs": 2, "hidden": [16], "latent": 4, "batch_size": 16, "lr": 1e-2},
+    "ract": {"epochs": 6, "actor_epochs": 2, "critic_epochs": 2, "ac_epochs": 2, "hidden": [16], "latent": 4,
+             "batch_size": 16, "lr": 1e-2},
+    "bivae": {"epochs": 3, "batch_size": 16},
 }
 
 
