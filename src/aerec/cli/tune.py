@@ -80,7 +80,6 @@ def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items,
     # the device is a fixed setting of every trial (left out when it is the model's default, so a
     # CPU study keeps its name); models without a device setting run on the CPU
     on_device, where = devices.model_settings(device, precision, [cls])
-    ui.info(devices.describe(where["device"], where["precision"]))
     protocol = protocol or ("ratings-kfold" if cls.task == "rating" else "strong")
     overrides = space_file_overrides(space_file, cls, model) if space_file else {}
     overrides.update(spacemod.parse_overrides(space_items, cls))
@@ -99,6 +98,7 @@ def tune(model, dataset, protocol, trials, folds, fold, seed, sets, space_items,
     opts, line = feedback.protocol_options(inter, feedback.of(inter, mapping), protocol, base, set(given))
     ui.info(line)
     opts = {k: v for k, v in opts.items() if k not in ("n_folds", "repeats", "seed")}
+    ui.info(devices.describe(where["device"], where["precision"]))
     result = run_tune(model, inter, protocol, trials, seed=seed, folds=folds,
                       fixed={**on_device[cls.name], **cfgmod.parse_set(list(sets))}, timeout=timeout, fold=fold,
                       space_overrides=overrides, storage=storage, directory=directory, dataset_label=label,
