@@ -56,6 +56,7 @@ class Spy:
     def __init__(self, monkeypatch):
         self.active, self.seen = False, []
         real_fit, real_score = base.Recommender.fit, base.Recommender.score
+        real_score_tensor = base.Recommender.score_tensor  # the evaluator's and recommend's entry (issue 25)
         real_rank, real_rate = evaluation.evaluate_ranking, evaluation.evaluate_rating
         real_predict = AutoRec.predict
 
@@ -71,6 +72,11 @@ class Spy:
             if self.active:
                 self.seen.append(("score", model.task, history))
             return real_score(model, history)
+
+        def score_tensor(model, history):
+            if self.active:
+                self.seen.append(("score", model.task, history))
+            return real_score_tensor(model, history)
 
         def rank(model, inp, tgt, **kw):
             if self.active:
@@ -91,6 +97,7 @@ class Spy:
 
         monkeypatch.setattr(base.Recommender, "fit", fit)
         monkeypatch.setattr(base.Recommender, "score", score)
+        monkeypatch.setattr(base.Recommender, "score_tensor", score_tensor)
         monkeypatch.setattr(evaluation, "evaluate_ranking", rank)
         monkeypatch.setattr(evaluation, "evaluate_rating", rate)
         monkeypatch.setattr(AutoRec, "predict", predict)
