@@ -71,7 +71,6 @@ def test_engine_block_finish_equals_the_row_by_row_finish(fitted):
     n_items = engine.n_items
     # scores rounded to a few levels: many ties, some of them across the k-th place
     scores = torch.from_numpy(np.round(rng.random((40, n_items)) * 4).astype(np.float32) / 4)
-    scores[5] = float("nan")
     scores[6, :] = 0.5
     queries = [Query(k=int(rng.integers(1, 12)), exclude=set(rng.choice(n_items, rng.integers(0, 30)).tolist()))
                for _ in range(40)]
@@ -80,6 +79,19 @@ def test_engine_block_finish_equals_the_row_by_row_finish(fitted):
     want = [engine.finish(q, s) for q, s in zip(queries, scores.numpy())]
     for g, w in zip(got, want):
         assert g.item_ids == w.item_ids and g.scores == w.scores
+
+
+def test_engine_block_refuses_non_finite_scores_as_finish_does(fitted):
+    from aerec.errors import ModelFileError
+
+    model, _, _ = fitted
+    engine = Engine(model)
+    scores = torch.zeros(3, engine.n_items)
+    scores[1, 4] = float("nan")
+    with pytest.raises(ModelFileError):
+        engine.finish(Query(k=2, exclude=set()), scores[1].numpy())
+    with pytest.raises(ModelFileError):
+        engine._finish_block([Query(k=2, exclude=set())] * 3, scores)
 
 
 def test_engine_run_equals_score_then_finish(fitted):

@@ -146,6 +146,10 @@ class Engine:
         io.check_scores(self.model, scores)
         if q.exclude:
             scores[list(q.exclude)] = -np.inf
+        return self._rank(q, scores)
+
+    def _rank(self, q: Query, scores: np.ndarray) -> io.Recommendations:
+        """Top-k of a checked score row whose excluded columns are -inf."""
         k = int(min(q.k, int(np.isfinite(scores).sum())))
         top = np.argsort(-scores, kind="stable")[:k]
         return self._result(q, top, scores[top])
@@ -160,7 +164,9 @@ class Engine:
         scores' device, so only k + 1 columns per row come back. Ties keep ``finish``'s order
         (lower column first); a row whose k-th and (k+1)-th scores tie is finished from its full
         row, since the device's top-k need not keep the lower column at that edge."""
-        scores = torch.nan_to_num_(scores.float(), nan=-torch.inf)  # never recommended, as in finish
+        scores = scores.float()
+        if not bool(torch.isfinite(scores).all()):  # refused as finish refuses it (one read per block)
+            io.check_scores(self.model, scores.cpu().numpy())
         rows = [j for j, q in enumerate(qs) for _ in q.exclude]
         if rows:
             cols = [c for q in qs for c in q.exclude]
@@ -173,7 +179,7 @@ class Engine:
             finite = np.isfinite(vals[j])
             v, c = vals[j][finite], idx[j][finite]
             if q.k < len(v) and v[q.k - 1] == v[q.k]:  # a tie across the cut
-                out.append(self.finish(q, scores[j].cpu().numpy()))
+                out.append(self._rank(q, scores[j].cpu().numpy().astype(np.float64)))
                 continue
             order = np.lexsort((c, -v.astype(np.float64)))[: q.k]
             out.append(self._result(q, c[order].astype(np.int64), v[order]))
