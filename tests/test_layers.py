@@ -11,6 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "aerec"
 # module -> packages/modules it must never import
 FORBIDDEN = {
     "io": ["aerec.models", "aerec.serve", "aerec.cli", "aerec.runner", "aerec.bench"],
+    "by_id": ["aerec.io", "aerec.models", "aerec.serve", "aerec.cli", "aerec.runner", "aerec.bench"],
     "model_registry": ["aerec.io", "aerec.models.base"],
     "data/cache": ["aerec.data.readers"],
     "distributed": ["aerec.models.neural", "aerec.models.training", "aerec.runner", "aerec.bench"],
