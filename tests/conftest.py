@@ -17,6 +17,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from aerec import io, models
 from aerec.data.interactions import Interactions
 
 # The tests' tensors are tiny: a second intra-op thread only adds synchronisation (5-10x slower
@@ -110,6 +111,16 @@ def rating_case(rating_data) -> RatingCase:
     rng = np.random.default_rng(1)
     is_test = rng.random(len(rating_data)) < 0.15
     return RatingCase(rating_data, rating_data.select(~is_test).csr("rating"), rating_data.select(is_test).csr("rating"))
+
+
+@pytest.fixture(scope="module")  # per module: a test may tamper with its files
+def autorec_dir(rating_case, tmp_path_factory):
+    """A small user-based AutoRec saved with its histories (test_recommend_cli overrides it)."""
+    d = rating_case.data
+    model = models.create("autorec", variant="user", hidden=8, epochs=3, lam=1.0, lr=0.03, patience=0).fit(rating_case.train)
+    path = tmp_path_factory.mktemp("autorec") / "model"
+    io.save(model, path, item_ids=d.item_ids, user_ids=d.user_ids, history=rating_case.train)
+    return path
 
 
 def write_csv(data: Interactions, path) -> str:

@@ -67,15 +67,6 @@ def hostile_dir(block_data, tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def autorec_dir(rating_case, tmp_path_factory):
-    d = rating_case.data
-    model = models.create("autorec", variant="user", hidden=8, epochs=3, lam=1.0, lr=0.03, patience=0).fit(rating_case.train)
-    path = tmp_path_factory.mktemp("autorec") / "model"
-    io.save(model, path, item_ids=d.item_ids, user_ids=d.user_ids, history=rating_case.train)
-    return path
-
-
 def run(capsys, *args):
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()

@@ -214,15 +214,6 @@ def test_serve_without_fastapi_names_the_extra(dae_dir, monkeypatch, capsys):
 # hardening (issue 15) ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def autorec_dir(rating_case, tmp_path_factory):
-    d = rating_case.data
-    model = models.create("autorec", variant="user", hidden=8, epochs=3, lam=1.0, lr=0.03, patience=0).fit(rating_case.train)
-    path = tmp_path_factory.mktemp("autorec") / "model"
-    io.save(model, path, item_ids=d.item_ids, user_ids=d.user_ids, history=rating_case.train)
-    return path
-
-
 def _post_all(app, bodies):
     async def go():
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
