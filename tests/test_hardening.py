@@ -460,3 +460,31 @@ def test_sansa_density_beyond_memory_is_refused_before_the_package_runs(monkeypa
     with pytest.raises(ResourceError, match="lower 'density'"):
         sansa.check_memory(x, cfg)
     sansa.check_memory(x, sansa.SANSAConfig(density=0.001))  # a sparse one fits
+
+
+def test_a_config_file_is_read_under_a_size_cap(tmp_path):
+    from aerec import config
+    from aerec.errors import ConfigError
+
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * config.MAX_TOML_BYTES + "\n")
+    with pytest.raises(ConfigError, match="limit"):
+        config.load_toml(big)
+    with pytest.raises(ConfigError, match="folder"):
+        config.load_toml(tmp_path)
+    with pytest.raises(ConfigError, match="no such file"):
+        config.load_toml(tmp_path / "absent.toml")
+    ok = tmp_path / "ok.toml"
+    ok.write_text("[model]\nlr = 0.001\n")
+    assert config.load_toml(ok) == {"model": {"lr": 0.001}}
+
+
+def test_train_with_an_oversized_config_exits_2_in_one_line(tmp_path):
+    big = tmp_path / "big.toml"
+    big.write_text("# " + "x" * (5 << 20) + "\n")
+    out = subprocess.run([sys.executable, "-m", "aerec", "train", "ease", "--config", str(big),
+                          "--out", str(tmp_path / "run")], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": SRC})
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "limit" in out.stderr
+    assert not (tmp_path / "run").exists()

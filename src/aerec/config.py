@@ -219,17 +219,20 @@ def dumps_toml(sections: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+MAX_TOML_BYTES = 4 << 20  # a config is a few hundred bytes; a bigger "config" is a mistake or an attack
+
+
 def load_toml(path: str | Path) -> dict:
+    from aerec.data.files import read_bytes
+
     p = Path(path)
-    if p.exists() and not p.is_file():  # a folder, FIFO or device: reading would fail or hang
-        raise ConfigError(f"{p}: not a regular file; expected a TOML config file")
     try:
-        return tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML ({e})") from None
+        text = read_bytes(p, max_bytes=MAX_TOML_BYTES).decode("utf-8")
+    except DataError as e:
+        raise ConfigError(f"{e} (expected a TOML config file)") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not a text file (not valid UTF-8); expected TOML") from None
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read ({e.strerror or e})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML ({e})") from None
