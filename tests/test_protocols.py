@@ -364,6 +364,31 @@ def test_export_refuses_foreign_folder_and_cleans_stale_folds(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x", "y"]  # no partial folder left behind
 
 
+@pytest.mark.filterwarnings("ignore::aerec.data.DataWarning")
+def test_export_keeps_hostile_ids_exact(tmp_path):
+    # A bare carriage return inside an id used to be written unquoted, so readers split the line there.
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from helpers import hostile_ids
+
+    items = hostile_ids(150)
+    assert any("\r" in i for i in items)
+    rng = np.random.default_rng(3)
+    users = [f"u{j}" for j in range(40)]
+    pairs = {(users[int(u)], items[int(i)]) for u, i in zip(rng.integers(0, 40, 3000), rng.integers(0, 150, 3000))}
+    data = make([u for u, _ in pairs], [i for _, i in pairs])
+    export_split(StrongGeneralization(n_folds=2, seed=0), data, tmp_path / "out")
+    ours, theirs = set(), set()
+    for f in sorted((tmp_path / "out").glob("fold-*/*.csv")):
+        d = aerec.data.load(f, user_col="user", item_col="item", feedback="implicit")
+        ours |= {(d.user_ids[u], d.item_ids[i]) for u, i in zip(d.user, d.item)}
+        t = pd.read_csv(f, dtype=str, keep_default_na=False)  # what another tool reads
+        theirs |= set(zip(t["user"], t["item"]))
+    assert ours == pairs
+    assert theirs == pairs
+
+
 def test_cli_split(tmp_path, monkeypatch):
     from click.testing import CliRunner
 

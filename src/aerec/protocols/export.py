@@ -4,13 +4,15 @@ Layout: ``DIR/fold-<f>/`` per fold, in the order ``protocol.split()`` yields (``
 iterates the same order), and ``DIR/split.json`` with the protocol, its options and counts.
 Top-N folds have ``train.csv``, ``valid_in.csv``, ``valid_out.csv``, ``test_in.csv`` and
 ``test_out.csv`` with columns ``user,item``; rating folds have ``train.csv``, ``valid.csv`` and
-``test.csv`` with ``user,item,rating``. Ids are the data set's original ids. The folder is built
+``test.csv`` with ``user,item,rating``. Ids are the data set's original ids, quoted as RFC 4180
+asks (a file whose ids hold a carriage return has all its text fields quoted). The folder is built
 in a hidden sibling (``.DIR.partial``) and swapped in whole, split.json included, so a folder with
 a split.json is a complete export and an interrupted export leaves the earlier one untouched.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -27,8 +29,12 @@ RATING_FILES = ("train", "valid", "test")
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    # the csv writer quotes a "\n" but not a bare "\r", which pandas and csv readers take for a line
+    # end: a file whose ids hold one has every text field quoted
+    cr = any(frame[c].dtype.kind in "OUS" and frame[c].astype(str).str.contains("\r", regex=False).any()
+             for c in ("user", "item"))
     with fsutil.atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+        frame.to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC if cr else csv.QUOTE_MINIMAL)
 
 
 def _pairs(m: sp.csr_matrix, row_ids: np.ndarray, col_ids: np.ndarray, ratings: bool = False) -> pd.DataFrame:
