@@ -13,6 +13,7 @@ FORBIDDEN = {
     "io": ["aerec.models", "aerec.serve", "aerec.cli", "aerec.runner", "aerec.bench"],
     "by_id": ["aerec.io", "aerec.models", "aerec.serve", "aerec.cli", "aerec.runner", "aerec.bench"],
     "model_registry": ["aerec.io", "aerec.models.base"],
+    "run_spec": ["aerec.runner", "aerec.runs", "aerec.bench", "aerec.cli", "aerec.serve"],
     "runs": ["aerec.runner", "aerec.models", "aerec.bench", "aerec.cli"],
     "data/cache": ["aerec.data.readers"],
     "distributed": ["aerec.models.neural", "aerec.models.training", "aerec.runner", "aerec.bench"],
