@@ -307,3 +307,20 @@ def test_a_failed_run_of_an_older_aerec_is_accepted_by_the_same_command(capsys, 
     code, _, err = run_cli(capsys, *train_args(good_csv, out))
     assert code == 0, err
     assert (out / "metrics.json").exists() and not (out / "fold-0" / "checkpoint").exists()
+
+
+def test_an_interrupted_run_says_where_it_is_kept_and_a_failed_one_leaves_no_folder(tmp_path, capsys):
+    from aerec.runs import run_folder
+
+    out = tmp_path / "new" / "run" / "full"
+    with pytest.raises(KeyboardInterrupt):
+        with run_folder(out, {"a": 1}, "info.json", resume=False, overwrite=False) as (work, _):
+            (work / "checkpoint").mkdir()
+            raise KeyboardInterrupt
+    assert (tmp_path / "new" / "run" / ".full.partial" / "checkpoint").is_dir()  # kept for --resume
+    assert "--resume continues it" in capsys.readouterr().err
+    out2 = tmp_path / "other" / "run" / "full"
+    with pytest.raises(DataError):
+        with run_folder(out2, {"a": 1}, "info.json", resume=False, overwrite=False):
+            raise DataError("bad input")
+    assert not (tmp_path / "other").exists()

@@ -106,6 +106,7 @@ def run_folder(out: Path, identity: dict, marker: str, *, resume: bool, overwrit
     build in place of ``out`` when the block succeeds. Under torchrun rank 0 decides and writes."""
     ctx, writer = distributed.current(), distributed.is_writer()
     reuse = False
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # folders a failure must not leave
     with contextlib.ExitStack() as stack:
         if writer:
             action = check_run(out, identity, marker, resume=resume, overwrite=overwrite)
@@ -120,6 +121,13 @@ def run_folder(out: Path, identity: dict, marker: str, *, resume: bool, overwrit
             # a run that fails on its input before finishing a fold leaves nothing behind
             if writer and not reuse and not _finished_folds(work):
                 shutil.rmtree(work, ignore_errors=True)
+                for p in made:  # innermost first; a folder something else wrote into stays
+                    with contextlib.suppress(OSError):
+                        p.rmdir()
+            raise
+        except KeyboardInterrupt:
+            if writer and not reuse:
+                ui.info(f"the unfinished run is kept in {work}; the same command with --resume continues it")
             raise
         if writer and not reuse:
             fsutil.replace_dir(work, out)
