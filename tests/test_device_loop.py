@@ -3,7 +3,9 @@
 - Pinned: tiny fits' per-epoch losses, validation NDCG and test metrics, recorded on main
   (without this change to the loop) with ``python tests/pinned_training.py`` (torch 2.13 CPU, one
   thread): Mult-VAE, Mult-DAE, RecVAE, WARP first at d60400e, all seven again at 4fba140 (CDAE's
-  model changed on main in between). The same seed must still give them.
+  model changed on main in between); SVAE, AutoRec (item / Adam and user / RProp) and DeepRec (SGD,
+  re-feeding) at 64d7b04, before their loops summed the loss on the device. The same seed must
+  still give them.
 - Batches gathered on the device equal the host CSR slices entry for entry.
 - No step reads the device: within an epoch the host reads one number (the epoch's loss).
 - The training matrix moves once per fit and is let go at its end.
@@ -13,12 +15,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from pinned_training import CASES, data, run
+from pinned_training import CASES, RATING_CASES, data, rating_data, run, run_rating
 
 from aerec.models import create
 from aerec.models.layers import DeviceRows, SparseBatch
 
-PINNED = {"multvae": {"loss": [26.079470748901368, 25.81814453125, 25.337937698364257], "valid": [0.46081447291282573, 0.5763519752578579, 0.6136981804069336], "test": {"ndcg@5": 0.3754430630676099, "recall@10": 0.75, "map@10": 0.351984126984127, "coverage@10": 0.85}}, "multdae": {"loss": [25.985028381347657, 25.24212257385254, 24.62088836669922], "valid": [0.38876487386491093, 0.5214721246554468, 0.6423728523415215], "test": {"ndcg@5": 0.515218676514902, "recall@10": 0.75, "map@10": 0.4826190476190476, "coverage@10": 0.875}}, "recvae": {"loss": [26.45661092122396, 24.97820655822754], "valid": [0.3950220081870462, 0.4611673435035323], "test": {"ndcg@5": 0.18772153153380494, "recall@10": 0.2, "map@10": 0.1375, "coverage@10": 0.75}}, "cdae": {"loss": [38.81656188964844, 31.47659782409668, 28.6867138671875], "valid": [0.29227663238981527, 0.2926493657858402, 0.2984211313288787], "test": {"ndcg@5": 0.0, "recall@10": 0.1, "map@10": 0.013333333333333332, "coverage@10": 0.65}}, "warp": {"loss": [27.795038146972658, 26.998428802490235], "valid": [0.4190566087658686, 0.46227119481288276], "test": {"ndcg@5": 0.23516107408766418, "recall@10": 0.45, "map@10": 0.17644841269841272, "coverage@10": 0.6}}, "ract": {"loss": [26.078086853027344, 25.808583221435548, 0.027508067197632043, 0.018129355907440185, -0.5084189140796661, -0.46758140563964845], "valid": [0.46169954359659615, 0.5767030909578608, 0.5767030909578608, 0.5767030909578608, 0.5767030909578608, 0.5763519752578579], "test": {"ndcg@5": 0.3156918501917484, "recall@10": 0.6, "map@10": 0.26875000000000004, "coverage@10": 0.775}}, "bivae": {"loss": [44.7909779018826, 46.227661810980905, 44.302320353190105], "valid": [0.3740856112305785, 0.5024464815274342, 0.5907908728349158], "test": {"ndcg@5": 0.484197324898015, "recall@10": 0.95, "map@10": 0.45019841269841276, "coverage@10": 0.8}}}
+PINNED = {"multvae": {"loss": [26.079470748901368, 25.81814453125, 25.337937698364257], "valid": [0.46081447291282573, 0.5763519752578579, 0.6136981804069336], "test": {"ndcg@5": 0.3754430630676099, "recall@10": 0.75, "map@10": 0.351984126984127, "coverage@10": 0.85}}, "multdae": {"loss": [25.985028381347657, 25.24212257385254, 24.62088836669922], "valid": [0.38876487386491093, 0.5214721246554468, 0.6423728523415215], "test": {"ndcg@5": 0.515218676514902, "recall@10": 0.75, "map@10": 0.4826190476190476, "coverage@10": 0.875}}, "recvae": {"loss": [26.45661092122396, 24.97820655822754], "valid": [0.3950220081870462, 0.4611673435035323], "test": {"ndcg@5": 0.18772153153380494, "recall@10": 0.2, "map@10": 0.1375, "coverage@10": 0.75}}, "cdae": {"loss": [38.81656188964844, 31.47659782409668, 28.6867138671875], "valid": [0.29227663238981527, 0.2926493657858402, 0.2984211313288787], "test": {"ndcg@5": 0.0, "recall@10": 0.1, "map@10": 0.013333333333333332, "coverage@10": 0.65}}, "warp": {"loss": [27.795038146972658, 26.998428802490235], "valid": [0.4190566087658686, 0.46227119481288276], "test": {"ndcg@5": 0.23516107408766418, "recall@10": 0.45, "map@10": 0.17644841269841272, "coverage@10": 0.6}}, "ract": {"loss": [26.078086853027344, 25.808583221435548, 0.027508067197632043, 0.018129355907440185, -0.5084189140796661, -0.46758140563964845], "valid": [0.46169954359659615, 0.5767030909578608, 0.5767030909578608, 0.5767030909578608, 0.5767030909578608, 0.5763519752578579], "test": {"ndcg@5": 0.3156918501917484, "recall@10": 0.6, "map@10": 0.26875000000000004, "coverage@10": 0.775}}, "bivae": {"loss": [44.7909779018826, 46.227661810980905, 44.302320353190105], "valid": [0.3740856112305785, 0.5024464815274342, 0.5907908728349158], "test": {"ndcg@5": 0.484197324898015, "recall@10": 0.95, "map@10": 0.45019841269841276, "coverage@10": 0.8}}, "svae": {"loss": [16.95578010559082, 16.495390472412108, 16.06700454711914], "valid": [0.3623320433573815, 0.4449263597269895, 0.4648350843013871], "test": {"ndcg@5": 0.24271582149599902, "recall@10": 0.55, "map@10": 0.1842857142857143, "coverage@10": 0.6}}}
+PINNED_RATING = {"autorec": {"loss": [0.8714685567787716, 0.773503337587629, 0.724548705986568], "valid": [0.9594881115463478, 0.9569245302787974, 0.9389117447531047], "test": {"rmse": 0.7811476750387385, "mae": 0.559701927246586}}, "autorec-user-rprop": {"loss": [0.9015858402209622, 0.8653363117149898, 0.8320459393518311], "valid": [0.9391788431442497, 0.9351745286033032, 0.934205673706345], "test": {"rmse": 0.8171613229592171, "mae": 0.5588764195801109}}, "deeprec": {"loss": [9.147037148475647, 8.063584327697754, 3.4048867523670197], "valid": [1.979609787100998, 1.7149354875139469, 1.4333340236808096], "test": {"rmse": 1.2857150514909605, "mae": 1.023804864575786}}}
 
 
 @pytest.mark.parametrize("gather", [False, True], ids=["cpu-slices", "device-gather"])
@@ -33,6 +36,19 @@ def test_same_seed_gives_the_pinned_losses_and_metrics(name, gather, monkeypatch
     np.testing.assert_allclose(got["valid"], want["valid"], rtol=0, atol=1e-6)
     for key, value in want["test"].items():
         assert got["test"][key] == pytest.approx(value, abs=1e-6), key
+
+
+@pytest.mark.parametrize("gather", [False, True], ids=["cpu-slices", "device-gather"])
+@pytest.mark.parametrize("name", sorted(RATING_CASES))
+def test_rating_models_give_the_pinned_losses_and_metrics(name, gather, monkeypatch):
+    from aerec.models.neural import TorchRecommender
+
+    monkeypatch.setattr(TorchRecommender, "_gather_rows", gather)
+    got, want = run_rating(name), PINNED_RATING[name]
+    np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(got["valid"], want["valid"], rtol=1e-6, atol=0)
+    for key, value in want["test"].items():
+        assert got["test"][key] == pytest.approx(value, rel=1e-6), key
 
 
 def _csr_with_gaps():
@@ -102,7 +118,48 @@ def test_an_epoch_reads_the_device_once(name, monkeypatch):
     assert spy.count == 1
 
 
-def test_the_training_matrix_moves_once_per_fit_and_is_released(monkeypatch):
+OWN_LOOPS = ["svae", "autorec", "autorec-user-rprop", "deeprec"]  # models with an epoch loop of their own
+
+
+def _count_in_second_epoch(name, monkeypatch, count, device="cpu"):
+    """Fit ``name`` for two epochs; ``count(run)`` wraps the second epoch's ``_train_epoch`` (from
+    its first step to its return) and gives what it counted. Rating models need their fit's state,
+    so a real fit it is."""
+    if name in CASES:
+        model_name, settings, train = name, CASES[name], data()[0]
+    else:
+        (model_name, settings), train = RATING_CASES[name], rating_data()[0]
+    model = create(model_name, **{**settings, "epochs": 2}, seed=3, device=device)
+    original, counts = type(model)._train_epoch, []
+
+    def wrapped(self, train, epoch, rng):
+        if epoch != 1:
+            return original(self, train, epoch, rng)
+        out = []
+        counts.append(count(self, lambda: out.append(original(self, train, epoch, rng))))
+        return out[0]
+
+    monkeypatch.setattr(type(model), "_train_epoch", wrapped)
+    model.fit(train, progress=False)
+    return counts
+
+
+@pytest.mark.parametrize("name", OWN_LOOPS)
+def test_a_fitted_epoch_reads_the_device_once(name, monkeypatch):
+    from aerec.models.neural import TorchRecommender
+
+    monkeypatch.setattr(TorchRecommender, "_gather_rows", True)
+
+    def reads(model, run):
+        spy = ReadSpy(monkeypatch, model)
+        run()
+        return spy.count
+
+    assert _count_in_second_epoch(name, monkeypatch, reads) == [1]
+
+
+@pytest.mark.parametrize("name", ["recvae", "svae", "autorec", "autorec-user-rprop", "deeprec"])
+def test_the_training_matrix_moves_once_per_fit_and_is_released(name, monkeypatch):
     made = []
     original = DeviceRows.__init__
 
@@ -111,9 +168,13 @@ def test_the_training_matrix_moves_once_per_fit_and_is_released(monkeypatch):
         original(self, csr, device, gather)
 
     monkeypatch.setattr(DeviceRows, "__init__", counting)
-    train = data()[0]
-    model = create("recvae", **CASES["recvae"], seed=3).fit(train, progress=False)  # 2 epochs x 4 passes
-    assert made == [train.shape]
+    if name in CASES:  # recvae: 2 epochs x 4 passes
+        model_name, settings, train = name, CASES[name], data()[0]
+    else:
+        (model_name, settings), train = RATING_CASES[name], rating_data()[0]
+    model = create(model_name, **settings, seed=3).fit(train, progress=False)
+    item_based = settings.get("variant") == "item"  # I-AutoRec's rows are items
+    assert made == [train.T.shape if item_based else train.shape]
     assert model._device_rows is None
 
 
@@ -134,3 +195,23 @@ def test_cuda_batches_equal_the_cpu_batches():
 def test_cuda_fit_trains(name):
     got = run(name, "cuda")  # CUDA draws its own dropout noise, so the figures are not the CPU's
     assert all(np.isfinite(got["loss"])) and got["valid"][-1] > 0
+
+
+@cuda
+@pytest.mark.parametrize("name", OWN_LOOPS)
+def test_cuda_epoch_waits_for_the_device_once(name, monkeypatch):
+    """torch's sync debug mode flags every call that waits for the GPU (reads, blocking copies,
+    boolean masks): in an epoch, only the loss read at its end."""
+    import warnings
+
+    def syncs(model, run):
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                run()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    assert _count_in_second_epoch(name, monkeypatch, syncs, device="cuda") == [1]

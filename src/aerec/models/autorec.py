@@ -18,7 +18,7 @@ from torch import nn
 from aerec import config as cfgmod
 from aerec.errors import ConfigError, DataError
 from aerec.models.layers import SparseBatch, SparseLinear, batch_order
-from aerec.models.neural import NeuralConfig, TorchRecommender, adam
+from aerec.models.neural import NeuralConfig, TorchRecommender, adam, add_loss
 
 Activation = Literal["identity", "sigmoid", "relu", "tanh", "elu", "selu"]
 ACTIVATIONS = {"identity": lambda x: x, "sigmoid": torch.sigmoid, "relu": torch.relu,
@@ -80,11 +80,16 @@ class RatingAutoencoder(TorchRecommender):
         return net
 
     def _active_batches(self, data: sp.csr_matrix, rng):
-        """Shuffled batches over rows that hold at least one rating (empty rows carry no loss)."""
+        """Shuffled batches over rows that hold at least one rating (empty rows carry no loss),
+        cut from ``data`` held on the model's device (moved there once per fit)."""
         active = np.flatnonzero(np.diff(data.indptr) > 0)
-        for chunk in batch_order(len(active), self.config.batch_size, rng):
-            rows = active[chunk]
-            yield rows, len(active), SparseBatch.from_csr(data[rows], self.device)
+        chunks = [active[chunk] for chunk in batch_order(len(active), self.config.batch_size, rng)]
+        held = self.rows_on_device(data)
+        order = held.order(np.concatenate(chunks)) if chunks else None  # one copy per epoch
+        start = 0
+        for rows in chunks:
+            yield rows, len(active), held.batch(rows, None if order is None else order[start : start + len(rows)])
+            start += len(rows)
 
     def extra_state(self) -> dict:
         return {"optimizer_steps": self.optimizer_steps}
@@ -292,13 +297,13 @@ class AutoRec(RatingAutoencoder):
     def _train_epoch(self, train: sp.csr_matrix, epoch: int, rng: np.random.Generator) -> float:
         opt = self.optimizers["main"]
         full_batch = self.config.optimizer == "rprop"
-        total = 0.0
+        total = None  # on the device, read once
         opt.zero_grad()
         for rows, n_active, batch in self._active_batches(self._inputs, rng):
             with self.train_autocast():
                 loss = self.batch_loss(batch, len(rows) / n_active)
             loss.backward()
-            total += float(loss.detach())
+            total = add_loss(total, loss)
             if not full_batch:
                 opt.step()
                 opt.zero_grad()
@@ -306,7 +311,7 @@ class AutoRec(RatingAutoencoder):
         if full_batch:
             opt.step()
             self.optimizer_steps += 1
-        return total / self._inputs.nnz
+        return (0.0 if total is None else float(total)) / self._inputs.nnz
 
     def _score(self, history: sp.csr_matrix) -> np.ndarray:
         if not self.item_based:

@@ -16,6 +16,7 @@ from aerec import config as cfgmod
 from aerec.errors import ConfigError
 from aerec.models.autorec import RatingAutoencoder, RatingConfig
 from aerec.models.layers import SparseBatch, SparseLinear
+from aerec.models.neural import add_loss
 from aerec.models.schedules import DEEPREC_REF, Schedule, steps_per_epoch
 
 ACTS = {"selu": F.selu, "relu": F.relu, "relu6": F.relu6, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
@@ -199,7 +200,7 @@ class DeepRec(RatingAutoencoder):
             lr = self.lr_at(epoch, steps_per_epoch(active, c.batch_size))
             for g in self.optimizers["main"].param_groups:
                 g["lr"] = lr
-        total, n = 0.0, 0
+        total, n = None, 0  # on the device, read once
         for _, _, batch in self._active_batches(self._inputs, rng):
             with self.train_autocast():
                 loss, codes = self.batch_loss(batch)
@@ -207,7 +208,7 @@ class DeepRec(RatingAutoencoder):
                 with torch.no_grad():
                     x = self._decode(codes.detach().float())
             self._step(loss)
-            total, n = total + float(loss.detach()), n + 1
+            total, n = add_loss(total, loss), n + 1
             if c.refeed:
                 for _ in range(c.refeed):
                     with self.train_autocast():
@@ -215,4 +216,4 @@ class DeepRec(RatingAutoencoder):
                     mask = (x != 0).to(x.dtype)
                     self._step(((out - x) * mask).pow(2).sum() / mask.sum().clamp_min(1))
                     x = out.detach()
-        return total / max(n, 1)
+        return (0.0 if total is None else float(total)) / max(n, 1)

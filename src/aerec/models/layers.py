@@ -100,10 +100,10 @@ def multinomial_nll(logits: torch.Tensor, target: SparseBatch) -> torch.Tensor:
     return -target.row_sum(target.gather(log_probs) * target.values)
 
 
-def to_device(array: np.ndarray, device: str | torch.device) -> torch.Tensor:
-    """A host array on ``device``; to a GPU through pinned memory without blocking, so the host
-    does not wait for the kernels already queued."""
-    t = torch.from_numpy(array)
+def to_device(array: np.ndarray | torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """A host array (or tensor) on ``device``; to a GPU through pinned memory without blocking,
+    so the host does not wait for the kernels already queued (a plain ``.to`` waits for them)."""
+    t = array if isinstance(array, torch.Tensor) else torch.from_numpy(array)
     device = torch.device(device)
     if device.type != "cuda":
         return t.to(device)

@@ -61,6 +61,15 @@ def adam(params, lr: float) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, fused=True)
 
 
+def add_loss(total: torch.Tensor | None, loss: torch.Tensor, weight: int = 1) -> torch.Tensor:
+    """``total + loss x weight``, kept on the loss's device in float64: the same additions, in the
+    same order, as summing Python floats, without a device read per step. Read it once per epoch."""
+    term = loss.detach().double()
+    if weight != 1:
+        term = term * weight
+    return term if total is None else total + term
+
+
 def available_memory(device: torch.device) -> int | None:
     """Free bytes on the device: CUDA's free memory, else the host's MemAvailable (None: unknown)."""
     try:
@@ -85,6 +94,7 @@ class TorchRecommender(Recommender):
     _shard = None  # set by aerec.distributed while a multi-process fit runs
     _device_rows = None  # the training matrix on the device (rows_on_device)
     _gather_rows: bool | None = None  # DeviceRows' gather (None: on every device but the CPU; tests force it)
+    _rows_on_host = False  # batches stay on the host: a model that builds its inputs there (SVAE's sequences)
 
     @property
     def device(self) -> torch.device:
@@ -223,9 +233,10 @@ class TorchRecommender(Recommender):
         keeps it for the whole fit, and it is reused while the same matrix comes back."""
         from aerec.models.layers import DeviceRows
 
+        device = torch.device("cpu") if self._rows_on_host else self.device
         cached = self._device_rows
-        if cached is None or cached.source is not train or cached.device != self.device:
-            cached = self._device_rows = DeviceRows(train, self.device, gather=self._gather_rows)
+        if cached is None or cached.source is not train or cached.device != device:
+            cached = self._device_rows = DeviceRows(train, device, gather=self._gather_rows)
         return cached
 
     def release_rows(self) -> None:
@@ -267,8 +278,7 @@ class TorchRecommender(Recommender):
             loss.backward()
             opt.step()
             self.after_step()
-            term = loss.detach().double() * len(rows)
-            total = term if total is None else total + term
+            total = add_loss(total, loss, len(rows))
             n += len(rows)
         return (torch.zeros((), dtype=torch.float64) if total is None else total), n
 

@@ -245,12 +245,14 @@ class RaCT(MultVAE):
         """Fix the critic's feature normalization to the frozen actor's training-time features."""
         from aerec import distributed
 
-        sums = torch.zeros(7, dtype=torch.float64)  # count, sum x, sum x^2 (3 features each)
+        # count, sum x, sum x^2 (3 features each), summed on the device and read once
+        sums = torch.zeros(7, dtype=torch.float64, device=self.device)
         with torch.no_grad():
             for _, batch in self.batches(train, rng):
                 keep, logits, _, _ = self._actor_train_forward(batch)
-                f = critic_features(batch, keep, logits).double().cpu()
-                sums += torch.cat([torch.tensor([float(len(f))], dtype=torch.float64), f.sum(0), (f * f).sum(0)])
+                f = critic_features(batch, keep, logits).double()
+                sums += torch.cat([f.new_full((1,), float(len(f))), f.sum(0), (f * f).sum(0)])
+        sums = sums.cpu()
         ctx = distributed.current()
         if ctx is not None:  # multi-process: every rank saw a slice; pool the sums
             sums = torch.from_numpy(np.asarray(ctx.sum(sums.numpy()), dtype=np.float64))

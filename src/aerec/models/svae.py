@@ -17,12 +17,12 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from aerec.errors import ConfigError, DataError
-from aerec.models.layers import SparseBatch
+from aerec.models.layers import SparseBatch, to_device
 from aerec.models.multvae import annealed_beta, gaussian_kl
-from aerec.models.neural import NeuralConfig, StepCounted, TorchRecommender
+from aerec.models.neural import NeuralConfig, StepCounted, TorchRecommender, add_loss
 from aerec.models.schedules import SVAE_REF, Schedule
 
 
@@ -131,21 +131,31 @@ class SVAENet(nn.Module):
 
     def run_gru(self, items: torch.Tensor, lengths: torch.Tensor, all_steps: bool) -> torch.Tensor:
         """GRU outputs: every valid step [sum(lengths), rnn] in row order, or the last step [B, rnn]
-        (zeros for an empty row). Packing skips the padding, so it never leaks into a row's state."""
-        nonempty = lengths > 0
-        if not bool(nonempty.any()):
+        (zeros for an empty row). Packing skips the padding, so it never leaks into a row's state.
+
+        ``lengths`` is on the host. The rows are sorted by length there, as ``pack_padded_sequence``
+        sorts them, and the outputs put back in row order by gathers at indices computed there:
+        no boolean mask, no index moved by a blocking copy, so no step waits for the device."""
+        nonempty = torch.nonzero(lengths > 0).flatten()
+        if len(nonempty) == 0:
             width = self.gru.hidden_size
             return torch.zeros(0 if all_steps else len(lengths), width, device=items.device)
-        x = self.embed(items[nonempty])
-        packed = pack_padded_sequence(x, lengths[nonempty].cpu(), batch_first=True, enforce_sorted=False)
+        dev = items.device
+        sorted_len, perm = torch.sort(lengths[nonempty].to(torch.int64), descending=True)
+        x = self.embed(items.index_select(0, to_device(nonempty, dev))).index_select(0, to_device(perm, dev))
+        packed = pack_padded_sequence(x, sorted_len, batch_first=True, enforce_sorted=True)
         out, h_last = self.gru(packed)
-        if all_steps:
-            out, _ = pad_packed_sequence(out, batch_first=True)
-            mask = torch.arange(out.shape[1], device=out.device)[None, :] < lengths[nonempty].to(out.device)[:, None]
-            return out[mask]
-        h = torch.zeros(len(lengths), h_last.shape[-1], device=h_last.device)
-        h[nonempty.to(h.device)] = h_last[-1]
-        return h
+        if not all_steps:
+            h = torch.zeros(len(lengths), h_last.shape[-1], device=dev)
+            return h.index_copy(0, to_device(nonempty[perm], dev), h_last[-1])
+        # packed outputs are time-major: step t of the j-th longest row sits at starts[t] + j
+        lens = lengths[nonempty].to(torch.int64)
+        rank = torch.empty_like(perm)
+        rank[perm] = torch.arange(len(perm))
+        row = torch.repeat_interleave(torch.arange(len(lens)), lens)
+        t = torch.arange(len(row)) - torch.repeat_interleave(torch.cumsum(lens, 0) - lens, lens)
+        starts = torch.cumsum(packed.batch_sizes, 0) - packed.batch_sizes
+        return out.data.index_select(0, to_device(starts[t] + rank[row], dev))
 
     def encode(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q = self.head(torch.tanh(self.enc(h)))
@@ -199,6 +209,7 @@ class SVAE(StepCounted, TorchRecommender):
              "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
 
     update_count: int = 0
+    _rows_on_host = True  # sequences are built on the host (packing needs host lengths)
 
     @classmethod
     def prepare_fold(cls, fold, data):
@@ -247,25 +258,27 @@ class SVAE(StepCounted, TorchRecommender):
         step_row, step_t, (tgt_step, tgt_pos) = next_k_targets(lengths, self.config.next_k)
         if len(step_row) == 0:
             return torch.zeros((), device=self.device), 0
+        # sequences and targets are built on the host; they move by non-blocking copies
+        dev = self.device
         train_len = (lengths - 1).clamp_min(0)  # the last item is read by no step
-        h = self.net.run_gru(items.to(self.device), train_len, all_steps=True)
+        h = self.net.run_gru(to_device(items, dev), train_len, all_steps=True)
         mu, logvar = self.net.encode(h)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         log_probs = F.log_softmax(self.net.decode(z), dim=1)
-        tgt_items = items[step_row[tgt_step], tgt_pos].to(self.device)
-        nll_step = torch.zeros(len(step_row), device=self.device).index_add_(
-            0, tgt_step.to(self.device), -log_probs[tgt_step.to(self.device), tgt_items])
+        tgt_items = to_device(items[step_row[tgt_step], tgt_pos], dev)
+        tgt_step = to_device(tgt_step, dev)
+        nll_step = torch.zeros(len(step_row), device=dev).index_add_(0, tgt_step, -log_probs[tgt_step, tgt_items])
         users = torch.unique(step_row)
-        row = step_row.to(self.device)
-        per_user = lambda v: torch.zeros(len(lengths), device=self.device).index_add_(0, row, v)  # noqa: E731
-        n_steps = train_len.to(self.device).float()
-        first = torch.clamp(lengths - 1, max=self.config.next_k).to(self.device).float()
+        row = to_device(step_row, dev)
+        per_user = lambda v: torch.zeros(len(lengths), device=dev).index_add_(0, row, v)  # noqa: E731
+        n_steps = to_device(train_len, dev).float()
+        first = to_device(torch.clamp(lengths - 1, max=self.config.next_k), dev).float()
         loss_u = per_user(nll_step) / first.clamp_min(1) + beta * per_user(gaussian_kl(mu, logvar)) / n_steps.clamp_min(1)
-        return loss_u[users.to(self.device)].mean(), len(users)
+        return loss_u[to_device(users, dev)].mean(), len(users)
 
     def _train_epoch(self, train: sp.csr_matrix, epoch: int, rng: np.random.Generator) -> float:
         opt = self.optimizers["main"]
-        total, n = 0.0, 0
+        total, n = None, 0  # on the device, read once
         for i, (_, batch) in enumerate(self.batches(train, rng)):
             # users before this batch in the epoch (global batches, also under multi-process)
             beta = self.current_beta(min(i * self.config.batch_size, self.n_users))
@@ -276,9 +289,9 @@ class SVAE(StepCounted, TorchRecommender):
             loss.backward()
             opt.step()
             self.update_count += 1
-            total += float(loss.detach()) * users
+            total = add_loss(total, loss, users)
             n += users
-        return total / max(n, 1)
+        return (0.0 if total is None else float(total)) / max(n, 1)
 
     def _forward(self, batch: SparseBatch) -> torch.Tensor:
         items, lengths = sequences(batch, self.config.max_len)
