@@ -11,6 +11,7 @@ from aerec.bench import grid, plan, run_bench
 from aerec.bench.report import aggregate, mark_significance
 from aerec.bench.stats import paired_pvalue, significance
 from aerec.data import synth
+from aerec.errors import ConfigError
 
 TINY = {"multvae": {"epochs": 3, "hidden": (16,), "latent": 4, "batch_size": 32}}
 
@@ -104,6 +105,34 @@ def test_changed_config_is_a_new_cell():
     a = grid.Cell("multvae", "d", "strong", 0, 5, 0, {"epochs": 3})
     b = grid.Cell("multvae", "d", "strong", 0, 5, 0, {"epochs": 4})
     assert a.key() != b.key() and a.key() == grid.Cell("multvae", "d", "strong", 0, 5, 0, {"epochs": 3}).key()
+
+
+# keys computed on main at 9f77acf (before cells had a precision), with __version__ pinned as below
+OLD_KEYS = [
+    (("multvae", "ml-100k", "strong", 2, 5, 0, {"epochs": 3, "device": "cuda", "amp": True}, {"valid_frac": 0.1}),
+     {"ks": (10, 20)}, "1d4190ccffdf0d7c"),
+    (("ease", "ml-1m", "strong", 0, 5, 0, {}), {}, "a0a71461a500e450"),
+    (("multvae", "ml-1m", "strong", 1, 5, 7, {"device": "cuda"}), {"tuning_users": 0.1}, "d089a7e88795b50b"),
+]
+
+
+@pytest.mark.parametrize("args, kw, old", OLD_KEYS)
+def test_precision_is_part_of_a_cell_key_only_when_not_fp32(args, kw, old, monkeypatch):
+    monkeypatch.setattr(grid, "__version__", "pinned-for-test")
+    keys = {p: grid.Cell(*args, **kw, precision=p).key() for p in ("fp32", "tf32", "bf16")}
+    assert keys["fp32"] == grid.Cell(*args, **kw).key() == old  # every cached float32 cell is still found
+    assert len(set(keys.values())) == 3
+
+
+def test_a_bench_at_another_precision_does_not_reuse_float32_cells(tmp_path):
+    def bench(precision, **kw):
+        return run_bench(tmp_path / "b", suite="quick", datasets=["tiny"], models=["pop"], folds=3, seed=0,
+                         loader=loader, where={"device": "cpu", "gpu": None, "precision": precision}, **kw)
+
+    bench("fp32")
+    bench("fp32", report_only=True)  # the float32 cells are found
+    with pytest.raises(ConfigError, match="no finished cell"):
+        bench("tf32", report_only=True)
 
 
 def test_significance_marks_on_a_constructed_example():

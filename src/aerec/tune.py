@@ -480,6 +480,7 @@ def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, 
     the_fold = next(f for f in proto.split(data) if f.index == fold)
     the_fold = cls.prepare_fold(the_fold, data)
     space = search_space(cls, space_overrides)
+    precision = (where or {}).get("precision", "fp32")
     fixed = {k: v for k, v in (fixed or {}).items()}
     for k in fixed:
         if k in space:
@@ -492,7 +493,9 @@ def tune(model_name: str, data, protocol_name: str, trials: int, seed: int = 0, 
         storage = storagemod.check(storage)
     name = study_name(model_name, dataset_label or getattr(data, "name", "data"), fold,
                       {"protocol": protocol_name, "folds": proto.n_folds, "seed": seed, "fixed": fixed, "space": space,
-                       **defaults_key(cls, fixed)})
+                       **defaults_key(cls, fixed),
+                       # tf32 / bf16 trials never join a float32 study (and fp32 names stay as they were)
+                       **({} if precision == "fp32" else {"precision": precision})})
     res = run_study(cls, the_fold, fixed=fixed, space=space, trials=trials, timeout=timeout, seed=seed,
                     storage=storage, name=name, label=model_name, keep_model=False, select=select,
                     log_path=None if directory is None else Path(directory) / "trials.log", trial_jobs=trial_jobs)

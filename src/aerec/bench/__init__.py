@@ -97,6 +97,7 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
     from aerec.data import options as dataopts
 
     final = Path(out)
+    precision = (where or {}).get("precision", "fp32")  # part of the cells' keys when not fp32
     configs = suite_models(suite)
     chosen = list(models) if models is not None else list(configs)
     datasets = list(datasets or [])
@@ -155,7 +156,7 @@ def run_bench(out: str | Path, suite: str = "quick", datasets=("ml-100k",), mode
                             if smoke:
                                 cfg = suites.smoke_config(m, cfg)
                             cell = Cell(m, dataset, proto_name, f, proto.n_folds, seed, cfg, dict(opts),
-                                        ks=tuple(ks) if ks else None)
+                                        ks=tuple(ks) if ks else None, precision=precision)
                             cached = load_cell(cell, out)
                             if cached is not None:
                                 cells_done.append(cached)

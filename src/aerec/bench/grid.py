@@ -42,6 +42,9 @@ class Cell:
     weight: float = 0.0  # expected seconds, for the progress ETA only; not part of the key
     ks: tuple | None = None  # metric cutoffs (--ks); None: RANKING_KS
     tuning_users: float | None = None  # share of users set aside for tuning: folds are of the rest
+    # float32 matmul mode of the run (devices.PRECISIONS). The device needs no field of its own: a
+    # model's device is in its config whenever it is not the default CPU (devices.model_settings)
+    precision: str = "fp32"
 
 
     def key(self) -> str:
@@ -54,6 +57,8 @@ class Cell:
             fields["ks"] = list(self.ks)
         if self.tuning_users is not None:
             fields["tuning_users"] = self.tuning_users
+        if self.precision != "fp32":  # a cell run in float32 never serves a tf32 / bf16 run, nor the reverse
+            fields["precision"] = self.precision
         blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

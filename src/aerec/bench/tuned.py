@@ -77,6 +77,7 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     from aerec.tune import FINAL, search_space
 
     storage = storagemod.check(storage, allow_memory=True)
+    precision = (where or {}).get("precision", "fp32")  # part of the cells' keys and study names when not fp32
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _STUDIES.clear()  # shared by the folds of this run only
@@ -145,13 +146,14 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
                     specs[m] = spec
                     for f in range(proto.n_folds):
                         order = (f, chosen.index(m), proto_name)  # fold-major: a cut-short run still covers every model
-                        ref = Cell(m, label, proto_name, f, proto.n_folds, seed, ref_cfg, dict(opts), tuning_users=share)
+                        ref = Cell(m, label, proto_name, f, proto.n_folds, seed, ref_cfg, dict(opts), tuning_users=share,
+                                   precision=precision)
                         tuned = Cell(m, label, proto_name, f, proto.n_folds, seed, {"tuned": spec}, dict(opts),
-                                     tuning_users=share)
+                                     tuning_users=share, precision=precision)
                         # the study's starting setting (the model's defaults, `scaled` where it has a
                         # schedule, with the trials' early stopping), trained untuned: the middle column
                         default = Cell(m, label, proto_name, f, proto.n_folds, seed, dict(fixed), dict(opts),
-                                       tuning_users=share)
+                                       tuning_users=share, precision=precision)
                         want = [] if reference == "none" else [("reference", ref)]
                         if space:
                             want.append(("tuned", tuned))
@@ -276,7 +278,8 @@ def tune_cell(cell: Cell, fold, task: str, storage: str | None, log_path: Path |
     spec = cell.config["tuned"]
     name = study_name(cell.model, f"{cell.dataset}-{cell.protocol}", cell.fold,
                       {"base": spec["base"], "space": spec["space"], "seed": cell.seed, "n_folds": cell.n_folds,
-                       "options": cell.protocol_options, **defaults_key(cls, spec["base"])})  # not the budget: a bigger one continues the study
+                       "options": cell.protocol_options, **defaults_key(cls, spec["base"]),
+                       **_precision_key(cell)})  # not the budget: a bigger one continues the study
     res = run_study(cls, fold, fixed=spec["base"], space=spec["space"], trials=spec["trials"],
                     timeout=spec["timeout"], seed=cell.seed, storage=storage, name=name, label=cell.label(),
                     clock=spec.get("clock", "wall"), final=spec.get("final", "best-trial"),
@@ -300,6 +303,11 @@ def tune_cell(cell: Cell, fold, task: str, storage: str | None, log_path: Path |
     }
 
 
+def _precision_key(cell: Cell) -> dict:
+    """The precision for a study's name, only when not fp32 (so existing studies keep theirs)."""
+    return {} if cell.precision == "fp32" else {"precision": cell.precision}
+
+
 _STUDIES: dict = {}  # study name -> result, so the folds of one process share their model's study
 
 
@@ -315,7 +323,7 @@ def tune_cell_users(cell: Cell, fold, tuning_fold, task: str, storage: str | Non
     name = study_name(cell.model, f"{cell.dataset}-{cell.protocol}-tuning-users", 0,
                       {"base": spec["base"], "space": spec["space"], "seed": cell.seed, "n_folds": cell.n_folds,
                        "options": cell.protocol_options, "tuning_users": cell.tuning_users,
-                       **defaults_key(cls, spec["base"])})
+                       **defaults_key(cls, spec["base"]), **_precision_key(cell)})
     import hashlib
 
     parts = (tuning_fold.train, tuning_fold.valid) if task == "rating" else (tuning_fold.train, tuning_fold.valid_out)
@@ -332,7 +340,7 @@ def tune_cell_users(cell: Cell, fold, tuning_fold, task: str, storage: str | Non
         _STUDIES[memo] = res
     config = {k: v for k, v in res["config"].items() if k != "seed"}
     result = run_cell(Cell(cell.model, cell.dataset, cell.protocol, cell.fold, cell.n_folds, cell.seed, config,
-                           cell.protocol_options, tuning_users=cell.tuning_users), fold, task)
+                           cell.protocol_options, tuning_users=cell.tuning_users, precision=cell.precision), fold, task)
     users = tuning_users_record(tuning_fold, fold, cell.tuning_users)
     if not users["disjoint"]:  # cannot happen with set_aside; refuse to report a leak
         raise ConfigError(f"{cell.label()}: tuning users appear in the evaluation folds")
