@@ -139,6 +139,81 @@ def test_all_users_to_parquet_in_blocks(which, request, tmp_path, capsys):
     assert not list(tmp_path.glob(".*tmp"))  # the atomic write left nothing behind
 
 
+@pytest.fixture(scope="module")
+def gappy_dir(block_case, tmp_path_factory):
+    """Mult-DAE saved with two empty stored histories (the popularity fallback) and a `seen`
+    matrix holding items beyond them."""
+    train = block_case.train.tolil()
+    train[0, :] = 0
+    train[5, :] = 0
+    model = models.create("multdae", epochs=3, hidden=(8,), batch_size=16).fit(block_case.train)
+    path = tmp_path_factory.mktemp("gappy") / "model"
+    d = block_case.data
+    io.save(model, path, item_ids=d.item_ids, user_ids=d.user_ids, history=train.tocsr(), seen=block_case.train)
+    return path
+
+
+def host_all_users(model, k: int, exclude_cols, exclude_seen: bool, block: int) -> pd.DataFrame:
+    """What --all-users wrote before it ranked on the model's device (main at 9f77acf, checked
+    equal there): float64 scores of blocks of users (a block's size changes a matmul's last
+    bits), popularity for an empty history, seen and excluded items -inf, a stable argsort (ties
+    to the lower column), the -inf tail left out."""
+    hist = model.histories
+    users = np.arange(hist.shape[0])
+    scores = np.concatenate([np.asarray(model.score_users(users[s : s + block], hist[s : s + block]), dtype=np.float64)
+                             for s in range(0, len(users), block)])
+    empty = np.diff(hist.indptr) == 0
+    scores[empty] = io.popularity(model)
+    seen = getattr(model, "seen", None)
+    for m in ([hist] + ([seen] if seen is not None else [])) if exclude_seen else []:
+        coo = m.tocoo()
+        scores[coo.row, coo.col] = -np.inf
+    scores[:, list(exclude_cols)] = -np.inf
+    top = np.argsort(-scores, axis=1, kind="stable")[:, : min(k, model.n_items)]
+    vals = np.take_along_axis(scores, top, axis=1)
+    r, c = np.nonzero(np.isfinite(vals))
+    return pd.DataFrame({"user": model.user_ids[r].astype(str), "rank": (c + 1).astype(np.int32),
+                         "item": model.item_ids[top[r, c]].astype(str), "score": vals[r, c].astype(np.float32)})
+
+
+@pytest.mark.parametrize("which", ["run_dir", "dae_dir", "cdae_dir", "autorec_dir", "gappy_dir"])
+@pytest.mark.parametrize("k, extra", [(3, ["--exclude", "100"]), (20, ["--exclude", "101,102"]), (5, ["--include-seen"])],
+                         ids=["k3", "k20-short-rows", "include-seen"])
+def test_all_users_equal_the_host_ranking(which, k, extra, request, tmp_path, capsys):
+    """Pop (run_dir's fold 0) ties everywhere, across the cut too; k=20 leaves rows short."""
+    path = request.getfixturevalue(which)
+    out = tmp_path / "recs.parquet"
+    code, _, err = run(capsys, "recommend", path, "--all-users", "--out", out, "-k", k, "--block", 7, *extra)
+    assert code == 0, err
+    model = io.load(resolve_model_dir(path))
+    cols = {Engine(model).item_index[x] for x in ",".join(extra[1:]).split(",") if x} if "--exclude" in extra else set()
+    want = host_all_users(model, k, sorted(cols), "--include-seen" not in extra, block=7)
+    got = pd.read_parquet(out).astype({"user": str, "item": str})
+    assert len(got) == len(want)
+    for column in ("user", "rank", "item"):
+        assert got[column].tolist() == want[column].tolist(), column
+    assert np.array_equal(got["score"].to_numpy(), want["score"].to_numpy())
+
+
+def test_all_users_rank_where_the_model_scores(dae_dir, tmp_path, capsys, monkeypatch):
+    """Fold-in models score stored users through score_tensor (their device), not the host score."""
+    from aerec.models.base import Recommender
+
+    calls = {"score_tensor": 0, "score": 0}
+    for name in calls:
+        original = getattr(Recommender, name)
+
+        def counted(self, *a, _name=name, _orig=original, **kw):
+            calls[_name] += 1
+            return _orig(self, *a, **kw)
+
+        monkeypatch.setattr(Recommender, name, counted)
+    code, _, err = run(capsys, "recommend", dae_dir, "--all-users", "--out", tmp_path / "r.parquet", "--block", 7)
+    assert code == 0, err
+    n_users = len(io.load(dae_dir).user_ids)
+    assert calls == {"score_tensor": -(-n_users // 7), "score": 0}
+
+
 @pytest.mark.parametrize("args, message", [
     ([], "exactly one of --user"),
     (["--user", "u0", "--items", "100"], "exactly one of --user"),

@@ -152,7 +152,7 @@ def _rated_lines_hint(engine, unknown) -> str | None:
 @click.option("--include-seen", is_flag=True, help="Allow items already in a stored user's history "
               "(repeat purchases); by default every item the user interacted with is excluded, whatever its rating.")
 @click.option("--block", type=click.IntRange(1, None), default=1024, show_default=True,
-              help="--all-users: users scored at once (memory is about block x items x 8 bytes).")
+              help="--all-users: users scored at once (memory is about block x items x 4 bytes, where the model scores).")
 @click.option("--device", default=None, callback=check_device_option, metavar="cpu|cuda|cuda:N|auto",
               help="Where the model scores (default auto: the GPU when there is one).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from aerec import io
+from aerec import io, metrics
 from aerec.errors import DataError
 from aerec.models.base import Recommender
 
@@ -125,11 +125,14 @@ class Engine:
             scorer = getattr(self.model, "score_tensor", None)
             yield fold, scorer(rows) if scorer is not None else torch.from_numpy(np.array(self.model.score(rows)))
         if stored:
-            users = np.array([queries[i].user for i in stored])
-            if type(self.model).score_users is Recommender.score_users and hasattr(self.model, "score_tensor"):
-                yield stored, self.model.score_tensor(self.histories[users])  # fold-in: on the model's device
-            else:  # per-user state (CDAE, AutoRec): the model's own scoring
-                yield stored, torch.from_numpy(np.array(self.score_stored(users), dtype=np.float32))
+            yield stored, self._stored_tensor(np.array([queries[i].user for i in stored]))
+
+    def _stored_tensor(self, users: np.ndarray) -> torch.Tensor:
+        """Scores of stored users, a tensor the caller may overwrite: fold-in from their histories
+        on the model's device, or the model's own per-user scoring (CDAE, AutoRec) on the host."""
+        if type(self.model).score_users is Recommender.score_users and hasattr(self.model, "score_tensor"):
+            return self.model.score_tensor(self.histories[users])
+        return torch.from_numpy(np.array(self.score_stored(users), dtype=np.float32))
 
     def score(self, queries: list[Query]) -> list[np.ndarray]:
         """One full score row per query (on the host)."""
@@ -206,23 +209,36 @@ class Engine:
         """Top-k of a block of stored users: (columns [n, k], scores float32 [n, k], valid [n, k]).
 
         Seen items and exclude_cols are never recommended; a row with fewer than k candidates
-        has invalid tail entries. Users with an empty history get the popularity ranking."""
+        has invalid tail entries. Users with an empty history get the popularity ranking.
+        Scores, exclusions and the top-k stay where the model scores (``_finish_block``'s path):
+        only k + 1 columns per row come back. Ties go to the lower column, as in ``finish``; a
+        row whose k-th and (k+1)-th scores tie is ranked from its full row."""
         users = np.asarray(users, dtype=np.int64)
         hist = self.histories[users]
-        empty = np.diff(hist.indptr) == 0
-        scores = np.asarray(self.score_stored(users), dtype=np.float64)
-        if empty.any():
-            scores[empty] = self.popularity
-        io.check_scores(self.model, scores)
+        scores = self._stored_tensor(users).float()
+        dev = scores.device
+        empty = np.flatnonzero(np.diff(hist.indptr) == 0)
+        if len(empty):
+            scores[torch.from_numpy(empty).to(dev)] = torch.from_numpy(self.popularity).to(dev, torch.float32)
+        if not bool(torch.isfinite(scores).all()):  # refused as finish refuses it (one read per block)
+            io.check_scores(self.model, scores.cpu().numpy())
         seen = getattr(self.model, "seen", None)
         for m in ([hist] + ([seen[users]] if seen is not None else [])) if exclude_seen else []:
-            coo = m.tocoo()
-            scores[coo.row, coo.col] = -np.inf
+            metrics.exclude_(scores, m)
         if len(exclude_cols):
-            scores[:, np.asarray(list(exclude_cols), dtype=np.int64)] = -np.inf
+            scores[:, torch.as_tensor(list(exclude_cols), dtype=torch.int64, device=dev)] = -torch.inf
         k = min(int(k), self.n_items)
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        vals = np.take_along_axis(scores, top, axis=1)
+        vals, idx = torch.topk(scores, min(k + 1, self.n_items), dim=1)
+        vals, idx = vals.cpu().numpy().astype(np.float64), idx.cpu().numpy().astype(np.int64)
+        order = np.lexsort((idx, -vals), axis=1)  # score descending, then the lower column
+        vals, idx = np.take_along_axis(vals, order, axis=1), np.take_along_axis(idx, order, axis=1)
+        if vals.shape[1] > k:  # a finite tie across the cut: the k-th place is not the lower column's yet
+            cut = np.flatnonzero(np.isfinite(vals[:, k - 1]) & (vals[:, k - 1] == vals[:, k]))
+            if len(cut):
+                full = scores[torch.from_numpy(cut).to(dev)].cpu().numpy().astype(np.float64)
+                top = np.argsort(-full, axis=1, kind="stable")[:, :k]
+                idx[cut, :k], vals[cut, :k] = top, np.take_along_axis(full, top, axis=1)
+        top, vals = idx[:, :k], vals[:, :k]
         return top, vals.astype(np.float32), np.isfinite(vals)
 
     # lookups ---------------------------------------------------------------------------------
