@@ -158,6 +158,16 @@ def test_killed_study_resumes_from_its_storage(tmp_path):
     assert [t["params"] for t in again["log"][:2]] == [t["params"] for t in first["log"]]
 
 
+def test_a_study_at_another_precision_is_a_new_study(tmp_path):
+    """tf32 / bf16 trials never join a float32 study; a float32 study keeps its old name."""
+    data = synth(150, 60, 3000, seed=1)
+    where = {"device": "cpu", "gpu": None}
+    names = {p: tune("ease", data, "strong", trials=1, seed=0, folds=3, directory=tmp_path / "study",
+                     where={**where, "precision": p})["study"] for p in ("fp32", "tf32")}
+    assert names["fp32"] == tune("ease", data, "strong", trials=1, seed=0, folds=3, directory=tmp_path / "study")["study"]
+    assert names["tf32"] != names["fp32"]
+
+
 KILLED_STUDY = """
 import sys, time
 from aerec import models, protocols

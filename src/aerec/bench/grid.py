@@ -57,10 +57,14 @@ class Cell:
             fields["ks"] = list(self.ks)
         if self.tuning_users is not None:
             fields["tuning_users"] = self.tuning_users
-        if self.precision != "fp32":  # a cell run in float32 never serves a tf32 / bf16 run, nor the reverse
-            fields["precision"] = self.precision
+        fields.update(self.precision_key())
         blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def precision_key(self) -> dict:
+        """The precision for keys and study names, only when not fp32 (so existing ones stay): a
+        cell run in float32 never serves a tf32 / bf16 run, nor the reverse."""
+        return {} if self.precision == "fp32" else {"precision": self.precision}
 
     def path(self, out: Path) -> Path:
         return out / "cells" / _folder_name(self.dataset) / self.model / f"fold-{self.fold}-{self.key()}"

@@ -279,7 +279,7 @@ def tune_cell(cell: Cell, fold, task: str, storage: str | None, log_path: Path |
     name = study_name(cell.model, f"{cell.dataset}-{cell.protocol}", cell.fold,
                       {"base": spec["base"], "space": spec["space"], "seed": cell.seed, "n_folds": cell.n_folds,
                        "options": cell.protocol_options, **defaults_key(cls, spec["base"]),
-                       **_precision_key(cell)})  # not the budget: a bigger one continues the study
+                       **cell.precision_key()})  # not the budget: a bigger one continues the study
     res = run_study(cls, fold, fixed=spec["base"], space=spec["space"], trials=spec["trials"],
                     timeout=spec["timeout"], seed=cell.seed, storage=storage, name=name, label=cell.label(),
                     clock=spec.get("clock", "wall"), final=spec.get("final", "best-trial"),
@@ -303,11 +303,6 @@ def tune_cell(cell: Cell, fold, task: str, storage: str | None, log_path: Path |
     }
 
 
-def _precision_key(cell: Cell) -> dict:
-    """The precision for a study's name, only when not fp32 (so existing studies keep theirs)."""
-    return {} if cell.precision == "fp32" else {"precision": cell.precision}
-
-
 _STUDIES: dict = {}  # study name -> result, so the folds of one process share their model's study
 
 
@@ -323,7 +318,7 @@ def tune_cell_users(cell: Cell, fold, tuning_fold, task: str, storage: str | Non
     name = study_name(cell.model, f"{cell.dataset}-{cell.protocol}-tuning-users", 0,
                       {"base": spec["base"], "space": spec["space"], "seed": cell.seed, "n_folds": cell.n_folds,
                        "options": cell.protocol_options, "tuning_users": cell.tuning_users,
-                       **defaults_key(cls, spec["base"]), **_precision_key(cell)})
+                       **defaults_key(cls, spec["base"]), **cell.precision_key()})
     import hashlib
 
     parts = (tuning_fold.train, tuning_fold.valid) if task == "rating" else (tuning_fold.train, tuning_fold.valid_out)
