@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -38,6 +39,10 @@ class NeuralConfig(BaseConfig):
     device: str = "cpu"
     eval_block: int = 2048
     amp: bool = False  # bf16 autocast in training; CUDA only
+    # torch.compile the network (opt-in): a compiler that fails falls back to eager with one line.
+    # "reduce-overhead" also captures CUDA graphs on a GPU.
+    compile: bool = False
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
 
     def validate(self):
         from aerec.errors import ConfigError
@@ -53,6 +58,8 @@ class NeuralConfig(BaseConfig):
         if self.eval_block < 1:
             raise ConfigError("'eval_block' must be at least 1 (users scored per block)")
         check_device(self.device)
+        if self.compile_mode not in ("default", "reduce-overhead", "max-autotune"):
+            raise ConfigError("'compile_mode' must be 'default', 'reduce-overhead' or 'max-autotune'")
 
 
 def adam(params, lr: float) -> torch.optim.Adam:
@@ -158,6 +165,54 @@ class TorchRecommender(Recommender):
         torch.manual_seed(self.config.seed)
         self.net = self._build().to(self.device)
         self.optimizers = self._optimizers()
+        self._compile_state = None
+        if getattr(self.config, "compile", False):
+            self.compile_network()
+
+    # torch.compile (opt-in) ----------------------------------------------------------------------
+    _compile_state: str | None = None  # None: eager; "trying": compiled, no step done yet; "on"
+
+    @property
+    def compiled(self) -> bool:
+        return self._compile_state is not None
+
+    def compile_modules(self) -> list[torch.nn.Module]:
+        """The modules ``compile=True`` compiles: the network, which most models call whole (a
+        model that calls its parts, as RecVAE does, names them)."""
+        return [self.net]
+
+    def compile_network(self) -> None:
+        """Compile the modules' calls in place (``nn.Module.compile``: parameter names and saved
+        files stay as they are). Compilation is lazy, so a failure shows at the first call: that
+        call, and the first training step's backward (``run_steps``), fall back to eager."""
+        self._compile_state = "trying"
+        for module in self.compile_modules():
+            try:
+                module.compile(mode=self.config.compile_mode)
+            except Exception as e:  # noqa: BLE001  (any compiler failure: eager is always correct)
+                self.compile_failed(e)
+                return
+            module._compiled_call_impl = self._guarded(module, module._compiled_call_impl)
+
+    def _guarded(self, module: torch.nn.Module, compiled):
+        def call(*args, **kwargs):
+            if self._compile_state is not None:
+                try:
+                    return compiled(*args, **kwargs)
+                except Exception as e:  # noqa: BLE001
+                    self.compile_failed(e)
+            return module._call_impl(*args, **kwargs)
+
+        return call  # nn.Module.__call__ routes here while it is set
+
+    def compile_failed(self, error: Exception) -> None:
+        from aerec import ui
+
+        self._compile_state = None
+        for module in self.compile_modules():
+            module._compiled_call_impl = None
+        first = (str(error).strip().splitlines() or [""])[0][:160]
+        ui.info(f"{self.name}: torch.compile failed ({type(error).__name__}: {first}); continuing uncompiled")
 
     def check_memory(self) -> None:
         """Refuse a network that cannot be trained in this device's memory, before allocating it
@@ -273,14 +328,44 @@ class TorchRecommender(Recommender):
         opt = self.optimizers[optimizer]
         n = 0
         for rows, batch in self.batches(train, rng):
-            loss = loss_of(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if self._compile_state is not None:
+                loss = self._compiled_step(batch, loss_of, opt)
+            else:
+                loss = loss_of(batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
             opt.step()
             self.after_step()
             total = add_loss(total, loss, len(rows))
             n += len(rows)
         return (torch.zeros((), dtype=torch.float64) if total is None else total), n
+
+    def _compiled_step(self, batch, loss_of, opt) -> torch.Tensor:
+        """Forward and backward of a step with a compiled network. A backward graph is compiled
+        at its first use (a new phase can bring a new one), so it can fail here: then the step
+        is done again eagerly; on the fit's first step from the same random state, so that such
+        a fit equals the eager one."""
+        cuda = self.device.type == "cuda"
+        first = self._compile_state == "trying"  # reading the RNG state syncs a GPU: only once
+        saved = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None) if first else None
+        try:
+            loss = loss_of(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+        except Exception as e:  # noqa: BLE001
+            if self._compile_state is None:  # already eager: a real error, not the compiler's
+                raise
+            self.compile_failed(e)
+            if saved is not None:
+                torch.set_rng_state(saved[0])
+                if cuda:
+                    torch.cuda.set_rng_state(saved[1], self.device)
+            loss = loss_of(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+        if self._compile_state == "trying":
+            self._compile_state = "on"
+        return loss
 
     def step_epoch(self, train: sp.csr_matrix, rng: np.random.Generator, loss_of) -> float:
         """One epoch of optimizer steps over shuffled batches, ``loss_of(batch)`` giving each batch's

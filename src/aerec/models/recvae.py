@@ -215,6 +215,9 @@ class RecVAE(TorchRecommender):
                 + (f", bounded at {SCALED_MAX_EPOCHS}" if ceiling == SCALED_MAX_EPOCHS else "")
                 + f"), stopping after {self.stop_patience()} epochs without gain; set epochs for an exact count")
 
+    def compile_modules(self) -> list[nn.Module]:
+        return [self.net.encoder, self.net.encoder_old, self.net.decoder]  # called apart, never whole
+
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         lr = self.config.lr
         return {"encoder": adam(self.net.encoder.parameters(), lr=lr),

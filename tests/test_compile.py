@@ -1,0 +1,113 @@
+"""The opt-in ``compile`` setting of the neural models (models/neural.py).
+
+A compiler that fails, at the first forward call or at the first backward, costs one line and
+nothing else: the fit goes on eagerly and gives exactly the eager fit's numbers (the first step is
+redone from the same random state). The real compiler runs only with AEREC_TEST_COMPILE=1: a CPU
+compile of even a tiny network takes about 40 s on 2 cores (more than a test may take here)."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import block_interactions, write_csv
+from pinned_training import CASES, data
+
+from aerec import evaluation
+from aerec.cli import main
+from aerec.errors import ConfigError
+from aerec.models import create
+
+
+def fit(name: str, **extra) -> tuple:
+    torch.set_num_threads(1)
+    train, vin, vout, tin, tout = data()
+    model = create(name, **CASES[name], seed=3, **extra)
+    model.fit(train, (vin, vout), progress=False)
+    summary = evaluation.summarize(evaluation.evaluate_ranking(model, tin, tout, ks=(5, 10)))
+    return model, {"loss": [h["loss"] for h in model.history], "valid": [h["valid_ndcg@100"] for h in model.history],
+                   "test": {k: summary[k] for k in ("ndcg@5", "recall@10", "map@10")}}
+
+
+class _Boom(torch.autograd.Function):
+    """Identity forward, failing backward: a compiled backward that cannot be built."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("backward compiler crashed\nsecond line of a long message")
+
+
+def _fake_compile(where: str, calls: list):
+    def compile(fn, **kwargs):
+        calls.append(kwargs)
+
+        def compiled(*args, **kw):
+            if where == "forward":
+                raise RuntimeError("no C++ compiler found\nmore detail")
+            out = fn(*args, **kw)
+            if isinstance(out, tuple):
+                return (_Boom.apply(out[0]), *out[1:])
+            return _Boom.apply(out)
+
+        return compiled
+
+    return compile
+
+
+@pytest.mark.parametrize("where", ["forward", "backward"])
+@pytest.mark.parametrize("name", ["multvae", "recvae"])
+def test_a_failing_compiler_costs_one_line_and_gives_the_eager_fit(name, where, monkeypatch, capsys):
+    _, eager = fit(name)
+    capsys.readouterr()
+    calls = []
+    monkeypatch.setattr(torch, "compile", _fake_compile(where, calls))
+    model, got = fit(name, compile=True, compile_mode="reduce-overhead")
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert calls and all(c == {"mode": "reduce-overhead"} for c in calls)
+    assert len(err) == 1 and "torch.compile failed" in err[0] and "continuing uncompiled" in err[0], err
+    assert "Traceback" not in err[0] and not model.compiled
+    assert got == eager
+
+
+def test_without_compile_the_network_is_never_compiled(monkeypatch):
+    monkeypatch.setattr(torch, "compile", lambda *a, **k: pytest.fail("compiled without compile=True"))
+    model, _ = fit("multvae")
+    assert not model.compiled
+
+
+@pytest.mark.parametrize("bad", [{"compile_mode": "fastest"}, {"compile": "maybe"}])
+def test_bad_compile_settings_are_config_errors(bad):
+    with pytest.raises(ConfigError):
+        create("multvae", **bad)
+
+
+def test_cli_set_compile_reaches_the_model_and_bad_modes_are_refused(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(torch, "compile", _fake_compile("forward", calls))
+    csv = write_csv(block_interactions(), tmp_path / "blocks.csv")
+    args = ["-q", "train", "multvae", "-d", str(csv), "-p", "strong", "--epochs", "2"]
+    code = main([*args, "--out", str(tmp_path / "bad"), "--set", "compile_mode=fastest"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1 and not calls
+    assert main([*args, "--out", str(tmp_path / "run"), "--set", "compile=true", "--set",
+                 "compile_mode=reduce-overhead"]) == 0
+    assert calls and calls[0] == {"mode": "reduce-overhead"}
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.environ.get("AEREC_TEST_COMPILE") != "1", reason="a real CPU compile: AEREC_TEST_COMPILE=1")
+@pytest.mark.parametrize("name", ["multvae"])
+def test_compiled_fit_trains_and_scores_like_the_eager_one(name):
+    pytest.importorskip("torch._inductor")
+    _, eager = fit(name)
+    model, got = fit(name, compile=True)
+    assert model.compiled, "the compiler fell back to eager (see the line above)"
+    assert np.all(np.isfinite(got["loss"])) and got["loss"][-1] < got["loss"][0]
+    # inductor draws its own dropout masks: close to the eager fit, not equal
+    np.testing.assert_allclose(got["loss"], eager["loss"], rtol=0.05)
+    for k, v in eager["test"].items():
+        assert got["test"][k] == pytest.approx(v, abs=0.15), k
