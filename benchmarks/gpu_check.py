@@ -47,10 +47,17 @@ NEURAL = ("multvae", "multdae", "recvae", "cdae", "macridvae", "hvamp", "ract", 
 FLOORED = ("multvae", "multdae", "recvae")
 GOALS = {"multvae": 1.5, "multdae": 2.5, "recvae": 3.0}
 START, END = "<!-- gpu_check:start -->", "<!-- gpu_check:end -->"
-PLAN = ["floors: matmul fp32/tf32/bf16, Cholesky + cholesky_inverse at items^2",
-        "epochs: " + ", ".join(NEURAL) + " (+ Mult-VAE bf16)", "evaluation split: 10,000 users",
-        "EASE fit on the device", "RecBole side by side: not implemented here",
-        "trials per minute: Mult-VAE study, 1 job vs N jobs (Optuna)"]
+COMPILED = ("multvae", "multdae")  # the compile section's models
+COMPILE_WARM = 6  # warm-up batches with a compiled network: compiles, the dynamic-shape recompile, graph records
+RECBOLE_TINY = (300, 200, 6_000)
+SECTIONS = ("floors", "epochs", "evaluation", "ease", "recbole", "compile", "trials")
+PLAN = {"floors": "matmul fp32/tf32/bf16, Cholesky + cholesky_inverse at items^2",
+        "epochs": ", ".join(NEURAL) + " (+ Mult-VAE bf16)",
+        "evaluation": "10,000 users, evaluate_ranking vs forward + device top-k",
+        "ease": "EASE fit on the device",
+        "recbole": "aerec vs RecBole 1.2.1 per epoch, Mult-VAE and RecVAE, ML-1M, alternating (skipped without RecBole)",
+        "compile": "Mult-VAE and Mult-DAE epochs under torch.compile (--compile-modes)",
+        "trials": "trials per minute: Mult-VAE study, 1 job vs N jobs (Optuna)"}
 
 
 def dense_layers(n_items: int, hidden: tuple[int, ...], latent: int) -> list[tuple[int, int]]:
@@ -124,35 +131,111 @@ def floors(device: str, n_items: int, tiny: bool) -> dict:
     return out
 
 
-def epoch(name: str, train, device: str, batches: int, amp: bool = False) -> dict:
-    """Seconds per epoch of one model from ``batches`` timed batches (after 2 warm-up batches)."""
+def epoch(name: str, train, device: str, batches: int, amp: bool = False, compile_mode: str | None = None,
+          warm_batches: int = 2) -> dict:
+    """Seconds per epoch of one model from ``batches`` timed batches (after ``warm_batches``
+    warm-up batches; with ``compile_mode`` the network is compiled and the warm-up holds the
+    compilations, timed apart as ``warmup_s``)."""
     import numpy as np
     import torch
 
     from aerec.models import create
 
-    model = create(name, seed=0, device=device, **({"amp": True} if amp else {}))
+    extra = {"amp": True} if amp else {}
+    if compile_mode:
+        extra.update(compile=True, compile_mode=compile_mode)
+    model = create(name, seed=0, device=device, **extra)
     model.n_users, model.n_items = train.shape
     model.init_network()
     torch.manual_seed(1)
     rng = np.random.default_rng(0)
     bs = model.config.batch_size
     perm = rng.permutation(train.shape[0])
-    warm = train[np.sort(perm[: bs * 2])]
-    rows = min(train.shape[0] - bs * 2, bs * batches)
-    timed = train[np.sort(perm[bs * 2: bs * 2 + rows])]
+    n_warm = min(bs * warm_batches, train.shape[0] // 2)
+    warm = train[np.sort(perm[:n_warm])]
+    rows = min(train.shape[0] - n_warm, bs * batches)
+    timed = train[np.sort(perm[n_warm: n_warm + rows])]
     model.net.train()
     with model.train_autocast():
+        t = time.perf_counter()
         model._train_epoch(warm, 0, rng)
         sync(device)
+        warm_s = time.perf_counter() - t
         t = time.perf_counter()
         loss = model._train_epoch(timed, 1, rng)
         sync(device)
     dt = time.perf_counter() - t
     steps = -(-timed.shape[0] // bs)
-    return {"model": name, "amp": amp, "batch_size": bs, "timed_rows": int(timed.shape[0]), "timed_steps": steps,
-            "timed_s": dt, "epoch_s": dt * train.shape[0] / timed.shape[0], "loss": float(loss),
-            "steps_per_s": steps * (4 if name == "recvae" else 1) / dt}
+    out = {"model": name, "amp": amp, "batch_size": bs, "timed_rows": int(timed.shape[0]), "timed_steps": steps,
+           "timed_s": dt, "epoch_s": dt * train.shape[0] / timed.shape[0], "loss": float(loss),
+           "steps_per_s": steps * (4 if name == "recvae" else 1) / dt, "warmup_s": warm_s}
+    if compile_mode:
+        out.update(compile_mode=compile_mode, compiled=model.compiled)
+    return out
+
+
+def compile_epochs(train, device: str, batches: int, modes: list[str], over) -> list[dict]:
+    """Mult-VAE and Mult-DAE epochs with the network under torch.compile, each mode in turn
+    (the uncompiled figures are section 2's, same batches and seeds). A compiler that fails
+    leaves a row with ``compiled`` False: aerec fell back to eager and said so in one line."""
+    rows = []
+    for mode in modes:
+        for name in COMPILED:
+            if over():
+                rows.append({"model": name, "compile_mode": mode, "skipped": "time budget"})
+                continue
+            r = epoch(name, train, device, batches, compile_mode=mode, warm_batches=COMPILE_WARM)
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+    return rows
+
+
+def recbole_side_by_side(device: str, tiny: bool, epochs: int, rounds: int, batch_size: int = 500) -> dict:
+    """aerec against RecBole on the same device, alternating (aerec then RecBole, ``rounds``
+    times) per model: ML-1M, every rating implicit, RecBole's per-user random 8:1:1 split, batch
+    ``batch_size``, one warm-up epoch per round, then ``epochs`` timed epochs. aerec trains on
+    ``WeakGeneralization(min_rating=None, k_core=1)`` (the same split rule, recbole_anchor.py)."""
+    try:
+        import recbole
+    except ImportError as e:
+        return {"skipped": f"RecBole is not importable ({e})"}
+    import warnings
+
+    import numpy as np
+
+    sys.path.insert(0, str(HERE))
+    import recbole_anchor as ra  # noqa: E402  (benchmarks/recbole_anchor.py: the aerec side and RecBole's)
+
+    from aerec import data
+    from aerec.data import cache
+    from aerec.models import create
+    from aerec.protocols.weak import WeakGeneralization
+
+    if tiny:
+        inter, label = data.synth(*RECBOLE_TINY, seed=0), "synthetic {:,} x {:,}".format(*RECBOLE_TINY[:2])
+    elif cache.status("ml-1m") != "cached":
+        return {"skipped": f"ML-1M is not cached under {cache.home()} (carry datasets/ml-1m.npz and ml-1m.json)"}
+    else:
+        inter, label = data.load("ml-1m"), "ml-1m"
+    train = next(WeakGeneralization(min_rating=None, k_core=1, seed=0).split(inter)).train
+    res = {"recbole": recbole.__version__, "data": label, "train_users": int(train.shape[0]),
+           "items": int(train.shape[1]), "train_entries": int(train.nnz), "batch_size": batch_size,
+           "epochs_per_round": epochs, "rounds": rounds, "models": {}}
+    res["numpy_aliases_added"] = ra.numpy2_aliases()  # RecBole 1.2.1 under NumPy 2 (see there)
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # RecBole's own deprecation and pandas warnings
+        ra.write_inter(inter, Path(tmp), "aerec")
+        for name in ra.RECBOLE_MODELS:
+            peer = ra.RecBoleRun(name, Path(tmp), "aerec", device, batch_size)
+            ours, theirs = [], []
+            for _ in range(rounds):
+                ours.append(ra.epoch_times(create(name, seed=0, device=device, batch_size=batch_size), train, epochs, 0))
+                theirs.append(peer.epoch_times(epochs))
+            med_o, med_t = float(np.median(sum(ours, []))), float(np.median(sum(theirs, [])))
+            res["models"][name] = {"aerec_s": med_o, "recbole_s": med_t, "speedup": med_t / med_o,
+                                   "aerec_rounds": ours, "recbole_rounds": theirs}
+            print(json.dumps({"recbole": name, "aerec_s": med_o, "recbole_s": med_t}), flush=True)
+    return res
 
 
 def floor_seconds(name: str, train, rate: float) -> float:
@@ -267,12 +350,16 @@ def write_docs(docs: Path, md: str) -> None:
 
 
 def report(res: dict) -> str:
-    f = res["floors"]
-    lines = [f"`{res['command']}` on {res['device_name']}, torch {res['torch']}, {res['seconds']:.0f} s in all.", "",
-             "Floors: " + ", ".join(f"{k.split('_')[0]} {v:.1f} TFLOP/s" for k, v in f.items() if k.endswith("tflops"))
-             + f"; Cholesky of {f['items']:,}^2 {f['cholesky_s']:.3f} s, its inverse {f['cholesky_inverse_s']:.3f} s.", "",
-             "| model | epoch | floor (fp32) | ratio | goal | steps/s |", "|---|---:|---:|---:|---:|---:|"]
-    for r in res["epochs"]:
+    lines = [f"`{res['command']}` on {res['device_name']}, torch {res['torch']}, {res['seconds']:.0f} s in all."]
+    if res.get("kept_from_earlier"):
+        lines[0] += " Kept from the earlier run in the same folder: " + ", ".join(res["kept_from_earlier"]) + "."
+    f = res.get("floors")
+    if f:
+        lines += ["", "Floors: " + ", ".join(f"{k.split('_')[0]} {v:.1f} TFLOP/s" for k, v in f.items() if k.endswith("tflops"))
+                  + f"; Cholesky of {f['items']:,}^2 {f['cholesky_s']:.3f} s, its inverse {f['cholesky_inverse_s']:.3f} s."]
+    if res.get("epochs"):
+        lines += ["", "| model | epoch | floor (fp32) | ratio | goal | steps/s |", "|---|---:|---:|---:|---:|---:|"]
+    for r in res.get("epochs", []):
         floor = r.get("floor_s")
         label = r["model"] + (" (bf16 autocast)" if r["amp"] else "")
         goal = GOALS.get(r["model"]) if not r["amp"] else None
@@ -288,6 +375,8 @@ def report(res: dict) -> str:
                       f"{e['forward + exclusion + device top-k']['warm_s']:.3f} s: **{e['ratio']:.2f}x** (goal <= 1.5x)."]
     if res.get("ease"):
         lines += ["", f"EASE fit at {res['ease']['items']:,} items on the device: **{res['ease']['fit_s']:.2f} s** (goal <= 1.5 s)."]
+    lines += recbole_lines(res.get("recbole"))
+    lines += compile_lines(res.get("compile"), {r["model"]: r for r in res.get("epochs", []) if not r["amp"]})
     t = res.get("trials")
     if t:
         if "skipped" in t:
@@ -297,10 +386,45 @@ def report(res: dict) -> str:
             lines += ["", f"Trials per minute, Mult-VAE study on {t['data'][0]:,} x {t['data'][1]:,} synthetic data, "
                           f"{t['epochs_per_trial']} epochs a trial: 1 job {t['jobs_1']['per_minute']:.1f}, {n} jobs "
                           f"{t[f'jobs_{n}']['per_minute']:.1f}: **{t['speedup']:.2f}x** (goal >= 8x at 16 jobs)."]
-    lines += ["", "RecBole side by side: not measured by this script (not implemented); see recbole_anchor.py for CPU."]
     if res.get("skipped"):
         lines += ["", "Not measured (time budget): " + ", ".join(res["skipped"]) + "."]
     return "\n".join(lines) + "\n"
+
+
+def recbole_lines(r: dict | None) -> list[str]:
+    if not r:
+        return []
+    if "skipped" in r:
+        return ["", f"RecBole side by side: skipped ({r['skipped']})."]
+    out = ["", f"Against RecBole {r['recbole']} on the same device, {r['data']} ({r['train_users']:,} training users, "
+               f"{r['train_entries']:,} entries, every rating implicit, per-user random 8:1:1), batch {r['batch_size']}, "
+               f"{r['rounds']} alternating rounds of {r['epochs_per_round']} epochs after a warm-up epoch, seconds per "
+               "epoch (median; per-round medians in brackets):", "",
+           "| model | aerec | RecBole | speed-up | goal |", "|---|---:|---:|---:|---:|"]
+    for name, m in r["models"].items():
+        rounds = lambda rs: ", ".join(f"{sorted(x)[len(x) // 2]:.3f}" for x in rs)  # noqa: E731
+        out.append(f"| {name} | {m['aerec_s']:.3f} s [{rounds(m['aerec_rounds'])}] | {m['recbole_s']:.3f} s "
+                   f"[{rounds(m['recbole_rounds'])}] | **{m['speedup']:.2f}x** | >= 3x |")
+    return out
+
+
+def compile_lines(rows, plain: dict) -> list[str]:
+    if not rows:
+        return []
+    if isinstance(rows, dict):
+        return ["", f"torch.compile: skipped ({rows['skipped']})."]
+    out = ["", "torch.compile of the network (`--set compile=true compile_mode=...`), same batches as the table "
+               "above; warm-up = the compilations and the first steps:", "",
+           "| model | mode | compiled | epoch | uncompiled | speed-up | warm-up |", "|---|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        if "skipped" in r:
+            out.append(f"| {r['model']} | {r['compile_mode']} | not run ({r['skipped']}) | | | | |")
+            continue
+        base = plain.get(r["model"], {}).get("epoch_s")
+        gain = f"{base / r['epoch_s']:.2f}x" if base else ""
+        out.append(f"| {r['model']} | {r['compile_mode']} | {'yes' if r['compiled'] else 'no: fell back to eager'} | "
+                   f"{r['epoch_s']:.3f} s | {'' if base is None else f'{base:.3f} s'} | {gain} | {r['warmup_s']:.1f} s |")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,12 +434,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     ap.add_argument("--batches", type=int, default=40, help="timed batches per model")
     ap.add_argument("--trial-jobs", type=int, default=16)
+    ap.add_argument("--recbole-epochs", type=int, default=10, help="timed epochs per round and side")
+    ap.add_argument("--compile-modes", default="reduce-overhead,default",
+                    help="torch.compile modes to measure, in order ('' for none)")
+    ap.add_argument("--skip", default="", help="sections not to run, comma-separated: " + ",".join(SECTIONS)
+                    + "; their figures are kept from an earlier gpu_check.json in --out")
     ap.add_argument("--budget", type=float, default=330.0, help="seconds; later sections are skipped past it")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--docs", default=str(DOCS), help="performance.md to update ('' for none)")
     args = ap.parse_args(argv)
+    skip = [k for k in args.skip.split(",") if k]
+    if set(skip) - set(SECTIONS):
+        print(f"error: --skip takes {', '.join(SECTIONS)}; got {args.skip!r}", file=sys.stderr)
+        return 2
     if args.dry_run:
-        print("gpu_check plan: " + "; ".join(PLAN))
+        print("gpu_check plan: " + "; ".join(f"{k}: {v}" for k, v in PLAN.items() if k not in skip))
         return 0
 
     import torch
@@ -334,37 +467,57 @@ def main(argv: list[str] | None = None) -> int:
     shape = TINY if args.tiny else SHAPE
     batches = 2 if args.tiny else args.batches
     args.out.mkdir(parents=True, exist_ok=True)
+    earlier = {}
+    if skip and (args.out / "gpu_check.json").exists():  # a rerun of what is left keeps the rest
+        earlier = json.loads((args.out / "gpu_check.json").read_text())
     x = synth(*shape, seed=0).csr("ones")
     train, hin, hout = heldout_split(x, min(HELDOUT, x.shape[0] // 5))
     res = {"command": "PYTHONPATH=src python3 benchmarks/gpu_check.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "device": device, "device_name": torch.cuda.get_device_name(device) if device.startswith("cuda") else "CPU",
            "torch": torch.__version__, "python": platform.python_version(), "load_start": list(os.getloadavg()),
            "data": {"users": x.shape[0], "items": x.shape[1], "interactions": int(x.nnz), "train_users": train.shape[0]},
-           "skipped": []}
+           "skipped": [], "kept_from_earlier": []}
     over = lambda: time.perf_counter() - started > args.budget  # noqa: E731
-    res["floors"] = floors(device, x.shape[1], args.tiny)
-    rate = res["floors"]["fp32_tflops"] * 1e12
-    res["epochs"] = []
-    names = NEURAL[:3] if args.tiny else NEURAL
-    for name in names:
-        if over():
-            res["skipped"].append(f"{name} epoch")
+    modes = [m for m in args.compile_modes.split(",") if m]
+
+    def epochs():
+        rate = res["floors"]["fp32_tflops"] * 1e12 if "floors" in res else None
+        rows = []
+        for name in NEURAL[:3] if args.tiny else NEURAL:
+            if over():
+                res["skipped"].append(f"{name} epoch")
+                continue
+            r = epoch(name, train, device, batches)
+            if name in FLOORED and rate:
+                r["floor_s"] = floor_seconds(name, train, rate)
+            rows.append(r)
+            print(json.dumps(r), flush=True)
+        if device.startswith("cuda") and not over():
+            rows.append(epoch("multvae", train, device, batches, amp=True))
+        return rows
+
+    runs = {"floors": lambda: floors(device, x.shape[1], args.tiny),
+            "epochs": epochs,
+            "evaluation": lambda: evaluation(train, hin, hout, device),
+            "ease": lambda: ease_fit(train, device),
+            "recbole": lambda: recbole_side_by_side(device, args.tiny, 2 if args.tiny else args.recbole_epochs, 2),
+            "compile": lambda: ({"skipped": "not on --tiny (a CPU compile takes about a minute)"} if args.tiny
+                                else compile_epochs(train, device, batches, modes, over)),
+            "trials": lambda: trials_per_minute(device, 2 if args.tiny else args.trial_jobs, args.tiny, args.out)}
+    for key in SECTIONS:
+        if key in skip:
+            if key in earlier:
+                res[key] = earlier[key]
+                res["kept_from_earlier"].append(key)
             continue
-        r = epoch(name, train, device, batches)
-        if name in FLOORED:
-            r["floor_s"] = floor_seconds(name, train, rate)
-        res["epochs"].append(r)
-        print(json.dumps(r), flush=True)
-    if device.startswith("cuda") and not over():
-        r = epoch("multvae", train, device, batches, amp=True)
-        res["epochs"].append(r)
-    for key, f in (("evaluation", lambda: evaluation(train, hin, hout, device)), ("ease", lambda: ease_fit(train, device)),
-                   ("trials", lambda: trials_per_minute(device, 2 if args.tiny else args.trial_jobs, args.tiny, args.out))):
         if over():
             res["skipped"].append(key)
             continue
-        res[key] = f()
-        print(json.dumps({key: res[key]}), flush=True)
+        t = time.perf_counter()
+        res[key] = runs[key]()
+        res.setdefault("section_seconds", {})[key] = time.perf_counter() - t
+        if key not in ("epochs", "compile"):  # those print a line per model as they go
+            print(json.dumps({key: res[key]}), flush=True)
     res["seconds"] = time.perf_counter() - started
     res["load_end"] = list(os.getloadavg())
     md = report(res)

@@ -22,6 +22,7 @@ same seeds. Times are the median of ``--epochs`` epochs after one warm-up epoch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -124,6 +125,101 @@ def epoch_times(model, train, epochs: int, seed: int) -> list[float]:
         model._train_epoch(train, e + 1, rng)
         out.append(time.perf_counter() - t)
     return out
+
+
+# RecBole run live (gpu_check.py's side by side) -----------------------------------------------
+RECBOLE_MODELS = {"multvae": "MultiVAE", "recvae": "RecVAE"}
+
+
+def write_inter(inter, folder: Path, name: str) -> Path:
+    """``inter`` as RecBole's atomic file ``folder/name/name.inter``: one row per rating, user
+    and item as integer tokens (aerec's codes; ML-1M's item ids are titles), no rating column, so
+    every rating is one implicit interaction."""
+    d = Path(folder) / name
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / f"{name}.inter"
+    with open(path, "w") as f:
+        f.write("user_id:token\titem_id:token\n")
+        np.savetxt(f, np.column_stack([inter.user, inter.item]).astype(np.int64), fmt="%d", delimiter="\t")
+    return path
+
+
+class RecBoleRun:
+    """One RecBole model on a written atomic file, timed epoch by epoch through its own trainer.
+
+    The split is RecBole's per-user random 8:1:1 (``RS`` [0.8, 0.1, 0.1], ``RO``, grouped by user)
+    with every interaction kept (no threshold, no k-core); RecBole's model defaults otherwise.
+    RecBole writes logs and checkpoints relative to the working directory, so every call runs in
+    ``folder``. Each run parses the file itself: a built RecBole data set cannot be built again."""
+
+    def __init__(self, model: str, folder: Path, name: str, device: str, batch_size: int, seed: int = 0):
+        from recbole.config import Config
+        from recbole.data import create_dataset, data_preparation
+        from recbole.utils import init_seed
+
+        self.folder, self.model_name, self.device, self.seed = Path(folder), RECBOLE_MODELS[model], device, seed
+        settings = {"data_path": str(self.folder), "dataset": name, "train_batch_size": batch_size,
+                    "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "RO", "group_by": "user", "mode": "full"},
+                    "train_neg_sample_args": None, "seed": seed, "reproducibility": True, "show_progress": False,
+                    "gpu_id": "0" if device.startswith("cuda") else "", "checkpoint_dir": str(self.folder / "saved"),
+                    "save_dataset": False, "save_dataloaders": False, "state": "ERROR"}
+        numpy2_aliases()
+        # RecBole's Config reads --key=value from the command line and sets CUDA_VISIBLE_DEVICES: neither leaks
+        argv, visible = sys.argv, os.environ.get("CUDA_VISIBLE_DEVICES")
+        sys.argv = argv[:1]
+        try:
+            with contextlib.chdir(self.folder):
+                self.config = Config(model=self.model_name, config_dict=settings)
+                self.config["device"] = torch.device(device)
+                init_seed(seed, True)
+                self.dataset = create_dataset(self.config)
+                self.train_data, _, _ = data_preparation(self.config, self.dataset)
+        finally:
+            sys.argv = argv
+            if visible is None:
+                os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = visible
+
+    def epoch_times(self, epochs: int) -> list[float]:
+        """A fresh model and trainer, one warm-up epoch, then ``epochs`` timed epochs (as
+        ``epoch_times`` does for aerec)."""
+        from recbole.utils import get_model, get_trainer, init_seed
+
+        with contextlib.chdir(self.folder):
+            init_seed(self.seed, True)
+            model = get_model(self.model_name)(self.config, self.train_data._dataset).to(self.config["device"])
+            trainer = get_trainer(self.config["MODEL_TYPE"], self.model_name)(self.config, model)
+            model.train()
+            out = []
+            for e in range(epochs + 1):
+                _sync(self.device)
+                t = time.perf_counter()
+                trainer._train_epoch(self.train_data, e, show_progress=False)
+                _sync(self.device)
+                if e:
+                    out.append(time.perf_counter() - t)
+        return out
+
+
+def numpy2_aliases() -> list[str]:
+    """RecBole 1.2.1's Config re-creates aliases that NumPy 2 removed (``np.float = np.float_``),
+    which fails under NumPy 2; the names it reads are put back (as the NumPy 1 aliases they were)
+    before it runs. Returns the names added. Nothing in aerec reads them."""
+    added = []
+    for name, value in (("float_", np.float64), ("complex_", np.complex128), ("unicode_", np.str_)):
+        if name not in np.__dict__:
+            try:
+                getattr(np, name)
+            except AttributeError:
+                setattr(np, name, value)
+                added.append(name)
+    return added
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def main() -> None:

@@ -101,13 +101,14 @@ def test_cli_set_compile_reaches_the_model_and_bad_modes_are_refused(tmp_path, m
 
 @pytest.mark.skipif(os.environ.get("AEREC_TEST_COMPILE") != "1", reason="a real CPU compile: AEREC_TEST_COMPILE=1")
 @pytest.mark.parametrize("name", ["multvae"])
-def test_compiled_fit_trains_and_scores_like_the_eager_one(name):
-    pytest.importorskip("torch._inductor")
+def test_compiled_fit_trains_and_scores_like_the_eager_one(name, monkeypatch):
+    inductor = pytest.importorskip("torch._inductor.config")
+    monkeypatch.setattr(inductor, "fallback_random", True)  # eager's random draws: comparable fits
     _, eager = fit(name)
     model, got = fit(name, compile=True)
     assert model.compiled, "the compiler fell back to eager (see the line above)"
     assert np.all(np.isfinite(got["loss"])) and got["loss"][-1] < got["loss"][0]
-    # inductor draws its own dropout masks: close to the eager fit, not equal
-    np.testing.assert_allclose(got["loss"], eager["loss"], rtol=0.05)
+    np.testing.assert_allclose(got["loss"], eager["loss"], rtol=1e-4)  # fused kernels: rounding differs
+    np.testing.assert_allclose(got["valid"], eager["valid"], atol=1e-3)
     for k, v in eager["test"].items():
-        assert got["test"][k] == pytest.approx(v, abs=0.15), k
+        assert got["test"][k] == pytest.approx(v, abs=1e-3), k
