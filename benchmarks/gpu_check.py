@@ -1,26 +1,76 @@
 """aerec on one CUDA GPU against the hardware's floors (issue 25), in at most about 6 minutes.
 
 Measures, in one process unless said otherwise, on ML-20M-shaped synthetic data (136,677 users x
-20,108 items, 10M interactions, ``aerec.data.synth`` seed 0):
+20,108 items, 10M interactions, ``aerec.data.synth`` seed 0), section by section (the names that
+``--skip`` takes, in the order they run):
 
-1. floors: float32 matmul rate (TF32 off), TF32 and bf16 rates (``torch.mm`` of 8192^2), and the
-   float32 Cholesky and ``cholesky_inverse`` of an items x items SPD matrix;
-2. every neural top-N model's training epoch: ``--batches`` batches of the model's own
+1. ``floors``: float32 matmul rate (TF32 off), TF32 and bf16 rates (``torch.mm`` of 8192^2), and
+   the float32 Cholesky and ``cholesky_inverse`` of an items x items SPD matrix;
+2. ``epochs``: every neural top-N model's training epoch: ``--batches`` batches of the model's own
    ``_train_epoch`` (reference hyperparameters, its default batch size), extrapolated to the
    whole matrix; Mult-VAE, Mult-DAE and RecVAE also as a ratio to the float32 floor (the dense
    FLOPs of ``benchmarks/scale.py``); Mult-VAE again under bf16 autocast;
-3. evaluation of 10,000 held-out users (80/20 fold-in of the last rows): ``evaluate_ranking``
+3. ``evaluation``: 10,000 held-out users (80/20 fold-in of the last rows): ``evaluate_ranking``
    against the bare forward pass + history exclusion + device top-k, only indices copied back;
-4. EASE fit through torch.linalg on the GPU (``device="cuda"``, float32);
-5. RecBole side by side: not implemented in this script (see the report's note);
-6. trials per minute of a Mult-VAE study on ML-1M-shaped data (6,040 x 3,706, 575k
-   interactions): 1 trial job against ``--trial-jobs`` N (Optuna needed, else skipped).
+4. ``ease``: EASE fit through torch.linalg on the GPU (``device="cuda"``, float32);
+5. ``recbole``: aerec against RecBole 1.2.1 on the same GPU, per epoch, Mult-VAE and RecVAE: ML-1M
+   from aerec's cache (``$AEREC_HOME/datasets/ml-1m.npz``; written to RecBole's atomic ``.inter``
+   file in a temporary folder, every rating one implicit interaction), RecBole's per-user random
+   8:1:1 split, batch 500, alternating aerec / RecBole for 2 rounds of a warm-up epoch and
+   ``--recbole-epochs`` (10) timed epochs (``recbole_anchor.RecBoleRun`` drives RecBole's own
+   trainer; the aerec side is ``recbole_anchor.epoch_times``). Goal >= 3x. Where ``recbole``
+   does not import, or ML-1M is not cached, the section is one "skipped (reason)" line;
+6. ``trials``: trials per minute of a Mult-VAE study on ML-1M-shaped data (6,040 x 3,706, 575k
+   interactions): 1 trial job against ``--trial-jobs`` N (Optuna needed, else skipped);
+7. ``compile``: Mult-VAE and Mult-DAE epochs with ``compile=true`` (``torch.compile`` of the
+   network, ``dynamic=True``), for each of ``--compile-modes`` (default ``reduce-overhead``, which
+   captures CUDA graphs, then ``default``), against section 2's uncompiled epochs (same batches and
+   seeds); the warm-up (compilation and first steps) is reported apart. A compiler failure is a
+   row marked "fell back to eager", never a traceback. Not run with ``--tiny``.
 
 Writes ``benchmarks/results/gpu/gpu_check.{json,md}`` and replaces the section between the
 ``gpu_check`` markers of docs/performance.md. Without CUDA it stops with one line (exit 2).
+``--budget`` (330 s) skips whatever would start after it; ``--skip a,b`` reruns only the rest and
+keeps the skipped sections' figures from the ``gpu_check.json`` already in ``--out``.
+
+Expected cost on the H200 (from issue 25's measurements; not measured yet, the first GPU run is
+the check): data synthesis and split about 20-30 s; floors about 3 s; epochs about 15 s (42
+batches a model: Mult-VAE 4.3 ms a step, RecVAE 4 x 6.5 ms, MacridVAE 22 ms, plus slicing);
+evaluation about 3 s; EASE 1-2 s on the device (36 s if it ran on the host); recbole about 50 s
+(two RecBole parses of 1M ratings, 10-15 s each, and 2 x 11 epochs of each side: Mult-VAE
+0.05 + 0.09 s, RecVAE 0.35 + 0.6 s an epoch); trials 60-100 s (16 processes starting CUDA);
+compile about 30 s a model and mode (Inductor on 16 host cores; a CPU compile of a tiny Mult-VAE
+takes about 40 s on 2 cores here), 2 x 2 = about 120 s. About 5 min in all; past ``--budget``
+the last sections (the second compile mode first) are skipped, and a second call with
+``--skip`` of what is done finishes them.
+
+Run on the GPU machine (its python3 has torch but neither RecBole nor Optuna, and nothing can
+be fetched there). Prepare here, in the repository root (about 30 MB to carry: ML-1M's cache
+22.5 MB, wheels 7.5 MB):
+
+    echo /.gpu-carry/ >> .git/info/exclude
+    mkdir -p .gpu-carry/whl .gpu-carry/aerec_home/datasets
+    cp ~/.cache/aerec/datasets/ml-1m.npz ~/.cache/aerec/datasets/ml-1m.json .gpu-carry/aerec_home/datasets/
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d .gpu-carry/whl recbole==1.2.1 colorlog==4.7.2 texttable==1.7.2 \
+        optuna==5.1.0 alembic==1.20.1 mako==1.4.3 sqlalchemy==2.1.9
+
+(RecBole 1.2.1 pins colorlog 4.7.2 and colorama 0.4.4 and asks for ray, plotly and tensorboard;
+training through its Config, data and trainer imports only colorlog, colorama, texttable,
+tensorboard, scikit-learn, pyyaml and pandas; the image has all but colorlog and texttable.
+``--no-deps`` installs leave the image's versions alone. Tested here in a separate venv on
+NumPy 2.4 / pandas 3.1 / torch 2.13 CPU: RecBole 1.2.1 needs ``recbole_anchor.numpy2_aliases``.)
+Then one device call with ``carry=[".gpu-carry"]`` and ``timeout_s`` 540:
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site \
+        .gpu-carry/whl/*.whl || exit; export PYTHONPATH=src:/tmp/site AEREC_HOME=$PWD/.gpu-carry/aerec_home \
+        PYTHONUNBUFFERED=1; set -o pipefail; python3 benchmarks/gpu_check.py 2>&1 | tee $OUT/log.txt; \
+        mkdir -p $OUT/gpu; cp benchmarks/results/gpu/* $OUT/gpu/; cp docs/performance.md $OUT/
 
     PYTHONPATH=src python3 benchmarks/gpu_check.py                 # the full check on a GPU
     PYTHONPATH=src python3 benchmarks/gpu_check.py --dry-run       # print the plan, run nothing
+    PYTHONPATH=src python3 benchmarks/gpu_check.py --skip floors,epochs,evaluation,ease   # the rest only
     PYTHONPATH=src python3 benchmarks/gpu_check.py --device cpu --tiny --out /tmp/g --docs ''   # CI smoke
 """
 
@@ -31,6 +81,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -50,14 +101,14 @@ START, END = "<!-- gpu_check:start -->", "<!-- gpu_check:end -->"
 COMPILED = ("multvae", "multdae")  # the compile section's models
 COMPILE_WARM = 6  # warm-up batches with a compiled network: compiles, the dynamic-shape recompile, graph records
 RECBOLE_TINY = (300, 200, 6_000)
-SECTIONS = ("floors", "epochs", "evaluation", "ease", "recbole", "compile", "trials")
+SECTIONS = ("floors", "epochs", "evaluation", "ease", "recbole", "trials", "compile")  # run in this order
 PLAN = {"floors": "matmul fp32/tf32/bf16, Cholesky + cholesky_inverse at items^2",
         "epochs": ", ".join(NEURAL) + " (+ Mult-VAE bf16)",
         "evaluation": "10,000 users, evaluate_ranking vs forward + device top-k",
         "ease": "EASE fit on the device",
         "recbole": "aerec vs RecBole 1.2.1 per epoch, Mult-VAE and RecVAE, ML-1M, alternating (skipped without RecBole)",
-        "compile": "Mult-VAE and Mult-DAE epochs under torch.compile (--compile-modes)",
-        "trials": "trials per minute: Mult-VAE study, 1 job vs N jobs (Optuna)"}
+        "trials": "trials per minute: Mult-VAE study, 1 job vs N jobs (Optuna)",
+        "compile": "Mult-VAE and Mult-DAE epochs under torch.compile (--compile-modes)"}
 
 
 def dense_layers(n_items: int, hidden: tuple[int, ...], latent: int) -> list[tuple[int, int]]:
@@ -402,7 +453,7 @@ def recbole_lines(r: dict | None) -> list[str]:
                "epoch (median; per-round medians in brackets):", "",
            "| model | aerec | RecBole | speed-up | goal |", "|---|---:|---:|---:|---:|"]
     for name, m in r["models"].items():
-        rounds = lambda rs: ", ".join(f"{sorted(x)[len(x) // 2]:.3f}" for x in rs)  # noqa: E731
+        rounds = lambda rs: ", ".join(f"{statistics.median(x):.3f}" for x in rs)  # noqa: E731
         out.append(f"| {name} | {m['aerec_s']:.3f} s [{rounds(m['aerec_rounds'])}] | {m['recbole_s']:.3f} s "
                    f"[{rounds(m['recbole_rounds'])}] | **{m['speedup']:.2f}x** | >= 3x |")
     return out

@@ -67,7 +67,7 @@ def test_a_failing_compiler_costs_one_line_and_gives_the_eager_fit(name, where, 
     monkeypatch.setattr(torch, "compile", _fake_compile(where, calls))
     model, got = fit(name, compile=True, compile_mode="reduce-overhead")
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert calls and all(c == {"mode": "reduce-overhead"} for c in calls)
+    assert calls and all(c == {"mode": "reduce-overhead", "dynamic": True} for c in calls)
     assert len(err) == 1 and "torch.compile failed" in err[0] and "continuing uncompiled" in err[0], err
     assert "Traceback" not in err[0] and not model.compiled
     assert got == eager
@@ -95,7 +95,7 @@ def test_cli_set_compile_reaches_the_model_and_bad_modes_are_refused(tmp_path, m
     assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1 and not calls
     assert main([*args, "--out", str(tmp_path / "run"), "--set", "compile=true", "--set",
                  "compile_mode=reduce-overhead"]) == 0
-    assert calls and calls[0] == {"mode": "reduce-overhead"}
+    assert calls and calls[0] == {"mode": "reduce-overhead", "dynamic": True}
     assert "Traceback" not in capsys.readouterr().err
 
 

@@ -188,7 +188,8 @@ class TorchRecommender(Recommender):
         self._compile_state = "trying"
         for module in self.compile_modules():
             try:
-                module.compile(mode=self.config.compile_mode)
+                # dynamic: a sparse batch's entry count changes with every batch (no recompile each time)
+                module.compile(mode=self.config.compile_mode, dynamic=True)
             except Exception as e:  # noqa: BLE001  (any compiler failure: eager is always correct)
                 self.compile_failed(e)
                 return
