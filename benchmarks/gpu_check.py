@@ -25,8 +25,10 @@ Measures, in one process unless said otherwise, on ML-20M-shaped synthetic data 
 7. ``compile``: Mult-VAE and Mult-DAE epochs with ``compile=true`` (``torch.compile`` of the
    network, ``dynamic=True``), for each of ``--compile-modes`` (default ``reduce-overhead``, which
    captures CUDA graphs, then ``default``), against section 2's uncompiled epochs (same batches and
-   seeds); the warm-up (compilation and first steps) is reported apart. A compiler failure is a
-   row marked "fell back to eager", never a traceback. Not run with ``--tiny``.
+   seeds); the warm-up (compilation and first steps) is reported apart. Under ``reduce-overhead``
+   their batches are padded to a few entry counts (``layers.pad_entries``), so the graphs replay.
+   A compiler failure is a row marked "fell back to eager", never a traceback. Not run with
+   ``--tiny``.
 
 Writes ``benchmarks/results/gpu/gpu_check.{json,md}`` and replaces the section between the
 ``gpu_check`` markers of docs/performance.md. Without CUDA it stops with one line (exit 2).

@@ -173,6 +173,25 @@ class DeviceRows:
                            n_rows=n, n_cols=self.shape[1])
 
 
+def pad_entries(batch: SparseBatch, bits: int = 4) -> SparseBatch:
+    """``batch`` with zero-valued entries (item 0, in the last row) appended up to a round entry
+    count: a multiple of 2^(bit_length(nnz) - bits), so at most 1 / 2^(bits - 1) more entries.
+
+    Where every entry counts through its value (the embedding-bag sum, the L2 norm, dropout, the
+    multinomial NLL), a zero entry changes no number. A compiled step then sees a few shapes
+    instead of one per batch, so CUDA graphs are replayed rather than recorded again."""
+    nnz = batch.indices.numel()
+    step = 1 << max(nnz.bit_length() - bits, 0)
+    extra = -(-nnz // step) * step - nnz
+    if extra == 0 or batch.n_rows == 0:
+        return batch
+    fill = lambda value, like: torch.full((extra,), value, dtype=like.dtype, device=like.device)  # noqa: E731
+    return SparseBatch(indices=torch.cat([batch.indices, fill(0, batch.indices)]), offsets=batch.offsets,
+                       values=torch.cat([batch.values, fill(0, batch.values)]),
+                       rows=torch.cat([batch.rows, fill(batch.n_rows - 1, batch.rows)]),
+                       n_rows=batch.n_rows, n_cols=batch.n_cols)
+
+
 def batch_order(n_rows: int, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
     """Row index chunks of size batch_size, shuffled when rng is given; the last one may be short."""
     order = rng.permutation(n_rows) if rng is not None else np.arange(n_rows)

@@ -113,5 +113,8 @@ class MultDAE(TorchRecommender):
 
         return self.step_epoch(train, rng, loss_of)
 
+    def entries_may_pad(self) -> bool:
+        return True  # the NLL, L2 norm, dropout and first layer weight each entry by its value
+
     def _forward(self, batch: SparseBatch) -> torch.Tensor:
         return self.net(batch)

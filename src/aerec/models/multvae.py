@@ -230,6 +230,11 @@ class MultVAE(StepCounted, TorchRecommender):
 
         return self.step_epoch(train, rng, loss_of)
 
+    def entries_may_pad(self) -> bool:
+        # the multinomial NLL, L2 norm, dropout and first layer weight each entry by its value;
+        # subclasses add terms that read entries by position (RaCT's critic, the ranking losses)
+        return type(self) is MultVAE and self.config.loss == "multinomial"
+
     def recon_loss(self, logits: torch.Tensor, target: SparseBatch) -> torch.Tensor:
         """Per-row reconstruction term chosen by ``loss``."""
         c = self.config

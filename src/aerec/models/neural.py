@@ -301,7 +301,7 @@ class TorchRecommender(Recommender):
     def batches(self, train: sp.csr_matrix, rng: np.random.Generator | None, batch_size: int | None = None):
         """Yield (row indices, SparseBatch) over shuffled training rows; batches are gathered on
         the model's device from the matrix moved there once (no host copy per step)."""
-        from aerec.models.layers import batch_order
+        from aerec.models.layers import batch_order, pad_entries
 
         if self._shard is not None:  # multi-process: this rank's slice of each global batch
             yield from self._shard.batches(train.shape[0], batch_size or self.config.batch_size, rng is not None,
@@ -316,8 +316,22 @@ class TorchRecommender(Recommender):
             from aerec import ui
 
             chunks = ui.batches(chunks, total=len(order))
+        pad = rng is not None and self.pads_batches()
         for rows, start in chunks:
-            yield rows, held.batch(rows, None if order_dev is None else order_dev[start : start + len(rows)])
+            batch = held.batch(rows, None if order_dev is None else order_dev[start : start + len(rows)])
+            yield rows, pad_entries(batch) if pad else batch
+
+    def pads_batches(self) -> bool:
+        """Training batches padded to a few entry counts (``layers.pad_entries``): only when CUDA
+        graphs are captured (compiled, ``reduce-overhead``, on a GPU) and the model's loss reads
+        every entry through its value (``entries_may_pad``)."""
+        return (self._compile_state is not None and self.config.compile_mode == "reduce-overhead"
+                and self.device.type == "cuda" and self.entries_may_pad())
+
+    def entries_may_pad(self) -> bool:
+        """True when zero-valued entries appended to a batch change no number of the model's step
+        (see ``layers.pad_entries``). Off unless a model says so."""
+        return False
 
     def run_steps(self, train: sp.csr_matrix, rng: np.random.Generator, loss_of, optimizer: str = "main",
                   total: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
