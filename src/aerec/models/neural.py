@@ -196,12 +196,21 @@ class TorchRecommender(Recommender):
             module._compiled_call_impl = self._guarded(module, module._compiled_call_impl)
 
     def _guarded(self, module: torch.nn.Module, compiled):
+        # CUDA graphs write each call's outputs into the same memory: a caller that keeps them
+        # (scoring's blocks) would read the next call's numbers. A copy costs one pass over them.
+        own = self.config.compile_mode == "reduce-overhead" and self.device.type == "cuda"
+
         def call(*args, **kwargs):
             if self._compile_state is not None:
                 try:
-                    return compiled(*args, **kwargs)
+                    out = compiled(*args, **kwargs)
                 except Exception as e:  # noqa: BLE001
                     self.compile_failed(e)
+                else:
+                    if not own:
+                        return out
+                    copy = lambda t: t.clone() if isinstance(t, torch.Tensor) else t  # noqa: E731
+                    return tuple(map(copy, out)) if isinstance(out, tuple) else copy(out)
             return module._call_impl(*args, **kwargs)
 
         return call  # nn.Module.__call__ routes here while it is set
