@@ -126,3 +126,21 @@ def test_compile_section_reports_a_failing_compiler_as_a_fallback(monkeypatch):
     assert all(r["epoch_s"] > 0 and r["warmup_s"] > 0 for r in rows)
     table = "\n".join(gc.compile_lines(rows, {"multvae": {"epoch_s": 1.0}}))
     assert "no: fell back to eager" in table and "| multdae | reduce-overhead |" in table
+
+
+def test_compile_section_checks_compiled_scores_against_eager_once(monkeypatch):
+    gc = _gpu_check()
+    from aerec.data import synth
+
+    def shifted(fn, **kwargs):  # a "compiler" whose logits are off by 0.5 (the softmax loss cannot tell)
+        def compiled(*a, **k):
+            out = fn(*a, **k)
+            return (out[0] + 0.5, *out[1:]) if isinstance(out, tuple) else out + 0.5
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", shifted)
+    train = synth(600, 120, 6_000, seed=0).csr("ones")
+    rows = gc.compile_epochs(train, "cpu", 1, ["default"], lambda: False)
+    assert [r["compiled"] for r in rows] == [True, True]
+    assert rows[0]["scores_vs_eager"]["max_abs_diff"] == pytest.approx(0.5) and "scores_vs_eager" not in rows[1]
+    assert "against the same weights run eagerly" in "\n".join(gc.compile_lines(rows, {}))
