@@ -44,7 +44,7 @@ evaluation about 3 s; EASE 1-2 s on the device (36 s if it ran on the host); rec
 0.05 + 0.09 s, RecVAE 0.35 + 0.6 s an epoch); trials 60-100 s (16 processes starting CUDA);
 compile about 30 s a model and mode (Inductor on 16 host cores; a CPU compile of a tiny Mult-VAE
 takes about 40 s on 2 cores here), 2 x 2 = about 120 s, and 30 s more for the scoring check's
-eval-mode compile. About 5 min in all; past ``--budget``
+eval-mode compile. About 5.5 min in all; past ``--budget``
 the last sections (the second compile mode first) are skipped, and a second call with
 ``--skip`` of what is done finishes them.
 
