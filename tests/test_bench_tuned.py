@@ -212,3 +212,43 @@ def test_failed_trials_of_the_tuned_suite_log_their_tracebacks_in_the_study_log(
     assert str(log) in str(err.value)
     assert "Traceback" in log.read_text() and "ResourceError" in log.read_text()
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_model_whose_library_is_missing_is_refused_before_any_work(tmp_path, monkeypatch):
+    # The tuned suite used to find out only when the model's cells came up, hours into a run.
+    import sys
+
+    from aerec.deps import MissingDependency
+    from aerec.models.ease import EASE
+
+    boom = lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran"))  # noqa: E731
+    monkeypatch.setattr(tuned_mod, "tune_cell", boom)
+    monkeypatch.setattr(tuned_mod, "run_cell", boom)
+    monkeypatch.setattr(EASE, "requires", (("aerec_absent_lib", "absent"),), raising=False)
+    monkeypatch.setitem(sys.modules, "aerec_absent_lib", None)  # import fails
+    with pytest.raises(MissingDependency, match="model 'ease' needs"):
+        run_tuned(tmp_path / "o", datasets=["tiny"], models=["pop", "ease"], folds=3, trials=1,
+                  loader=lambda n: DATA, storage="memory")
+
+
+def test_a_failed_cell_cancels_the_queued_ones():
+    import threading
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    ran, gate = [], threading.Event()
+
+    def job(i):
+        if i == 0:
+            raise RuntimeError("cell 0 failed")
+        gate.wait(2)
+        ran.append(i)
+
+    with pytest.raises(RuntimeError, match="cell 0 failed"):
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [pool.submit(job, i) for i in range(20)]
+            with grid.cancel_on_failure(pool):
+                for fut in as_completed(futures):
+                    fut.result()
+    # the job running beside the failure, and one its worker may take before the cancel, finish
+    # (their gate times out); the other 17 queued never start
+    assert len(ran) <= 2

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aerec import __version__, fsutil, ui
 from aerec.bench import published, report, suites
-from aerec.bench.grid import Cell, load_cell, run_cell, save_cell
+from aerec.bench.grid import Cell, cancel_on_failure, load_cell, run_cell, save_cell
 from aerec.bench.suites import suite_models
 from aerec.errors import ConfigError
 
@@ -325,9 +325,10 @@ def _run_parallel(todo, out: Path, jobs: int, progress: Progress) -> list[dict]:
     done = []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(_worker, (cell, fold, task, threads)): cell for cell, fold, task in todo}
-        for fut in as_completed(futures):
-            cell, result = fut.result()
-            save_cell(cell, out, result)
-            done.append(result)
-            progress.done(futures[fut], result)
+        with cancel_on_failure(pool):
+            for fut in as_completed(futures):
+                cell, result = fut.result()
+                save_cell(cell, out, result)
+                done.append(result)
+                progress.done(futures[fut], result)
     return done

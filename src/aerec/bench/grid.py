@@ -6,6 +6,7 @@ cell and a rerun skips them. Per-user metric arrays are kept for the paired sign
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -156,3 +157,14 @@ def evaluate_cell(cell: Cell, model, fold, task: str):
         metrics = {k: float(v) for k, v in evaluation.summarize(raw).items()}
         per_user = {k: np.asarray(v) for k, v in raw.items()}
     return metrics, per_user, time.perf_counter() - t0
+
+
+@contextlib.contextmanager
+def cancel_on_failure(pool):
+    """A cell that fails ends the run at once: the cells still queued are cancelled. (Leaving the
+    pool's block with the error would first run every queued cell and throw their results away.)"""
+    try:
+        yield
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from aerec import fsutil, ui
 from aerec.bench import _command
-from aerec.bench.grid import Cell, evaluate_cell, load_cell, run_cell, save_cell
+from aerec.bench.grid import Cell, cancel_on_failure, evaluate_cell, load_cell, run_cell, save_cell
 from aerec.bench.suites import suite_models
 from aerec.bench.tuned_report import (  # noqa: F401  (the report's names, as before the split)
     comparison,
@@ -70,8 +70,8 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     trial_jobs: each study runs that many trials at once, in processes sharing its storage (not
     part of the cells' keys: it changes how fast a study runs, not what it searches).
     """
+    from aerec import deps, protocols
     from aerec import models as registry
-    from aerec import protocols
     from aerec import storage as storagemod
     from aerec.bench import _previous, _where, fingerprint, machine, plan, versions
     from aerec.tune import FINAL, search_space
@@ -83,8 +83,9 @@ def run_tuned(out, datasets=("ml-100k",), models=None, folds: int = 5, seed: int
     _STUDIES.clear()  # shared by the folds of this run only
     paper = suite_models("paper")
     chosen = list(models) if models else list(paper)
-    for m in chosen:
-        registry.get(m)
+    # unknown names and missing optional libraries fail before any work (a model whose library is
+    # missing used to fail only when its cells came up, hours into a run)
+    deps.check(*(registry.get(m) for m in chosen))
     if where:
         from aerec import devices
 
@@ -378,9 +379,10 @@ def _run_parallel(jobs_todo, out: Path, jobs: int) -> list[dict]:
     done = []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(_worker, (*job, threads)) for job in jobs_todo]
-        for fut in as_completed(futures):
-            job, result = fut.result()
-            done.append(_finish(out, job, result))
+        with cancel_on_failure(pool):
+            for fut in as_completed(futures):
+                job, result = fut.result()
+                done.append(_finish(out, job, result))
     return done
 
 
