@@ -8,6 +8,7 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import hostile_ids
 
 import aerec.data
 from aerec import protocols
@@ -367,11 +368,6 @@ def test_export_refuses_foreign_folder_and_cleans_stale_folds(tmp_path):
 @pytest.mark.filterwarnings("ignore::aerec.data.DataWarning")
 def test_export_keeps_hostile_ids_exact(tmp_path):
     # A bare carriage return inside an id used to be written unquoted, so readers split the line there.
-    import sys
-
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-    from helpers import hostile_ids
-
     items = hostile_ids(150)
     assert any("\r" in i for i in items)
     rng = np.random.default_rng(3)
